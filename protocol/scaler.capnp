@@ -1,0 +1,229 @@
+@0x82f10108f05ed14d;
+# Wire protocol of the scaler engine. Every ZeroMQ message is one `Message` (this file) in the
+# first frame, encoded as an unpacked Cap'n Proto single-segment-or-more message, optionally
+# followed by payload frames whose meaning the message states. See PROTOCOL.md.
+
+# Identifiers are opaque byte strings: task and object ids are 16 random bytes, peer ids are the
+# ZeroMQ identities of DEALER sockets (ASCII, for readability in logs).
+
+struct Capability {
+  name @0 :Text;
+  quantity @1 :Int64;        # -1: presence only; n >= 0: the task uses n units of it
+}
+
+struct ObjectInput {
+  # A value a task needs that is not in its argument blob: a dependency's result in a graph, or an
+  # object sent with Client.send_object. Either carried inline or kept in the object storage.
+  objectId @0 :Data;
+  inline @1 :Data;           # the pickled value when small
+  stored @2 :Bool;           # true: fetch `objectId` from the object storage
+}
+
+struct Task {
+  taskId @0 :Data;
+  clientId @1 :Data;         # owner: results go back to it, its objects are freed with it
+  functionId @2 :Data;       # object id of the pickled callable (in the object storage)
+  args @3 :Data;             # pickled (args, kwargs) when small
+  argsStored @4 :Bool;       # true: the argument blob is the stored object `argsObjectId`
+  argsObjectId @5 :Data;
+  inputs @6 :List(ObjectInput);
+  dependencies @7 :List(Data);   # graph tasks: ids of tasks whose results are inputs
+  requested @8 :Bool;        # graph tasks: the client wants this result (always true for submit)
+  priority @9 :Int32;        # higher runs first; nested tasks get their parent's priority + 1
+  capabilities @10 :List(Capability);
+  streamOutput @11 :Bool;
+  graphId @12 :Data;         # empty for plain tasks
+  retries @13 :Int32;        # scheduler -> worker: how many workers died running it so far
+}
+
+struct TaskBatch {
+  tasks @0 :List(Task);
+}
+
+enum TaskStatus {
+  success @0;
+  failed @1;                 # value: the pickled exception (with remote traceback)
+  cancelled @2;
+  workerDied @3;             # value: pickled error; the task exceeded its retry limit
+  noWorker @4;               # value: pickled error; no worker can ever satisfy its capabilities
+  timeout @5;
+  schedulerError @6;         # value: pickled error raised by the scheduler (bad graph, ...)
+}
+
+struct Profiling {
+  durationSeconds @0 :Float64;
+  cpuSeconds @1 :Float64;
+  peakMemoryBytes @2 :UInt64;
+}
+
+struct TaskResult {
+  taskId @0 :Data;
+  status @1 :TaskStatus;
+  value @2 :Data;            # inline pickled value when small
+  stored @3 :Bool;           # true: the value is the stored object with id `taskId`
+  profiling @4 :Profiling;
+  clientId @5 :Data;         # worker -> scheduler only (routing hint)
+}
+
+struct ResultBatch {
+  results @0 :List(TaskResult);
+}
+
+struct TaskCancel {
+  taskIds @0 :List(Data);
+}
+
+struct TaskLog {
+  taskId @0 :Data;
+  stream @1 :Text;           # "stdout" or "stderr"
+  text @2 :Text;
+}
+
+struct ClientHello {
+  clientId @0 :Data;
+  version @1 :UInt32;
+}
+
+struct Welcome {
+  # scheduler -> client or worker, answer to ClientHello / WorkerHello
+  objectStorageAddress @0 :Text;
+  schedulerAddress @1 :Text;
+  heartbeatIntervalSeconds @2 :Float64;
+}
+
+struct WorkerHello {
+  workerId @0 :Data;
+  hostname @1 :Text;
+  pid @2 :UInt32;
+  capabilities @3 :List(Capability);
+  clusterId @4 :Data;
+  version @5 :UInt32;
+}
+
+struct Heartbeat {
+  # client or worker -> scheduler; answered with HeartbeatEcho
+  cpuPercent @0 :Float32;
+  rssBytes @1 :UInt64;
+  queuedTasks @2 :UInt32;
+  blockedTasks @3 :UInt32;   # tasks waiting on their own nested tasks
+}
+
+struct HeartbeatEcho {
+  unused @0 :Bool;
+}
+
+struct WorkerBlocked {
+  # worker -> scheduler: the number of its running tasks that are blocked waiting on children
+  # changed; each blocked task frees one slot for other work
+  blockedTasks @0 :UInt32;
+}
+
+struct ClientDisconnect {
+  shutdownScheduler @0 :Bool;
+}
+
+struct ShutdownResponse {
+  accepted @0 :Bool;
+  reason @1 :Text;
+}
+
+struct WorkerDisconnect {
+  # worker -> scheduler: the worker leaves; tasks it had not started are handed back
+  returnedTasks @0 :List(Data);
+  reason @1 :Text;
+}
+
+struct WorkerDied {
+  # cluster -> scheduler: a worker process of this cluster exited without saying goodbye
+  workerId @0 :Data;
+  exitCode @1 :Int32;
+}
+
+struct SchedulerShutdown {
+  reason @0 :Text;
+}
+
+struct ObjectPut {
+  # followed by the payload frames: frame 0 is the pickle stream, the rest its out-of-band buffers
+  objectId @0 :Data;
+  ownerId @1 :Data;
+}
+
+struct ObjectGet {
+  objectIds @0 :List(Data);
+}
+
+struct ObjectData {
+  # storage -> requester, one per requested id, followed by its payload frames when found
+  objectId @0 :Data;
+  found @1 :Bool;
+  frameCount @2 :UInt32;
+}
+
+struct ObjectDelete {
+  objectIds @0 :List(Data);
+}
+
+struct ObjectDeleteOwner {
+  ownerId @0 :Data;
+}
+
+struct WorkerStatus {
+  workerId @0 :Data;
+  hostname @1 :Text;
+  pid @2 :UInt32;
+  cpuPercent @3 :Float32;
+  rssBytes @4 :UInt64;
+  running @5 :UInt32;
+  queued @6 :UInt32;
+  sent @7 :UInt64;
+  blocked @8 :UInt32;
+  capabilities @9 :List(Capability);
+}
+
+struct MessageCount {
+  name @0 :Text;
+  count @1 :UInt64;
+}
+
+struct MonitorStatus {
+  # scheduler -> PUB monitor socket, once per status interval while anyone subscribes
+  timestamp @0 :Float64;
+  cpuPercent @1 :Float32;
+  rssBytes @2 :UInt64;
+  pending @3 :UInt64;
+  running @4 :UInt64;
+  succeeded @5 :UInt64;
+  failed @6 :UInt64;
+  cancelled @7 :UInt64;
+  clients @8 :UInt32;
+  workers @9 :List(WorkerStatus);
+  sent @10 :List(MessageCount);
+  received @11 :List(MessageCount);
+}
+
+struct Message {
+  union {
+    taskBatch @0 :TaskBatch;
+    resultBatch @1 :ResultBatch;
+    taskCancel @2 :TaskCancel;
+    taskLog @3 :TaskLog;
+    clientHello @4 :ClientHello;
+    welcome @5 :Welcome;
+    workerHello @6 :WorkerHello;
+    heartbeat @7 :Heartbeat;
+    heartbeatEcho @8 :HeartbeatEcho;
+    workerBlocked @9 :WorkerBlocked;
+    clientDisconnect @10 :ClientDisconnect;
+    shutdownResponse @11 :ShutdownResponse;
+    workerDisconnect @12 :WorkerDisconnect;
+    workerDied @13 :WorkerDied;
+    schedulerShutdown @14 :SchedulerShutdown;
+    objectPut @15 :ObjectPut;
+    objectGet @16 :ObjectGet;
+    objectData @17 :ObjectData;
+    objectDelete @18 :ObjectDelete;
+    objectDeleteOwner @19 :ObjectDeleteOwner;
+    monitorStatus @20 :MonitorStatus;
+  }
+}

@@ -1,0 +1,313 @@
+"""Client: the user-facing API (submit, map, starmap, get, send_object) on top of ClientConnection.
+
+Everything the client sends is pickled with cloudpickle; the cluster unpickles it. Only connect to
+schedulers you trust, and only let trusted clients reach yours.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from scaler_core import protocol
+from scaler_core.client.connection import ClientConnection
+from scaler_core.client.futures import ScalerFuture
+from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
+from scaler_core.client.graph_refs import KeyRef, ObjectReference
+from scaler_core.errors import ClientError, ConnectTimeoutError, SchedulerDiedError
+from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
+from scaler_core.worker import context as worker_context
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+NESTED_PRIORITY_STEP = 1 << 22
+
+
+class Client:
+    """Connects to a scheduler and submits tasks.
+
+    `address` defaults to the scheduler of the worker when created inside a task (nested tasks).
+    `timeout_seconds` bounds the connection attempt and how long the scheduler may stay silent
+    before pending futures fail with SchedulerDiedError."""
+
+    def __init__(self, address: Optional[str] = None, profiling: bool = False, timeout_seconds: float = 60.0,
+                 heartbeat_interval_seconds: float = 1.0, stream_output: bool = False):
+        if address is None:
+            address = worker_context.current_scheduler_address()
+            if address is None:
+                raise ClientError("Client() needs an address (tcp://HOST:PORT) outside of a worker")
+        if not isinstance(address, str) or not address.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ClientError(f"invalid scheduler address {address!r}; expected tcp://HOST:PORT")
+        self.address = address
+        self.timeout_seconds = timeout_seconds
+        self.profiling = profiling
+        self.stream_output = stream_output
+        self.client_id = b"C|%d|%s" % (os.getpid(), new_id().hex().encode())
+        self._functions: Dict[int, Tuple[Callable, bytes]] = {}
+        self._functions_lock = threading.Lock()
+        self._objects: Dict[bytes, ObjectReference] = {}
+        self._closed = False
+        self._connection = ClientConnection(address, self.client_id, timeout_seconds, heartbeat_interval_seconds)
+        self._connection.start()
+        self._connection.welcomed.wait(timeout_seconds + 5)
+        if not self._connection.welcomed.is_set() or self._connection.closed.is_set():
+            self._connection.post("disconnect", False) if not self._connection.closed.is_set() else None
+            self._connection.join(5)
+            self._closed = True
+            raise ConnectTimeoutError(f"could not connect to a scheduler at {address} within {timeout_seconds:g}s")
+
+    # --- pickling: a Client passed to a task reconnects there ---------------------------------
+
+    def __reduce__(self):
+        return _nested_client, (self.address,)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.disconnect()
+        return False
+
+    def __repr__(self):
+        return f"<Client {self.address} {'closed' if self._closed else 'connected'}>"
+
+    @property
+    def connected(self) -> bool:
+        return not self._closed and not self._connection.closed.is_set()
+
+    # --- tasks ----------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> ScalerFuture:
+        """Run fn(*args, **kwargs) on the cluster; returns a concurrent.futures.Future."""
+        return self.submit_verbose(fn, args, kwargs)
+
+    def submit_verbose(self, fn: Callable, args: Sequence = (), kwargs: Optional[Dict[str, Any]] = None,
+                       capabilities: Optional[Dict[str, int]] = None) -> ScalerFuture:
+        self._check_open()
+        if not callable(fn):
+            raise TypeError(f"submit needs a callable, got {fn!r}")
+        function_id = self._function_id(fn)
+        task, future = self._make_task(function_id, tuple(args), dict(kwargs or {}), capabilities)
+        self._send_tasks([task], [future])
+        return future
+
+    def map(self, fn: Callable, *iterables: Iterable, capabilities: Optional[Dict[str, int]] = None) -> List[Any]:
+        """Like the builtin map (stops at the shortest iterable), run on the cluster; returns results."""
+        if not iterables:
+            raise TypeError("map() needs at least one iterable")
+        return self.starmap(fn, zip(*iterables), capabilities=capabilities)
+
+    def starmap(self, fn: Callable, iterable: Iterable[Sequence], capabilities: Optional[Dict[str, int]] = None) -> List[Any]:
+        futures = self.starmap_futures(fn, iterable, capabilities=capabilities)
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            self.cancel(futures)
+            raise
+
+    def starmap_futures(self, fn: Callable, iterable: Iterable[Sequence],
+                        capabilities: Optional[Dict[str, int]] = None) -> List[ScalerFuture]:
+        """Submit fn(*item) for each item; the function is shipped once for the whole call."""
+        self._check_open()
+        if not callable(fn):
+            raise TypeError(f"map needs a callable, got {fn!r}")
+        function_id = self._function_id(fn)
+        futures: List[ScalerFuture] = []
+        iterator = iter(iterable)
+        while True:
+            chunk = list(itertools.islice(iterator, BATCH_SIZE))
+            if not chunk:
+                return futures
+            tasks, chunk_futures = [], []
+            for item in chunk:
+                task, future = self._make_task(function_id, tuple(item), {}, capabilities)
+                tasks.append(task)
+                chunk_futures.append(future)
+            self._send_tasks(tasks, chunk_futures)
+            futures.extend(chunk_futures)
+
+    def cancel(self, futures: Iterable[Future]) -> None:
+        for future in futures:
+            future.cancel()
+
+    # --- graphs ---------------------------------------------------------------------------------
+
+    def get(self, graph: Dict, keys: Sequence, capabilities: Optional[Dict[str, int]] = None) -> Dict:
+        """Compute the Dask-style dict graph and return {key: value} for `keys`."""
+        if not isinstance(keys, (list, tuple)) or (isinstance(keys, tuple) and keys in graph):
+            keys = [keys]
+        missing = [key for key in keys if key not in graph]
+        if missing:
+            raise KeyError(f"keys not in the graph: {missing!r}")
+        futures = self.submit_graph(convert_legacy_graph(graph), list(keys), capabilities=capabilities)
+        try:
+            return {key: futures[key].result() for key in keys}
+        except BaseException:
+            self.cancel(futures.values())
+            raise
+
+    def submit_graph(self, tasks: Dict[Any, Tuple[Callable, tuple, dict]], keys: Sequence,
+                     priorities: Optional[Dict[Any, int]] = None,
+                     capabilities: Optional[Dict[str, int]] = None) -> Dict[Any, ScalerFuture]:
+        """Submit a graph of tasks {key: (fn, args, kwargs)} whose arguments may hold KeyRef(other key).
+
+        Returns {key: future} for `keys`; every other task is an intermediate freed when its
+        dependents are done. Raises GraphError / GraphCycleError before anything runs."""
+        self._check_open()
+        submission = GraphSubmission(tasks, keys, self._reference_of_objects, priorities)
+        ordered = submission.prepare()
+        base_priority = self._base_priority()
+        graph_id = new_id()
+        futures: Dict[Any, ScalerFuture] = {}
+        batch_tasks, batch_futures = [], []
+        for key in ordered:
+            fn, args, kwargs = tasks[key]
+            task_id = submission.task_ids[key]
+            requested = key in submission.requested
+            task, future = self._make_task(
+                self._function_id(fn), args, kwargs, capabilities, task_id=task_id,
+                reference_of=submission.reference_of, graph_task_ids=submission.task_id_set, requested=requested,
+                priority=base_priority + submission.priority_of(key), graph_id=graph_id,
+                future=requested)
+            if future is not None:
+                futures[key] = future
+            batch_tasks.append(task)
+            batch_futures.append(future)
+            if len(batch_tasks) >= BATCH_SIZE:
+                self._send_tasks(batch_tasks, batch_futures)
+                batch_tasks, batch_futures = [], []
+        if batch_tasks:
+            self._send_tasks(batch_tasks, batch_futures)
+        return futures
+
+    # --- objects --------------------------------------------------------------------------------
+
+    def send_object(self, obj: Any, name: Optional[str] = None) -> ObjectReference:
+        """Store `obj` on the cluster once; pass the returned reference to any later task."""
+        self._check_open()
+        frames = dumps_frames(obj)
+        reference = ObjectReference(new_id(), name or "", frames_size(frames))
+        self._connection.post("put", reference.object_id, frames)
+        self._objects[reference.object_id] = reference
+        return reference
+
+    def clear_object(self, reference: ObjectReference) -> None:
+        self._check_open()
+        if self._objects.pop(reference.object_id, None) is not None:
+            self._connection.post("storage", protocol.ObjectDelete(object_ids=[reference.object_id]))
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """Leave the scheduler: pending futures are cancelled, this client's objects are freed."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._connection.closed.is_set():
+            try:
+                self._connection.post("disconnect", False)
+            except SchedulerDiedError:
+                pass
+        self._connection.join(10)
+
+    def shutdown(self) -> None:
+        """Ask the scheduler to shut down the whole cluster (refused when it is protected)."""
+        self._check_open()
+        self._connection.post("disconnect", True)
+        self._connection.join(15)
+        self._closed = True
+        response = self._connection.shutdown_response
+        if response is None:
+            raise ClientError("the scheduler did not answer the shutdown request")
+        if not response.accepted:
+            raise ClientError(f"the scheduler refused to shut down: {response.reason}")
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientError("this client is disconnected")
+        if self._connection.closed.is_set():
+            raise self._connection.failure or SchedulerDiedError("the connection to the scheduler is closed")
+
+    def _base_priority(self) -> int:
+        parent = worker_context.current_task_priority()
+        return 0 if parent is None else (parent // NESTED_PRIORITY_STEP + 1) * NESTED_PRIORITY_STEP
+
+    def _function_id(self, fn: Callable) -> bytes:
+        with self._functions_lock:
+            entry = self._functions.get(id(fn))
+            if entry is not None and entry[0] is fn:
+                return entry[1]
+        frames = dumps_frames(fn)
+        function_id = content_id(self.client_id, bytes(frames[0]))
+        with self._functions_lock:
+            self._functions[id(fn)] = (fn, function_id)  # holding fn keeps its id() from being reused
+        self._connection.post("put", function_id, frames)
+        return function_id
+
+    def _reference_of_objects(self, obj) -> Optional[bytes]:
+        return obj.object_id if type(obj) is ObjectReference else None
+
+    def _make_task(self, function_id: bytes, args: tuple, kwargs: dict, capabilities, *, task_id: bytes = b"",
+                   reference_of=None, graph_task_ids=None, requested: bool = True, priority: Optional[int] = None,
+                   graph_id: bytes = b"", future: bool = True):
+        task_id = task_id or new_id()
+        frames, references = dumps_with_references((args, kwargs), reference_of or self._reference_of_objects)
+        task = protocol.Task(
+            task_id=task_id, client_id=self.client_id, function_id=function_id, requested=requested,
+            priority=self._base_priority() if priority is None else priority, graph_id=graph_id,
+            stream_output=self.stream_output,
+        )
+        if len(frames) == 1 and len(frames[0]) <= INLINE_THRESHOLD:
+            task.args = frames[0]
+        else:
+            task.args_stored = True
+            task.args_object_id = new_id()
+            self._connection.post("put", task.args_object_id, frames)
+        dependencies = []
+        for object_id in dict.fromkeys(references):
+            if graph_task_ids is not None and object_id in graph_task_ids:
+                dependencies.append(object_id)
+            else:
+                task.inputs.append(protocol.ObjectInput(object_id=object_id, stored=True))
+        task.dependencies = dependencies
+        if capabilities:
+            task.capabilities = [protocol.Capability(name=str(name), quantity=int(quantity))
+                                 for name, quantity in capabilities.items()]
+        scaler_future = ScalerFuture(task_id, self._cancel_task) if future else None
+        return task, scaler_future
+
+    def _send_tasks(self, tasks: List, futures: List[Optional[ScalerFuture]]) -> None:
+        for future in futures:
+            if future is not None:
+                self._connection.futures[future.task_id] = future
+        self._connection.post("encoded", protocol.encode(protocol.TaskBatch(tasks=tasks)))
+
+    def _cancel_task(self, task_id: bytes) -> None:
+        if self._connection.futures.pop(task_id, None) is not None and not self._connection.closed.is_set():
+            try:
+                self._connection.post("message", protocol.TaskCancel(task_ids=[task_id]))
+            except SchedulerDiedError:
+                pass
+
+
+_nested_clients: Dict[str, Client] = {}
+_nested_lock = threading.Lock()
+
+
+def _nested_client(address: str) -> Client:
+    """A Client unpickled inside a worker: one shared connection per scheduler per process."""
+    own = worker_context.current_scheduler_address()
+    if own is not None and address != own:
+        address = own  # the worker knows how to reach its scheduler; the client's view may differ
+    with _nested_lock:
+        client = _nested_clients.get(address)
+        if client is None or not client.connected:
+            client = _nested_clients[address] = Client(address)
+        return client

@@ -1,0 +1,54 @@
+"""The futures a Client hands out: standard concurrent.futures.Future objects with extras."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from typing import Callable, Optional
+
+from scaler_core.worker import context
+
+
+class ScalerFuture(Future):
+    """A concurrent.futures.Future for one task.
+
+    `cancel()` works for queued and running tasks (a running task's worker process is replaced).
+    Inside a worker, waiting on a future frees the worker's slot for other work while it waits."""
+
+    def __init__(self, task_id: bytes, on_cancel: Optional[Callable[[bytes], None]] = None):
+        super().__init__()
+        self.task_id = task_id
+        self._on_cancel = on_cancel
+        self._profiling = None
+
+    def cancel(self) -> bool:
+        with self._condition:
+            if self.done():
+                return self.cancelled()
+        if self._on_cancel is not None:
+            self._on_cancel(self.task_id)
+        return super().cancel()
+
+    def result(self, timeout=None):
+        if not self.done() and context.in_worker():
+            with context.blocked_while_waiting():
+                return super().result(timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        if not self.done() and context.in_worker():
+            with context.blocked_while_waiting():
+                return super().exception(timeout)
+        return super().exception(timeout)
+
+    def profiling_info(self):
+        """Duration, CPU time and peak memory of the finished task (a protocol.Profiling)."""
+        if not self.done():
+            raise RuntimeError("profiling information is available once the task is done")
+        return self._profiling
+
+    def __await__(self):
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self):
+        return f"<ScalerFuture {self.task_id.hex()[:12]} {self._state}>"

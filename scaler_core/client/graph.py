@@ -1,0 +1,206 @@
+"""Graph submission on the client side: validation, ordering, and Dask-style dict graphs."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+
+from scaler_core.client.graph_refs import KeyRef, ObjectReference
+from scaler_core.errors import GraphCycleError, GraphError
+from scaler_core.serialization import new_id
+
+
+class GraphSubmission:
+    """Checks a {key: (fn, args, kwargs)} graph and orders it so every task follows its dependencies.
+
+    Dependencies are the KeyRefs found in each task's arguments (walked iteratively, so neither
+    deep graphs nor long chains recurse)."""
+
+    def __init__(self, tasks: Dict[Any, Tuple[Callable, tuple, dict]], keys: Sequence,
+                 reference_of_objects: Callable[[Any], Optional[bytes]], priorities: Optional[Dict[Any, int]] = None):
+        self.tasks = tasks
+        self.requested = set(keys)
+        self._reference_of_objects = reference_of_objects
+        self.priorities = priorities or {}
+        self.task_ids: Dict[Any, bytes] = {}
+        self.task_id_set = set()
+
+    def prepare(self) -> List:
+        missing = [key for key in self.requested if key not in self.tasks]
+        if missing:
+            raise KeyError(missing[0] if len(missing) == 1 else missing)
+        dependencies = {key: _key_refs((args, kwargs)) for key, (fn, args, kwargs) in self.tasks.items()}
+        for key, deps in dependencies.items():
+            for dep in deps:
+                if dep not in self.tasks:
+                    raise GraphError(f"Missing dependency {dep!r} for key {key!r}")
+        needed = _ancestors(self.requested, dependencies)
+        ordered = _topological_order(needed, dependencies)
+        for key in ordered:
+            task_id = new_id()
+            self.task_ids[key] = task_id
+            self.task_id_set.add(task_id)
+        return ordered
+
+    def reference_of(self, obj) -> Optional[bytes]:
+        if type(obj) is KeyRef:
+            return self.task_ids[obj.key]
+        return self._reference_of_objects(obj)
+
+    def priority_of(self, key) -> int:
+        # dask.order: lower numbers run first; the scheduler runs higher priorities first
+        return -min(int(self.priorities.get(key, 0)), (1 << 21) - 1)
+
+
+def _key_refs(value) -> List:
+    found = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is KeyRef:
+            found.append(item.key)
+        elif kind in (list, tuple, set, frozenset):
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item.values())
+    return found
+
+
+def _ancestors(roots, dependencies) -> set:
+    seen = set()
+    stack = list(roots)
+    while stack:
+        key = stack.pop()
+        if key in seen:
+            continue
+        seen.add(key)
+        stack.extend(dependencies[key])
+    return seen
+
+
+def _topological_order(keys, dependencies) -> List:
+    remaining = {key: len(set(dependencies[key])) for key in keys}
+    dependents: Dict[Any, List] = {key: [] for key in keys}
+    for key in keys:
+        for dep in set(dependencies[key]):
+            dependents[dep].append(key)
+    ready = [key for key, count in remaining.items() if count == 0]
+    ordered = []
+    while ready:
+        key = ready.pop()
+        ordered.append(key)
+        for dependent in dependents[key]:
+            remaining[dependent] -= 1
+            if remaining[dependent] == 0:
+                ready.append(dependent)
+    if len(ordered) != len(keys):
+        raise GraphCycleError(*_describe_cycle({key for key, count in remaining.items() if count > 0}, dependencies))
+    return ordered
+
+
+def _describe_cycle(unsorted, dependencies) -> Tuple[str, List]:
+    import networkx
+
+    graph = networkx.DiGraph()
+    for key in unsorted:
+        for dep in dependencies[key]:
+            if dep in unsorted:
+                graph.add_edge(key, dep)
+    try:
+        cycle = [edge[0] for edge in networkx.find_cycle(graph)]
+    except networkx.NetworkXNoCycle:  # pragma: no cover - unsorted keys always contain a cycle
+        cycle = sorted(unsorted, key=repr)
+    return f"the graph has a cycle: {' -> '.join(map(repr, cycle + cycle[:1]))}", cycle
+
+
+# --- Dask-style dict graphs (Client.get) --------------------------------------------------------
+
+
+def _identity(value):
+    return value
+
+
+class _Call:
+    """A task nested inside another task's arguments, evaluated on the worker."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn, args):
+        self.fn = fn
+        self.args = args
+
+
+def _evaluate(expression):
+    # Recursion follows the nesting inside one task's arguments, never the graph's dependency chain.
+    kind = type(expression)
+    if kind is _Call:
+        return expression.fn(*[_evaluate(arg) for arg in expression.args])
+    if kind in (list, tuple):
+        return kind(_evaluate(item) for item in expression)
+    if kind is dict:
+        return {key: _evaluate(value) for key, value in expression.items()}
+    return expression
+
+
+def _run_expression(expression):
+    return _evaluate(expression)
+
+
+def _is_task(value) -> bool:
+    return type(value) is tuple and len(value) > 0 and callable(value[0])
+
+
+def _is_key(item, graph) -> bool:
+    if type(item) not in (str, bytes, int, float, tuple):
+        return False
+    try:
+        return item in graph
+    except TypeError:
+        return False
+
+
+def _convert_argument(value, graph):
+    """A legacy-graph argument with keys turned into KeyRefs and nested tasks into _Call nodes."""
+    if _is_key(value, graph):
+        return KeyRef(value)
+    if _is_task(value):
+        return _Call(value[0], tuple(_convert_argument(arg, graph) for arg in value[1:]))
+    kind = type(value)
+    if kind in (list, tuple):
+        return kind(_convert_argument(item, graph) for item in value)
+    if kind is dict:
+        return {key: _convert_argument(item, graph) for key, item in value.items()}
+    return value
+
+
+def _contains_call(value) -> bool:
+    kind = type(value)
+    if kind is _Call:
+        return True
+    if kind in (list, tuple):
+        return any(_contains_call(item) for item in value)
+    if kind is dict:
+        return any(_contains_call(item) for item in value.values())
+    return False
+
+
+def convert_legacy_graph(graph: Dict[Hashable, Any]) -> Dict[Hashable, Tuple[Callable, tuple, dict]]:
+    """{key: (fn, *args) | alias key | literal} -> {key: (fn, args, kwargs)} with KeyRefs."""
+    tasks = {}
+    for key, value in graph.items():
+        if _is_task(value):
+            args = tuple(_convert_argument(arg, graph) for arg in value[1:])
+            if any(_contains_call(arg) for arg in args):
+                tasks[key] = (_run_expression, (_Call(value[0], args),), {})
+            else:
+                tasks[key] = (value[0], args, {})
+        elif _is_key(value, graph) and value != key:
+            tasks[key] = (_identity, (KeyRef(value),), {})
+        else:
+            converted = _convert_argument(value, graph) if type(value) in (list, dict) else value
+            if _contains_call(converted):
+                tasks[key] = (_run_expression, (converted,), {})
+            else:
+                tasks[key] = (_identity, (converted,), {})
+    return tasks
+

@@ -1,0 +1,63 @@
+"""Exceptions the engine raises in the caller, beside the tasks' own exceptions."""
+
+from concurrent.futures import CancelledError, TimeoutError  # noqa: F401  (re-exported)
+
+
+class ScalerError(Exception):
+    """Base of the engine's own errors."""
+
+
+class ClientError(ScalerError):
+    """The client could not do what was asked (not connected, closed, bad arguments)."""
+
+
+class ConnectTimeoutError(ClientError, ConnectionError):
+    """Nothing answered at the scheduler address within the client's timeout."""
+
+
+class SchedulerDiedError(ScalerError, ConnectionError):
+    """The scheduler stopped answering; every pending future of the client fails with this."""
+
+
+class WorkerDiedError(ScalerError):
+    """The task's worker died too often while running it (it probably kills its worker)."""
+
+
+class TaskTimeoutError(ScalerError, TimeoutError):
+    """The task ran longer than the cluster's task timeout and was stopped."""
+
+
+class NoWorkerError(ScalerError):
+    """No connected worker can ever run the task (its capabilities are not offered)."""
+
+
+class GraphError(ScalerError, ValueError):
+    """A task graph that cannot run: missing dependency, bad key."""
+
+
+class GraphCycleError(GraphError):
+    """The graph has a cycle; `cycle` holds the keys on it."""
+
+    def __init__(self, message, cycle=()):
+        super().__init__(message)
+        self.cycle = list(cycle)
+
+
+class SerializationError(ScalerError, TypeError):
+    """A function, argument, result or exception could not be (un)pickled."""
+
+
+class RemoteError(ScalerError):
+    """A task failed with an exception that could not be sent back as itself.
+
+    `remote_type` names the original exception type and `remote_traceback` holds its formatted
+    traceback."""
+
+    def __init__(self, message, remote_type="", remote_traceback=""):
+        super().__init__(message)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+
+    def __str__(self):
+        text = super().__str__()
+        return f"{text}\n\nRemote traceback:\n{self.remote_traceback}" if self.remote_traceback else text

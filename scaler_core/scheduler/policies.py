@@ -1,0 +1,127 @@
+"""Allocation policies: which worker gets a ready task. One class per policy, one interface.
+
+A policy only reads worker records and a task's capability requirements; it never mutates state,
+so each can be unit-tested on plain objects.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Optional
+
+from scaler_core.scheduler.records import TaskRecord, WorkerRecord
+
+# A worker gets enough tasks in flight to cover this much work, so it never idles while the next
+# batch travels, but not so many that an idle newcomer finds everything already handed out.
+PIPELINE_SECONDS = 0.02
+MIN_IN_FLIGHT = 2
+MAX_IN_FLIGHT = 512
+
+
+def in_flight_limit(worker: WorkerRecord) -> int:
+    by_duration = int(PIPELINE_SECONDS / max(worker.mean_duration, 1e-6))
+    return max(MIN_IN_FLIGHT, min(MAX_IN_FLIGHT, by_duration)) + worker.blocked
+
+
+def free_slots(worker: WorkerRecord) -> int:
+    if worker.closing:
+        return 0
+    return in_flight_limit(worker) - len(worker.assigned)
+
+
+class AllocationPolicy:
+    name = "base"
+
+    def choose(self, task: TaskRecord, workers: Iterable[WorkerRecord]) -> Optional[WorkerRecord]:
+        """The least-loaded worker that may run `task` now, or None."""
+        raise NotImplementedError
+
+    def can_ever_run(self, task: TaskRecord, workers: Iterable[WorkerRecord]) -> bool:
+        """Whether any of `workers` could run `task` once it is free."""
+        raise NotImplementedError
+
+    def on_assign(self, task: TaskRecord, worker: WorkerRecord) -> None:
+        pass
+
+    def on_release(self, task: TaskRecord, worker: WorkerRecord) -> None:
+        pass
+
+
+def _least_loaded(candidates: Iterable[WorkerRecord]) -> Optional[WorkerRecord]:
+    best = None
+    best_load = None
+    for worker in candidates:
+        slots = free_slots(worker)
+        if slots <= 0:
+            continue
+        load = len(worker.assigned) / in_flight_limit(worker)
+        if best is None or load < best_load:
+            best, best_load = worker, load
+    return best
+
+
+class EvenLoadPolicy(AllocationPolicy):
+    """Every worker is equal; capabilities are ignored (the reference's `even` policy)."""
+
+    name = "even"
+
+    def choose(self, task, workers):
+        return _least_loaded(workers)
+
+    def can_ever_run(self, task, workers):
+        return any(not worker.closing for worker in workers)
+
+
+class CapabilityPolicy(AllocationPolicy):
+    """A task runs only on workers offering every capability it names.
+
+    Beyond presence, integer quantities are honoured: a worker offering `gpu=2` holds at most two
+    `gpu=1` tasks at once. A quantity of -1 on either side means presence only."""
+
+    name = "capability"
+
+    def choose(self, task, workers):
+        required = task.required_capabilities()
+        return _least_loaded(worker for worker in workers if self._fits_now(required, worker))
+
+    def can_ever_run(self, task, workers):
+        required = task.required_capabilities()
+        return any(not worker.closing and self._offers(required, worker) for worker in workers)
+
+    def on_assign(self, task, worker):
+        for name, quantity in task.required_capabilities().items():
+            if quantity > 0:
+                worker.capability_usage[name] = worker.capability_usage.get(name, 0) + quantity
+
+    def on_release(self, task, worker):
+        for name, quantity in task.required_capabilities().items():
+            if quantity > 0:
+                worker.capability_usage[name] = worker.capability_usage.get(name, 0) - quantity
+
+    @staticmethod
+    def _offers(required: Dict[str, int], worker: WorkerRecord) -> bool:
+        for name, quantity in required.items():
+            offered = worker.capabilities.get(name)
+            if offered is None:
+                return False
+            if quantity > 0 and offered >= 0 and quantity > offered:
+                return False
+        return True
+
+    def _fits_now(self, required: Dict[str, int], worker: WorkerRecord) -> bool:
+        if not self._offers(required, worker):
+            return False
+        for name, quantity in required.items():
+            offered = worker.capabilities[name]
+            if quantity > 0 and offered >= 0 and worker.capability_usage.get(name, 0) + quantity > offered:
+                return False
+        return True
+
+
+POLICIES = {policy.name: policy for policy in (EvenLoadPolicy, CapabilityPolicy)}
+
+
+def make_policy(name: str) -> AllocationPolicy:
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        raise ValueError(f"unknown allocate policy {name!r}; choose one of {sorted(POLICIES)}") from None

@@ -1,0 +1,88 @@
+"""What the scheduler remembers about each task, worker and client."""
+
+from __future__ import annotations
+
+import enum
+from typing import Dict, List, Optional
+
+from scaler_core import protocol
+
+
+class TaskState(enum.IntEnum):
+    WAITING = 0    # graph task whose dependencies are not all done
+    QUEUED = 1     # ready, in the scheduler's queue
+    ASSIGNED = 2   # sent to a worker (queued there or running)
+    DONE = 3       # finished; kept only while dependents still need its result
+
+
+class TaskRecord:
+    __slots__ = (
+        "task", "state", "worker", "waiting_on", "dependents", "pending_dependents", "result_inline",
+        "result_stored", "status", "error_value", "client_released", "cancel_requested", "no_worker_since",
+        "sequence",
+    )
+
+    def __init__(self, task: "protocol.Task", sequence: int):
+        self.task = task
+        self.state = TaskState.WAITING
+        self.worker: Optional[bytes] = None
+        self.waiting_on = 0
+        self.dependents: List[bytes] = []
+        self.pending_dependents = 0  # dependents not yet finished: the result must stay available
+        self.result_inline: Optional[bytes] = None
+        self.result_stored = False
+        self.status: Optional[str] = None
+        self.error_value: bytes = b""
+        self.client_released = False
+        self.cancel_requested = False
+        self.no_worker_since: Optional[float] = None
+        self.sequence = sequence
+
+    @property
+    def task_id(self) -> bytes:
+        return self.task.task_id
+
+    @property
+    def client_id(self) -> bytes:
+        return self.task.client_id
+
+    def required_capabilities(self) -> Dict[str, int]:
+        return {capability.name: capability.quantity for capability in self.task.capabilities}
+
+
+class WorkerRecord:
+    __slots__ = (
+        "worker_id", "hostname", "pid", "cluster_id", "capabilities", "assigned", "blocked", "last_seen",
+        "mean_duration", "cpu_percent", "rss_bytes", "sent", "capability_usage", "closing",
+    )
+
+    # Until a worker reports durations, assume tasks are slow enough that two in flight suffice.
+    INITIAL_MEAN_DURATION = 0.05
+
+    def __init__(self, worker_id: bytes, hello: "protocol.WorkerHello", now: float):
+        self.worker_id = worker_id
+        self.hostname = hello.hostname
+        self.pid = hello.pid
+        self.cluster_id = hello.cluster_id
+        self.capabilities: Dict[str, int] = {c.name: c.quantity for c in hello.capabilities}
+        self.assigned: Dict[bytes, None] = {}  # insertion-ordered set of task ids
+        self.blocked = 0
+        self.last_seen = now
+        self.mean_duration = self.INITIAL_MEAN_DURATION
+        self.cpu_percent = 0.0
+        self.rss_bytes = 0
+        self.sent = 0
+        self.capability_usage: Dict[str, int] = {}
+        self.closing = False
+
+    def record_duration(self, seconds: float) -> None:
+        self.mean_duration += 0.2 * (seconds - self.mean_duration)
+
+
+class ClientRecord:
+    __slots__ = ("client_id", "last_seen", "tasks")
+
+    def __init__(self, client_id: bytes, now: float):
+        self.client_id = client_id
+        self.last_seen = now
+        self.tasks: Dict[bytes, None] = {}

@@ -1,0 +1,204 @@
+"""The scheduler process: an asyncio shell that moves bytes between sockets and SchedulerState.
+
+Sockets: a ROUTER for clients, workers and cluster supervisors; a DEALER to the object storage
+server (to free objects); an XPUB for the monitor stream (status is only built while someone
+subscribes). Incoming messages are drained in bursts and handed to the state machine; what it wants
+sent is flushed once per burst, so tasks and results are naturally batched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import time
+from typing import Optional
+
+import psutil
+import zmq
+
+from scaler_core import protocol, transport
+from scaler_core.scheduler.outbox import OBJECT_STORAGE
+from scaler_core.scheduler.policies import make_policy
+from scaler_core.scheduler.state import SchedulerSettings, SchedulerState
+
+logger = logging.getLogger(__name__)
+
+BURST = 2000
+
+
+class SchedulerServer:
+    def __init__(self, address: str, object_storage_address: str, monitor_address: Optional[str],
+                 settings: SchedulerSettings, allocate_policy: str = "even"):
+        self.address = address
+        self.monitor_address = monitor_address
+        settings.object_storage_address = object_storage_address
+        settings.scheduler_address = address
+        self.state = SchedulerState(settings, make_policy(allocate_policy))
+        self.context = zmq.Context()
+        self.router = transport.configure(self.context.socket(zmq.ROUTER),
+                                          max_message_bytes=transport.SCHEDULER_MAX_MESSAGE_BYTES)
+        self.router.bind(address)
+        self.storage = transport.configure(self.context.socket(zmq.DEALER), identity=b"S|scheduler|%d" % os.getpid(),
+                                           linger_ms=1000)
+        self.storage.connect(object_storage_address)
+        self.monitor = None
+        self.monitor_subscribers = 0
+        if monitor_address:
+            self.monitor = transport.configure(self.context.socket(zmq.XPUB), max_message_bytes=1024)
+            self.monitor.bind(monitor_address)
+        self.sent = collections.Counter()
+        self.received = collections.Counter()
+        self.process = psutil.Process()
+        self.process.cpu_percent()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stopped: Optional[asyncio.Future] = None
+        logger.info("Scheduler: listen to scheduler address %s", address)
+        logger.info("Scheduler: connect to object storage server %s", object_storage_address)
+        if monitor_address:
+            logger.info("Scheduler: listen to scheduler monitor address %s", monitor_address)
+
+    # --- loop -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        self._loop.add_reader(self.router.getsockopt(zmq.FD), self._on_router_readable)
+        if self.monitor is not None:
+            self._loop.add_reader(self.monitor.getsockopt(zmq.FD), self._on_monitor_readable)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._loop.add_signal_handler(sig, self.stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        self._schedule_tick()
+        self._on_router_readable()  # messages may have arrived before the reader was registered
+        try:
+            await self._stopped
+        finally:
+            self._loop.remove_reader(self.router.getsockopt(zmq.FD))
+            if self.monitor is not None:
+                self._loop.remove_reader(self.monitor.getsockopt(zmq.FD))
+            self.close()
+
+    def stop(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def close(self) -> None:
+        for sock in (self.router, self.storage, self.monitor):
+            if sock is not None:
+                sock.close(linger=200)
+        self.context.term()
+
+    def _schedule_tick(self) -> None:
+        interval = min(0.5, self.state.settings.heartbeat_interval_seconds / 2)
+        self._loop.call_later(interval, self._on_tick)
+
+    def _on_tick(self) -> None:
+        if self._stopped.done():
+            return
+        now = time.monotonic()
+        self.state.on_tick(now)
+        self._flush()
+        if self.monitor is not None and self.monitor_subscribers > 0:
+            self._publish_status(now)
+        self._schedule_tick()
+
+    def _on_router_readable(self) -> None:
+        now = time.monotonic()
+        handled = 0
+        while handled < BURST:
+            try:
+                parts = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            handled += 1
+            self._handle(parts, now)
+        self._flush()
+        if self.state.stopping:
+            self._loop.call_later(0.2, self.stop)
+        # zmq's FD is edge-triggered: if anything is left (or arrived while we sent), go again
+        if handled >= BURST or self.router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._loop.call_soon(self._on_router_readable)
+
+    def _handle(self, parts, now: float) -> None:
+        if len(parts) < 2:
+            return
+        sender = parts[0].bytes
+        try:
+            message, frames = transport.decode_parts(parts[1:])
+        except protocol.ProtocolError as error:
+            logger.warning("scheduler: dropped a malformed message from %r: %s", sender[:40], str(error)[:200])
+            return
+        if frames:
+            logger.warning("scheduler: dropped %s from %r carrying unexpected payload frames",
+                           protocol.message_name(message), sender[:40])
+            return
+        self.received[protocol.message_name(message)] += 1
+        self.state.on_message(sender, message, frames, now)
+
+    def _flush(self) -> None:
+        for destination, message, frames in self.state.take_outgoing():
+            self.sent[protocol.message_name(message)] += 1
+            try:
+                if destination == OBJECT_STORAGE:
+                    transport.send(self.storage, message, frames)
+                else:
+                    transport.send(self.router, message, frames, identity=destination)
+            except zmq.ZMQError as error:
+                logger.warning("scheduler: could not send %s to %r: %s", protocol.message_name(message),
+                               destination[:40], error)
+
+    # --- monitor --------------------------------------------------------------------------------
+
+    def _on_monitor_readable(self) -> None:
+        while True:
+            try:
+                event = self.monitor.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if event[:1] == b"\x01":
+                self.monitor_subscribers += 1
+            elif event[:1] == b"\x00":
+                self.monitor_subscribers = max(0, self.monitor_subscribers - 1)
+
+    def status(self, now: float) -> "protocol.MonitorStatus":
+        counts = self.state.task_counts()
+        workers = [
+            protocol.WorkerStatus(
+                worker_id=worker.worker_id, hostname=worker.hostname, pid=worker.pid,
+                cpu_percent=worker.cpu_percent, rss_bytes=worker.rss_bytes, running=min(1, len(worker.assigned)),
+                queued=max(0, len(worker.assigned) - 1), sent=worker.sent, blocked=worker.blocked,
+                capabilities=[protocol.Capability(name=n, quantity=q) for n, q in worker.capabilities.items()],
+            )
+            for worker in self.state.workers.values()
+        ]
+        return protocol.MonitorStatus(
+            timestamp=time.time(), cpu_percent=self.process.cpu_percent(), rss_bytes=self.process.memory_info().rss,
+            pending=counts["pending"], running=counts["running"], succeeded=counts["succeeded"],
+            failed=counts["failed"], cancelled=counts["cancelled"], clients=len(self.state.clients),
+            workers=workers,
+            sent=[protocol.MessageCount(name=k, count=v) for k, v in sorted(self.sent.items())],
+            received=[protocol.MessageCount(name=k, count=v) for k, v in sorted(self.received.items())],
+        )
+
+    def _publish_status(self, now: float) -> None:
+        try:
+            transport.send(self.monitor, self.status(now))
+        except zmq.ZMQError:
+            pass
+
+
+def run_scheduler(address: str, object_storage_address: str, monitor_address: Optional[str],
+                  settings: SchedulerSettings, allocate_policy: str = "even", event_loop: str = "builtin") -> None:
+    """Run a scheduler in this process until it is stopped (signal or accepted remote shutdown)."""
+    server = SchedulerServer(address, object_storage_address, monitor_address, settings, allocate_policy)
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(server.run())
+    else:
+        asyncio.run(server.run())

@@ -1,0 +1,435 @@
+"""The scheduler's decisions, as a synchronous state machine without any I/O.
+
+``on_message(sender, message, frames, now)`` and ``on_tick(now)`` feed it; ``take_outgoing()``
+returns ``(destination, message, frames)`` triples to send (``OBJECT_STORAGE`` as destination means
+the object storage server). Peers are told apart by the first byte of their ZeroMQ identity:
+``C`` clients, ``W`` workers, ``K`` cluster supervisors.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from scaler_core import protocol
+from scaler_core.errors import GraphError, NoWorkerError, WorkerDiedError
+from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
+from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
+from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
+from scaler_core.serialization import dumps_exception
+
+logger = logging.getLogger(__name__)
+
+CLIENT, WORKER, CLUSTER = ord("C"), ord("W"), ord("K")
+
+ALLOWED_MESSAGES = {
+    CLIENT: (protocol.ClientHello, protocol.TaskBatch, protocol.TaskCancel, protocol.Heartbeat,
+             protocol.ClientDisconnect, protocol.ObjectDelete),
+    WORKER: (protocol.WorkerHello, protocol.ResultBatch, protocol.Heartbeat, protocol.WorkerBlocked,
+             protocol.WorkerDisconnect, protocol.TaskLog),
+    CLUSTER: (protocol.WorkerDied, protocol.Heartbeat),
+}
+
+
+@dataclass
+class SchedulerSettings:
+    object_storage_address: str = ""
+    scheduler_address: str = ""
+    heartbeat_interval_seconds: float = 1.0
+    worker_timeout_seconds: float = 10.0
+    client_timeout_seconds: float = 30.0
+    max_task_retries: int = 3
+    no_worker_grace_seconds: float = 30.0
+    protected: bool = True
+
+
+class SchedulerState:
+    def __init__(self, settings: SchedulerSettings, policy: Optional[AllocationPolicy] = None):
+        self.settings = settings
+        self.policy = policy or EvenLoadPolicy()
+        self.tasks: Dict[bytes, TaskRecord] = {}
+        self.workers: Dict[bytes, WorkerRecord] = {}
+        self.clients: Dict[bytes, ClientRecord] = {}
+        self.ready: List = []  # heap of (-priority, sequence, task_id)
+        self.outbox = Outbox()
+        self.counts = {"succeeded": 0, "failed": 0, "cancelled": 0}
+        self.stopping = False
+        self._sequence = 0
+        self._dispatch_needed = False
+        self._now = 0.0
+
+    # --- entry points ---------------------------------------------------------------------------
+
+    def on_message(self, sender: bytes, message, frames=(), now: float = 0.0) -> bool:
+        """Apply one decoded message; returns False (and changes nothing) when it is refused."""
+        self._now = now
+        role = sender[0] if sender else None
+        if not isinstance(message, ALLOWED_MESSAGES.get(role, ())):
+            logger.warning("scheduler: refused %s from %r (not allowed for this peer role)",
+                           type(message).__name__, sender[:40])
+            return False
+        handler = getattr(self, "_on_" + type(message).__name__)
+        handler(sender, message, now)
+        return True
+
+    def on_tick(self, now: float) -> None:
+        self._now = now
+        worker_deadline = now - self.settings.worker_timeout_seconds
+        for worker in [w for w in self.workers.values() if w.last_seen < worker_deadline]:
+            logger.warning("scheduler: worker %r timed out (no heartbeat), re-running its tasks", worker.worker_id)
+            self._remove_worker(worker.worker_id)
+        client_deadline = now - self.settings.client_timeout_seconds
+        for client in [c for c in self.clients.values() if c.last_seen < client_deadline]:
+            logger.warning("scheduler: client %r timed out (no heartbeat), cancelling its tasks", client.client_id)
+            self._remove_client(client.client_id)
+        self._dispatch_needed = True
+
+    def take_outgoing(self):
+        if self._dispatch_needed:
+            self._dispatch()
+        return self.outbox.take()
+
+    # --- clients --------------------------------------------------------------------------------
+
+    def _client(self, client_id: bytes) -> ClientRecord:
+        client = self.clients.get(client_id)
+        if client is None:
+            client = self.clients[client_id] = ClientRecord(client_id, self._now)
+        client.last_seen = self._now
+        return client
+
+    def _on_ClientHello(self, sender, message, now):
+        self._client(sender)
+        self.outbox.send(sender, self._welcome())
+
+    def _welcome(self):
+        return protocol.Welcome(
+            object_storage_address=self.settings.object_storage_address,
+            scheduler_address=self.settings.scheduler_address,
+            heartbeat_interval_seconds=self.settings.heartbeat_interval_seconds,
+        )
+
+    def _on_TaskBatch(self, sender, message, now):
+        client = self._client(sender)
+        for task in message.tasks:
+            task.client_id = sender
+            self._add_task(client, task)
+        self._dispatch_needed = True
+
+    def _on_TaskCancel(self, sender, message, now):
+        self._client(sender)
+        for task_id in message.task_ids:
+            record = self.tasks.get(task_id)
+            if record is not None and record.client_id == sender:
+                self._cancel(record)
+        self._dispatch_needed = True
+
+    def _on_ObjectDelete(self, sender, message, now):
+        """The client fetched these stored results and no longer needs them."""
+        self._client(sender)
+        to_delete = []
+        for object_id in message.object_ids:
+            record = self.tasks.get(object_id)
+            if record is not None and record.client_id == sender and record.pending_dependents > 0:
+                record.client_released = True
+            else:
+                to_delete.append(object_id)
+        if to_delete:
+            self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=to_delete))
+
+    def _on_ClientDisconnect(self, sender, message, now):
+        if message.shutdown_scheduler:
+            if self.settings.protected:
+                self.outbox.send(sender, protocol.ShutdownResponse(
+                    accepted=False, reason="the scheduler is protected; start it with --no-protected to allow remote shutdown"))
+            else:
+                self.outbox.send(sender, protocol.ShutdownResponse(accepted=True))
+                self._shutdown("shutdown requested by a client")
+        self._remove_client(sender)
+
+    def _remove_client(self, client_id: bytes) -> None:
+        client = self.clients.pop(client_id, None)
+        if client is None:
+            return
+        for task_id in list(client.tasks):
+            record = self.tasks.get(task_id)
+            if record is not None and record.state != TaskState.DONE:
+                self._cancel(record, notify_client=False)
+        for task_id in list(client.tasks):
+            record = self.tasks.get(task_id)
+            if record is not None and record.state == TaskState.DONE:
+                self._forget(record, force=True)
+        self.outbox.send(OBJECT_STORAGE, protocol.ObjectDeleteOwner(owner_id=client_id))
+        self._dispatch_needed = True
+
+    def _shutdown(self, reason: str) -> None:
+        self.stopping = True
+        for peer in list(self.workers) + list(self.clients):
+            self.outbox.send(peer, protocol.SchedulerShutdown(reason=reason))
+
+    # --- heartbeats -----------------------------------------------------------------------------
+
+    def _on_Heartbeat(self, sender, message, now):
+        role = sender[0]
+        if role == WORKER:
+            worker = self.workers.get(sender)
+            if worker is None:
+                # we declared it dead and re-ran its tasks: it must start over as a new worker
+                self.outbox.send(sender, protocol.SchedulerShutdown(reason="unknown worker, reconnect"))
+                return
+            worker.last_seen = now
+            worker.cpu_percent = message.cpu_percent
+            worker.rss_bytes = message.rss_bytes
+        elif role == CLIENT:
+            self._client(sender)
+        self.outbox.send(sender, protocol.HeartbeatEcho())
+
+    # --- workers --------------------------------------------------------------------------------
+
+    def _on_WorkerHello(self, sender, message, now):
+        if sender not in self.workers:
+            self.workers[sender] = WorkerRecord(sender, message, now)
+            logger.info("scheduler: worker %r connected", sender)
+        self.outbox.send(sender, self._welcome())
+        self._dispatch_needed = True
+
+    def _on_WorkerBlocked(self, sender, message, now):
+        worker = self.workers.get(sender)
+        if worker is not None:
+            worker.blocked = message.blocked_tasks
+            worker.last_seen = now
+            self._dispatch_needed = True
+
+    def _on_WorkerDisconnect(self, sender, message, now):
+        self._remove_worker(sender, returned=set(message.returned_tasks))
+
+    def _on_WorkerDied(self, sender, message, now):
+        if message.worker_id in self.workers:
+            logger.warning("scheduler: cluster %r reports worker %r died (exit code %d)", sender,
+                           message.worker_id, message.exit_code)
+            self._remove_worker(message.worker_id)
+
+    def _on_TaskLog(self, sender, message, now):
+        record = self.tasks.get(message.task_id)
+        if record is not None:
+            self.outbox.send(record.client_id, message)
+
+    def _on_ResultBatch(self, sender, message, now):
+        worker = self.workers.get(sender)
+        if worker is None:
+            return
+        worker.last_seen = now
+        for result in message.results:
+            record = self.tasks.get(result.task_id)
+            if record is None or record.state != TaskState.ASSIGNED or record.worker != sender:
+                continue  # stale: the task was re-run elsewhere or cancelled meanwhile
+            self._unassign(record, worker)
+            worker.record_duration(result.profiling.duration_seconds)
+            self._finish(record, result.status, result.value, result.stored, result.profiling)
+        self._dispatch_needed = True
+
+    def _remove_worker(self, worker_id: bytes, returned=frozenset()) -> None:
+        worker = self.workers.pop(worker_id, None)
+        if worker is None:
+            return
+        task_ids = list(worker.assigned)
+        # Only the oldest assigned task can have been running; the rest were queued behind it.
+        suspect = next((task_id for task_id in task_ids if task_id not in returned), None)
+        for task_id in task_ids:
+            record = self.tasks[task_id]
+            self._unassign(record, worker)
+            if record.cancel_requested:
+                self._finish(record, "cancelled", b"", False, None)
+                continue
+            if task_id == suspect:
+                record.task.retries += 1
+                if record.task.retries >= self.settings.max_task_retries:
+                    error = WorkerDiedError(
+                        f"task {task_id.hex()} was running when its worker died, "
+                        f"{record.task.retries} times; it is not retried again")
+                    self._finish(record, "workerDied", dumps_exception(error), False, None)
+                    continue
+            self._enqueue(record)
+        self._dispatch_needed = True
+
+    def _unassign(self, record: TaskRecord, worker: WorkerRecord) -> None:
+        worker.assigned.pop(record.task_id, None)
+        self.policy.on_release(record, worker)
+        record.worker = None
+
+    # --- tasks ----------------------------------------------------------------------------------
+
+    def _add_task(self, client: ClientRecord, task) -> None:
+        if task.task_id in self.tasks:
+            return
+        self._sequence += 1
+        record = TaskRecord(task, self._sequence)
+        self.tasks[task.task_id] = record
+        client.tasks[task.task_id] = None
+        failure = None
+        for dependency_id in task.dependencies:
+            dependency = self.tasks.get(dependency_id)
+            if dependency is None:
+                failure = ("schedulerError", dumps_exception(GraphError(
+                    f"Missing dependency: task {task.task_id.hex()} depends on {dependency_id.hex()}, "
+                    "which the scheduler does not know (never submitted, or already released)")))
+                continue
+            dependency.pending_dependents += 1
+            if dependency.state == TaskState.DONE:
+                if dependency.status == "success":
+                    self._add_input(record, dependency)
+                elif failure is None:
+                    failure = (dependency.status, dependency.error_value)
+            else:
+                dependency.dependents.append(task.task_id)
+                record.waiting_on += 1
+        if failure is not None:
+            self._finish(record, failure[0], failure[1], False, None)
+        elif record.waiting_on == 0:
+            self._enqueue(record)
+
+    @staticmethod
+    def _add_input(record: TaskRecord, dependency: TaskRecord) -> None:
+        record.task.inputs.append(protocol.ObjectInput(
+            object_id=dependency.task_id, inline=dependency.result_inline or b"", stored=dependency.result_stored))
+
+    def _enqueue(self, record: TaskRecord) -> None:
+        record.state = TaskState.QUEUED
+        heapq.heappush(self.ready, (-record.task.priority, record.sequence, record.task_id))
+        self._dispatch_needed = True
+
+    def _dispatch(self) -> None:
+        self._dispatch_needed = False
+        if not self.workers or not self.ready:
+            self._check_unrunnable_when_no_workers()
+            return
+        workers = list(self.workers.values())
+        deferred = []
+        scanned = 0
+        while self.ready and scanned < 10000:
+            entry = self.ready[0]
+            record = self.tasks.get(entry[2])
+            if record is None or record.state != TaskState.QUEUED or record.sequence != entry[1]:
+                heapq.heappop(self.ready)
+                continue
+            worker = self.policy.choose(record, workers)
+            if worker is not None:
+                heapq.heappop(self.ready)
+                self._assign(record, worker)
+                continue
+            if isinstance(self.policy, EvenLoadPolicy):
+                break  # every worker is full: nothing further in the queue can go either
+            heapq.heappop(self.ready)
+            scanned += 1
+            if self._fail_if_unrunnable(record, workers):
+                continue
+            deferred.append(entry)
+        for entry in deferred:
+            heapq.heappush(self.ready, entry)
+
+    def _fail_if_unrunnable(self, record: TaskRecord, workers) -> bool:
+        if self.policy.can_ever_run(record, workers):
+            record.no_worker_since = None
+            return False
+        if record.no_worker_since is None:
+            record.no_worker_since = self._now
+            return False
+        if self._now - record.no_worker_since < self.settings.no_worker_grace_seconds:
+            return False
+        error = NoWorkerError(
+            f"no connected worker offers the capabilities {record.required_capabilities()} this task needs "
+            f"(waited {self.settings.no_worker_grace_seconds:g}s)")
+        self._finish(record, "noWorker", dumps_exception(error), False, None)
+        return True
+
+    def _check_unrunnable_when_no_workers(self) -> None:
+        if self.workers or not self.ready or isinstance(self.policy, EvenLoadPolicy):
+            return
+        for entry in list(self.ready):
+            record = self.tasks.get(entry[2])
+            if record is not None and record.state == TaskState.QUEUED and record.task.capabilities:
+                self._fail_if_unrunnable(record, ())
+
+    def _assign(self, record: TaskRecord, worker: WorkerRecord) -> None:
+        record.state = TaskState.ASSIGNED
+        record.worker = worker.worker_id
+        worker.assigned[record.task_id] = None
+        worker.sent += 1
+        self.policy.on_assign(record, worker)
+        self.outbox.task(worker.worker_id, record.task)
+
+    def _cancel(self, record: TaskRecord, notify_client: bool = True) -> None:
+        if record.state == TaskState.DONE:
+            return
+        if record.state == TaskState.ASSIGNED:
+            if not record.cancel_requested:
+                record.cancel_requested = True
+                self.outbox.send(record.worker, protocol.TaskCancel(task_ids=[record.task_id]))
+            return
+        self._finish(record, "cancelled", b"", False, None, notify_client=notify_client)
+
+    def _finish(self, record: TaskRecord, status: str, value: bytes, stored: bool, profiling,
+                notify_client: bool = True) -> None:
+        """Record a task's outcome, report it, and propagate it to dependents (iteratively)."""
+        stack = [(record, status, value, stored, profiling)]
+        while stack:
+            record, status, value, stored, profiling = stack.pop()
+            if record.state == TaskState.DONE:
+                continue
+            record.state = TaskState.DONE
+            record.status = status
+            self.counts["succeeded" if status == "success" else "cancelled" if status == "cancelled" else "failed"] += 1
+            if status == "success":
+                record.result_stored = stored
+                record.result_inline = None if stored else value
+            else:
+                record.error_value = value
+            if record.task.requested and notify_client and record.client_id in self.clients:
+                self.outbox.result(record.client_id, protocol.TaskResult(
+                    task_id=record.task_id, status=status, value=value, stored=stored,
+                    profiling=profiling if profiling is not None else protocol.Profiling()))
+            for dependent_id in record.dependents:
+                dependent = self.tasks.get(dependent_id)
+                if dependent is None or dependent.state == TaskState.DONE:
+                    continue
+                if status == "success":
+                    self._add_input(dependent, record)
+                    dependent.waiting_on -= 1
+                    if dependent.waiting_on == 0 and dependent.state == TaskState.WAITING:
+                        self._enqueue(dependent)
+                elif dependent.state == TaskState.ASSIGNED:
+                    continue  # cannot happen: a dependent only runs once this result exists
+                else:
+                    stack.append((dependent, status, value, False, None))
+            record.dependents = []
+            for dependency_id in record.task.dependencies:
+                dependency = self.tasks.get(dependency_id)
+                if dependency is not None:
+                    dependency.pending_dependents -= 1
+                    self._forget(dependency)
+            self._forget(record)
+
+    def _forget(self, record: TaskRecord, force: bool = False) -> None:
+        """Drop a finished task once no dependent can still need its result."""
+        if record.state != TaskState.DONE or (record.pending_dependents > 0 and not force):
+            return
+        if record.result_stored and (not record.task.requested or record.client_released
+                                     or record.client_id not in self.clients):
+            self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=[record.task_id]))
+        del self.tasks[record.task_id]
+        client = self.clients.get(record.client_id)
+        if client is not None:
+            client.tasks.pop(record.task_id, None)
+
+    # --- monitoring -----------------------------------------------------------------------------
+
+    def task_counts(self) -> Dict[str, int]:
+        pending = running = 0
+        for worker in self.workers.values():
+            running += len(worker.assigned)
+        for record in self.tasks.values():
+            if record.state in (TaskState.WAITING, TaskState.QUEUED):
+                pending += 1
+        return dict(self.counts, pending=pending, running=running)

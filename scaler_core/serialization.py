@@ -1,0 +1,187 @@
+"""How Python values become bytes and back: functions, arguments, results and exceptions.
+
+Pickle protocol 5 with out-of-band buffers, so a large numpy array travels as its own frame without
+being copied into the pickle stream. Values whose pickled size is at most ``INLINE_THRESHOLD`` ride
+inline inside task and result messages; larger ones go to the object storage as a list of frames
+(the pickle stream, then its buffers).
+
+Placeholders inside arguments (references to objects sent with ``send_object`` and to results of
+other graph tasks) are pickled as persistent ids, so the receiving side can resolve them without
+scanning the arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import cloudpickle
+from tblib import pickling_support
+
+from scaler_core.errors import RemoteError, SerializationError
+
+# Measured (benchmarks/inline_threshold.py): below ~64 KiB carrying the bytes inside the message
+# through the scheduler is cheaper than a put/get/delete round trip to the object storage.
+INLINE_THRESHOLD = int(os.environ.get("SCALER_INLINE_THRESHOLD", 64 * 1024))
+
+Frames = List[Any]  # bytes, memoryview or zmq.Frame
+
+
+def new_id() -> bytes:
+    return os.urandom(16)
+
+
+def content_id(owner: bytes, payload: bytes) -> bytes:
+    """Deterministic id of a payload within one owner (functions are shipped once per client)."""
+    return hashlib.blake2b(payload, digest_size=16, key=owner[:64]).digest()
+
+
+class ReferencePickler(cloudpickle.Pickler):
+    """cloudpickle that turns placeholder objects into persistent ids.
+
+    `reference_of(obj)` returns the object id a placeholder stands for, or None for ordinary
+    objects; every id met is appended to `references`."""
+
+    def __init__(self, file, reference_of: Callable[[Any], Optional[bytes]], buffer_callback=None):
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self._reference_of = reference_of
+        self.references: List[bytes] = []
+
+    def persistent_id(self, obj):
+        object_id = self._reference_of(obj)
+        if object_id is None:
+            return None
+        self.references.append(object_id)
+        return object_id
+
+
+class ReferenceUnpickler(pickle.Unpickler):
+    def __init__(self, file, resolve: Callable[[bytes], Any], buffers=None):
+        super().__init__(file, buffers=buffers)
+        self._resolve = resolve
+
+    def persistent_load(self, pid):
+        return self._resolve(pid)
+
+
+def dumps_with_references(obj, reference_of) -> Tuple[List[Any], List[bytes]]:
+    """Pickle `obj` turning placeholders into persistent ids.
+
+    Returns (frames, placeholder ids met). A single frame means the value may ride inline; large
+    values come back as [pickle stream, out-of-band buffers...] for the object storage."""
+    buffers: List[pickle.PickleBuffer] = []
+    stream = io.BytesIO()
+    pickler = ReferencePickler(stream, reference_of, buffer_callback=buffers.append)
+    try:
+        pickler.dump(obj)
+    except Exception as error:
+        raise SerializationError(f"cannot pickle {_describe(obj)}: {error!r}") from error
+    frames = [stream.getvalue()] + [buffer.raw() for buffer in buffers]
+    if len(frames) > 1 and frames_size(frames) <= INLINE_THRESHOLD:
+        stream = io.BytesIO()
+        pickler = ReferencePickler(stream, reference_of)
+        pickler.dump(obj)
+        frames = [stream.getvalue()]
+    return frames, pickler.references
+
+
+def loads_with_references(frames: Sequence[Any], resolve) -> Any:
+    head, *buffers = frames
+    unpickler = ReferenceUnpickler(io.BytesIO(_as_buffer(head)), resolve,
+                                   buffers=[_as_buffer(buffer) for buffer in buffers])
+    return unpickler.load()
+
+
+def dumps(obj) -> bytes:
+    try:
+        return cloudpickle.dumps(obj, protocol=5)
+    except Exception as error:
+        raise SerializationError(f"cannot pickle {_describe(obj)}: {error!r}") from error
+
+
+def dumps_frames(obj) -> Frames:
+    """Pickle with out-of-band buffers: [pickle stream, buffer, buffer, ...], zero-copy."""
+    buffers: List[pickle.PickleBuffer] = []
+    try:
+        head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    except Exception as error:
+        raise SerializationError(f"cannot pickle {_describe(obj)}: {error!r}") from error
+    return [head] + [buffer.raw() for buffer in buffers]
+
+
+def frames_size(frames: Sequence[Any]) -> int:
+    return sum(len(frame) if not isinstance(frame, memoryview) else frame.nbytes for frame in frames)
+
+
+def loads_frames(frames: Sequence[Any]) -> Any:
+    head, *buffers = frames
+    return pickle.loads(_as_buffer(head), buffers=[_as_buffer(buffer) for buffer in buffers])
+
+
+def _as_buffer(frame):
+    # zmq.Frame exposes .buffer (a memoryview on the message, no copy)
+    return frame.buffer if hasattr(frame, "buffer") else frame
+
+
+def dumps_value(obj) -> Tuple[bool, Any]:
+    """Pickle a result or argument blob: (True, bytes) when small enough to ride inline, else
+    (False, frames) for the object storage."""
+    frames = dumps_frames(obj)
+    if len(frames) == 1 and len(frames[0]) <= INLINE_THRESHOLD:
+        return True, frames[0]
+    if frames_size(frames) <= INLINE_THRESHOLD:
+        return True, dumps(obj)
+    return False, frames
+
+
+# --- exceptions ---------------------------------------------------------------------------------
+
+
+def dumps_exception(error: BaseException) -> bytes:
+    """Pickle a task's exception with its traceback; never fails.
+
+    Falls back to a RemoteError carrying the type name and formatted traceback when the exception
+    itself cannot be pickled (or unpickled: checked here, on the side that still has the real one)."""
+    formatted = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    try:
+        pickling_support.install(error)
+        payload = cloudpickle.dumps(error, protocol=5)
+        pickle.loads(payload)
+        return payload
+    except Exception as pickling_error:
+        fallback = RemoteError(
+            f"{type(error).__qualname__}: {_safe_str(error)} "
+            f"(the exception could not be sent back as itself: {pickling_error!r})",
+            remote_type=f"{type(error).__module__}.{type(error).__qualname__}",
+            remote_traceback=formatted,
+        )
+        return cloudpickle.dumps(fallback, protocol=5)
+
+
+def loads_exception(payload) -> BaseException:
+    try:
+        error = pickle.loads(payload)
+    except Exception as unpickling_error:
+        return RemoteError(f"the task failed, and its exception could not be unpickled here: {unpickling_error!r}")
+    if not isinstance(error, BaseException):
+        return RemoteError(f"the task failed with a non-exception {error!r}")
+    return error
+
+
+def _safe_str(obj) -> str:
+    try:
+        return str(obj)
+    except Exception:
+        return object.__repr__(obj)
+
+
+def _describe(obj) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = object.__repr__(obj)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -1,0 +1,66 @@
+"""Objects a worker fetched from the object storage, kept for reuse within a byte budget.
+
+An object stays while a task this worker holds still needs it (pinned); beyond the budget the
+least recently used unpinned objects go first.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Dict, Iterable, List
+
+
+class ObjectCache:
+    def __init__(self, capacity_bytes: int):
+        self.capacity_bytes = capacity_bytes
+        self._frames: "collections.OrderedDict[bytes, List]" = collections.OrderedDict()
+        self._sizes: Dict[bytes, int] = {}
+        self._pins: Dict[bytes, int] = collections.Counter()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def has(self, object_id: bytes) -> bool:
+        return object_id in self._frames
+
+    def put(self, object_id: bytes, frames: List) -> None:
+        size = sum(len(frame) for frame in frames)
+        with self._lock:
+            if object_id in self._frames:
+                return
+            self._frames[object_id] = frames
+            self._sizes[object_id] = size
+            self._size += size
+            self._evict()
+
+    def frames_of(self, object_id: bytes) -> List:
+        with self._lock:
+            frames = self._frames[object_id]
+            self._frames.move_to_end(object_id)
+            return frames
+
+    def pin(self, object_ids: Iterable[bytes]) -> None:
+        with self._lock:
+            for object_id in object_ids:
+                self._pins[object_id] += 1
+
+    def unpin(self, object_ids: Iterable[bytes]) -> None:
+        with self._lock:
+            for object_id in object_ids:
+                count = self._pins.get(object_id, 0) - 1
+                if count <= 0:
+                    self._pins.pop(object_id, None)
+                else:
+                    self._pins[object_id] = count
+            self._evict()
+
+    def _evict(self) -> None:
+        if self._size <= self.capacity_bytes:
+            return
+        for object_id in list(self._frames):
+            if self._size <= self.capacity_bytes:
+                break
+            if self._pins.get(object_id):
+                continue
+            del self._frames[object_id]
+            self._size -= self._sizes.pop(object_id)

@@ -1,0 +1,12 @@
+"""Dask drop-in for the Scaler engine.
+
+* :func:`scaler_get` - a Dask scheduler ``get``:
+  ``dask.compute(x, scheduler=scaler_get)``.
+* :func:`get_for` - the same, bound to an explicit engine client.
+* :class:`ScalerExecutor` - a ``concurrent.futures.Executor`` on the engine.
+"""
+
+from scaler_dask.executor import BrokenScalerExecutor, ScalerExecutor
+from scaler_dask.get import get_for, scaler_get
+
+__all__ = ["scaler_get", "get_for", "ScalerExecutor", "BrokenScalerExecutor"]

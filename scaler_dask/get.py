@@ -1,0 +1,230 @@
+"""``scaler_get``: a Dask scheduler ``get`` that runs graphs on the engine.
+
+One call turns the (culled) Dask graph into one ``submit_graph`` call, waits
+for the futures of the requested keys on the calling thread, and returns the
+values with the nesting of ``keys`` (lists become tuples, like dask.local).
+Intermediate values stay on the cluster; the engine frees them when their
+last dependent is done. Keys are scoped to one call by the engine, so graphs
+that reuse names such as ``"x"`` on every call never see each other's values.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from typing import Any
+
+import dask
+from dask._task_spec import DataNode
+from dask.callbacks import local_callbacks, unpack_callbacks
+from dask.order import order
+
+from scaler_core.errors import SchedulerDiedError
+from scaler_core.worker import context as worker_context
+from scaler_dask import cluster
+from scaler_dask.convert import GraphPlan, build_plan, flatten_keys, normalize_graph, to_engine_task
+
+# dask.order costs ~35 us per task (6 s for 170k tasks). Above this size the
+# depth-first post-order of our own walk is used instead: it is computed anyway
+# and also finishes one branch before starting the next.
+ORDER_LIMIT_CONFIG_KEY = "scaler.dask-order-max-tasks"
+DEFAULT_ORDER_LIMIT = 100_000
+
+
+def scaler_get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    """Compute ``keys`` of the Dask graph ``dsk`` on a Scaler cluster.
+
+    The cluster is chosen by :mod:`scaler_dask.cluster` (``scaler.address``
+    config, ``SCALER_ADDRESS``, the worker's own scheduler, or an embedded
+    local cluster). Unknown keyword arguments (``num_workers``, ``pool``...)
+    are accepted and ignored, as Dask passes user options through.
+    """
+    return run_graph(cluster.default_client, dsk, keys, forget_dead_client=True)
+
+
+def get_for(client: Any) -> Callable[..., Any]:
+    """A Dask ``get`` bound to an explicit engine ``client``.
+
+    The result is a plain function on purpose: dask.persist calls
+    ``get.__self__.persist`` when a bound method's owner has ``persist``.
+    """
+
+    def scaler_get_for_client(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        return run_graph(lambda: client, dsk, keys, forget_dead_client=False)
+
+    return scaler_get_for_client
+
+
+def run_graph(client_source: Callable[[], Any], dsk: Any, keys: Any, forget_dead_client: bool) -> Any:
+    """The body of every get: plan, submit, wait, call back, nest results."""
+    wanted = flatten_keys(keys)
+    plan = build_plan(normalize_graph(dsk), wanted)
+    with local_callbacks(None) as callbacks:
+        start_cbs, start_state_cbs, pretask_cbs, posttask_cbs, _ = unpack_callbacks(callbacks)
+        started = []
+        state: dict = {}
+        succeeded = False
+        try:
+            for callback in callbacks:
+                if callback[0]:
+                    callback[0](plan.nodes)
+                started.append(callback)
+            values = _compute(client_source, plan, wanted, start_state_cbs, pretask_cbs, posttask_cbs, state, forget_dead_client)
+            succeeded = True
+        finally:
+            for callback in started:
+                if callback[4]:
+                    callback[4](plan.nodes, state, not succeeded)
+    return _nest(keys, values)
+
+
+def _compute(client_source, plan: GraphPlan, wanted: list, start_state_cbs, pretask_cbs, posttask_cbs, state: dict, forget_dead_client: bool) -> dict:
+    nodes = plan.nodes
+    # A requested literal is answered here, like dask.local does: no round
+    # trip, and the caller gets its own object back.
+    values = {key: nodes[key].value for key in wanted if type(nodes[key]) is DataNode}
+    engine_keys = [key for key in plan.postorder if key not in values or key in plan.has_dependents]
+    tracker = None
+    if start_state_cbs or pretask_cbs or posttask_cbs:
+        tracker = _CallbackTracker(plan, engine_keys, set(wanted), pretask_cbs, posttask_cbs, state)
+        for callback in start_state_cbs:
+            callback(nodes, state)
+        tracker.start()
+    if not engine_keys:
+        return values
+    # Callbacks report every task, so they need a future for every key; without
+    # them only requested values are fetched and intermediates stay remote.
+    requested = engine_keys if tracker else [key for key in wanted if key not in values]
+    tasks = {key: to_engine_task(nodes[key]) for key in engine_keys}
+    priorities = _priorities(plan, engine_keys)
+    client = client_source()
+    try:
+        futures = client.submit_graph(tasks, requested, priorities=priorities)
+        del tasks
+        _wait_for_futures(client, futures, set(wanted), values, tracker)
+    except SchedulerDiedError:
+        if forget_dead_client:
+            cluster.forget_client(client)
+        raise
+    return values
+
+
+def _priorities(plan: GraphPlan, engine_keys: list) -> dict:
+    limit = dask.config.get(ORDER_LIMIT_CONFIG_KEY, DEFAULT_ORDER_LIMIT)
+    if len(plan.nodes) <= limit:
+        priorities = order(plan.nodes)
+        if len(engine_keys) != len(priorities):
+            priorities = {key: priorities[key] for key in engine_keys}
+        return priorities
+    return {key: index for index, key in enumerate(engine_keys)}
+
+
+def _wait_for_futures(client: Any, futures: dict, wanted: set, values: dict, tracker: _CallbackTracker | None) -> None:
+    """Collect results as futures finish; on the first error cancel the rest."""
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    key_of = {future: key for key, future in futures.items()}
+    # Emptied so that only key_of holds futures: intermediates are dropped as they finish.
+    futures.clear()
+    for future in key_of:
+        future.add_done_callback(done.put)
+    # Inside a worker (nested compute) this frees the worker's slot while we
+    # wait, so the inner graph can run even on a one-worker cluster.
+    try:
+        with worker_context.blocked_while_waiting():
+            _collect(done, key_of, wanted, values, tracker)
+    finally:
+        # Nothing of this call may keep running after an error or interrupt.
+        if key_of:
+            client.cancel(list(key_of))
+
+
+def _collect(done: queue.SimpleQueue, key_of: dict, wanted: set, values: dict, tracker: _CallbackTracker | None) -> None:
+    while key_of:
+        future = done.get()
+        key = key_of.pop(future)
+        if future.cancelled():
+            raise CancelledError(f"task {key!r} was cancelled")
+        error = future.exception()
+        if error is not None:
+            raise error.with_traceback(error.__traceback__)
+        result = None
+        if key in wanted:
+            result = values[key] = future.result()
+        if tracker is not None:
+            tracker.finished(key, result)
+
+
+def _nest(keys: Any, values: dict) -> Any:
+    if isinstance(keys, list):
+        return tuple(_nest(item, values) for item in keys)
+    return values[keys]
+
+
+class _CallbackTracker:
+    """Keeps a dask.local-shaped ``state`` for Dask's local callbacks.
+
+    The engine reports completions, not starts, so a task counts as running
+    (and gets ``pretask``) once all its dependencies have finished. The
+    ``result`` given to ``posttask`` is None for intermediates: their values
+    stay on the cluster. ``ready`` stays empty; ``worker_id`` is None.
+    """
+
+    def __init__(self, plan: GraphPlan, engine_keys: list, wanted: set, pretask_cbs, posttask_cbs, state: dict):
+        self.nodes = plan.nodes
+        self.wanted = wanted
+        self.pretask_cbs = pretask_cbs
+        self.posttask_cbs = posttask_cbs
+        self.state = state
+        dependencies = {key: set(self.nodes[key].dependencies) for key in engine_keys}
+        dependents: dict = {key: set() for key in engine_keys}
+        for key, key_dependencies in dependencies.items():
+            for dependency in key_dependencies:
+                dependents[dependency].add(key)
+        self.unfinished_dependents = {key: len(key_dependents) for key, key_dependents in dependents.items()}
+        state.update(
+            dependencies=dependencies,
+            dependents=dependents,
+            waiting={key: set(deps) for key, deps in dependencies.items() if deps},
+            waiting_data={key: set(key_dependents) for key, key_dependents in dependents.items() if key_dependents},
+            cache={},
+            ready=[],
+            running=set(),
+            finished=set(),
+            released=set(),
+        )
+        self.initial_keys = [key for key, deps in dependencies.items() if not deps]
+
+    def start(self) -> None:
+        for key in self.initial_keys:
+            self._mark_running(key)
+
+    def _mark_running(self, key: Any) -> None:
+        self.state["running"].add(key)
+        for callback in self.pretask_cbs:
+            callback(key, self.nodes, self.state)
+
+    def finished(self, key: Any, result: Any) -> None:
+        state = self.state
+        if key not in state["running"]:
+            # Results can arrive before those of the key's dependencies.
+            state["waiting"].pop(key, None)
+            self._mark_running(key)
+        state["running"].discard(key)
+        state["finished"].add(key)
+        if key in self.wanted:
+            state["cache"][key] = result
+        for callback in self.posttask_cbs:
+            callback(key, result, self.nodes, state, None)
+        for dependent in state["dependents"][key]:
+            waiting_for = state["waiting"].get(dependent)
+            if waiting_for is not None:
+                waiting_for.discard(key)
+                if not waiting_for:
+                    del state["waiting"][dependent]
+                    self._mark_running(dependent)
+        for dependency in state["dependencies"][key]:
+            state["waiting_data"].get(dependency, set()).discard(key)
+            self.unfinished_dependents[dependency] -= 1
+            if self.unfinished_dependents[dependency] == 0 and dependency not in self.wanted:
+                state["released"].add(dependency)
