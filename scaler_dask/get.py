@@ -20,6 +20,7 @@ from dask._task_spec import DataNode
 from dask.callbacks import local_callbacks, unpack_callbacks
 from dask.order import order
 
+from scaler_core.client.graph_refs import KeyRef
 from scaler_core.errors import SchedulerDiedError
 from scaler_core.worker import context as worker_context
 from scaler_dask import cluster
@@ -93,11 +94,11 @@ def _compute(client_source, plan: GraphPlan, wanted: list, start_state_cbs, pret
         tracker.start()
     if not engine_keys:
         return values
-    # Callbacks report every task, so they need a future for every key; without
-    # them only requested values are fetched and intermediates stay remote.
-    requested = engine_keys if tracker else [key for key in wanted if key not in values]
+    requested = [key for key in wanted if key not in values]
     tasks = {key: to_engine_task(nodes[key]) for key in engine_keys}
     priorities = _priorities(plan, engine_keys)
+    if tracker is not None:
+        _add_completion_markers(tasks, requested, priorities)
     client = client_source()
     try:
         futures = client.submit_graph(tasks, requested, priorities=priorities)
@@ -108,6 +109,41 @@ def _compute(client_source, plan: GraphPlan, wanted: list, start_state_cbs, pret
             cluster.forget_client(client)
         raise
     return values
+
+
+class _CompletionMarker:
+    """Key of a tiny task that finishes right after an intermediate ``key``.
+
+    The engine sends every requested value to the client, so requesting
+    intermediates just to see them finish would ship all their data here.
+    Instead each one gets a requested dependent returning None. A class of its
+    own cannot collide with any Dask key.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Any):
+        self.key = key
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _CompletionMarker and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash((_CompletionMarker, self.key))
+
+
+def _add_completion_markers(tasks: dict, requested: list, priorities: dict) -> None:
+    wanted = set(requested)
+    for key in list(tasks):
+        if key not in wanted:
+            marker = _CompletionMarker(key)
+            tasks[marker] = (_discard, (KeyRef(key),), {})
+            requested.append(marker)
+            priorities[marker] = priorities[key]
+
+
+def _discard(value: Any) -> None:
+    return None
 
 
 def _priorities(plan: GraphPlan, engine_keys: list) -> dict:
@@ -143,6 +179,8 @@ def _collect(done: queue.SimpleQueue, key_of: dict, wanted: set, values: dict, t
     while key_of:
         future = done.get()
         key = key_of.pop(future)
+        if type(key) is _CompletionMarker:
+            key = key.key
         if future.cancelled():
             raise CancelledError(f"task {key!r} was cancelled")
         error = future.exception()

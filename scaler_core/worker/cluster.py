@@ -1,50 +1,35 @@
 """A cluster: a supervisor process that keeps N worker processes alive on one machine.
 
-The supervisor notices a worker's death the moment its process ends (multiprocessing sentinels,
-no polling), tells the scheduler at once (so the dead worker's tasks are re-run without waiting
+The supervisor notices a worker's death the moment its process ends (a pidfd per worker, no
+polling), tells the scheduler at once (so the dead worker's tasks are re-run without waiting
 for a heartbeat timeout) and starts a replacement. It exits when the scheduler is gone.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import socket
-import threading
+import subprocess
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import zmq
 
 from scaler_core import protocol, transport
+from scaler_core.child import spawn
 from scaler_core.logging_setup import setup_logging
 from scaler_core.worker.process import EXIT_REPLACE_ME, EXIT_SCHEDULER_GONE, Worker, WorkerSettings
 
 logger = logging.getLogger(__name__)
 
 
-def watch_parent(pipe_reader) -> None:
-    """Exit this process as soon as the process holding the other end of the pipe dies."""
-
-    def wait_and_exit():
-        try:
-            pipe_reader.recv()
-        except (EOFError, OSError):
-            pass
-        os._exit(1)
-
-    threading.Thread(target=wait_and_exit, name="scaler-parent-watch", daemon=True).start()
-
-
 def worker_main(scheduler_address: str, worker_id: bytes, settings: WorkerSettings, cluster_id: bytes,
-                logging_level: str, logging_paths, parent_pipe) -> None:
+                logging_level: str, logging_paths) -> None:
     setup_logging(logging_level, logging_paths)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
-    if parent_pipe is not None:
-        watch_parent(parent_pipe)
     worker = Worker(scheduler_address, worker_id, settings, cluster_id)
     try:
         worker.run()
@@ -66,26 +51,22 @@ class Cluster:
         self.logging_paths = tuple(logging_paths)
         self.restart_workers = restart_workers
         self.cluster_id = b"K|%s|%d|%s" % (socket.gethostname().encode(), os.getpid(), os.urandom(4).hex().encode())
-        self._spawn = multiprocessing.get_context("spawn")
-        self.workers: Dict[int, tuple] = {}  # sentinel -> (process, worker id, pipe writer)
+        self.workers: Dict[int, tuple] = {}  # pidfd -> (process, worker id, index)
         self._stopping = False
         self._sequence = 0
+        self._wakeup_reader, self._wakeup_writer = os.pipe()
 
     def stop(self, *_):
         self._stopping = True
+        os.write(self._wakeup_writer, b"x")  # interrupt the wait at once
 
     def _start_worker(self) -> None:
         self._sequence += 1
         worker_id = b"W|%s|%d|%d|%s" % (socket.gethostname().encode(), os.getpid(), self._sequence,
                                          os.urandom(4).hex().encode())
-        reader, writer = self._spawn.Pipe(duplex=False)
-        process = self._spawn.Process(
-            target=worker_main, name=f"scaler-worker-{self._sequence}",
-            args=(self.scheduler_address, worker_id, self.settings, self.cluster_id, self.logging_level,
-                  self.logging_paths, reader))
-        process.start()
-        reader.close()
-        self.workers[process.sentinel] = (process, worker_id, writer)
+        process = spawn(worker_main, (self.scheduler_address, worker_id, self.settings, self.cluster_id,
+                                      self.logging_level, self.logging_paths), f"worker-{self._sequence}")
+        self.workers[os.pidfd_open(process.pid)] = (process, worker_id, self._sequence)
         logger.info("Worker[%d] started (pid %d)", self._sequence, process.pid)
 
     def run(self) -> None:
@@ -107,7 +88,8 @@ class Cluster:
                         break
                     transport.send(scheduler, protocol.Heartbeat())
                     next_heartbeat = now + self.settings.heartbeat_interval_seconds
-                ended = multiprocessing.connection.wait(list(self.workers), timeout=max(0.01, next_heartbeat - now))
+                ended = multiprocessing.connection.wait(list(self.workers) + [self._wakeup_reader],
+                                                        timeout=max(0.01, next_heartbeat - now))
                 while True:
                     try:
                         message, _ = transport.decode_parts(scheduler.recv_multipart(zmq.NOBLOCK))
@@ -117,18 +99,20 @@ class Cluster:
                         continue
                     if type(message) is protocol.HeartbeatEcho:
                         last_echo = time.monotonic()
-                for sentinel in ended:
-                    self._on_worker_exit(sentinel, scheduler)
+                for pidfd in ended:
+                    if pidfd in self.workers:
+                        self._on_worker_exit(pidfd, scheduler)
         finally:
             self._terminate_all()
             scheduler.close(linger=500)
             context.term()
 
-    def _on_worker_exit(self, sentinel, scheduler) -> None:
-        process, worker_id, writer = self.workers.pop(sentinel)
-        process.join()
-        writer.close()
-        code = process.exitcode
+    def _on_worker_exit(self, pidfd: int, scheduler) -> None:
+        process, worker_id, _ = self.workers.pop(pidfd)
+        os.close(pidfd)
+        code = process.wait()
+        if process.stdin is not None:
+            process.stdin.close()
         if code == EXIT_SCHEDULER_GONE:
             logger.info("ClusterProcess: worker %r stopped (scheduler gone)", worker_id)
             return
@@ -140,23 +124,24 @@ class Cluster:
 
     def _terminate_all(self) -> None:
         for process, _, _ in self.workers.values():
-            if process.is_alive():
+            if process.poll() is None:
                 process.terminate()
         deadline = time.monotonic() + 3
-        for process, _, writer in self.workers.values():
-            process.join(timeout=max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
+        for pidfd, (process, _, _) in self.workers.items():
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 process.kill()
-                process.join()
-            writer.close()
+                process.wait()
+            if process.stdin is not None:
+                process.stdin.close()
+            os.close(pidfd)
         self.workers.clear()
 
 
 def run_cluster(scheduler_address: str, n_workers: int, settings: WorkerSettings, logging_level: str = "INFO",
-                logging_paths=("/dev/stdout",), parent_pipe=None) -> None:
+                logging_paths=("/dev/stdout",)) -> None:
     setup_logging(logging_level, logging_paths)
-    if parent_pipe is not None:
-        watch_parent(parent_pipe)
     cluster = Cluster(scheduler_address, n_workers, settings, logging_level, logging_paths)
     signal.signal(signal.SIGTERM, cluster.stop)
     signal.signal(signal.SIGINT, cluster.stop)
