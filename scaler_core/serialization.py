@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import cloudpickle
 from tblib import pickling_support
 
-from scaler_core.errors import RemoteError, SerializationError
+from scaler_core.errors import RemoteError, ScalerError, SerializationError
 
 # Measured (benchmarks/inline_threshold.py): below ~64 KiB carrying the bytes inside the message
 # through the scheduler is cheaper than a put/get/delete round trip to the object storage.
@@ -78,6 +78,8 @@ def dumps_with_references(obj, reference_of) -> Tuple[List[Any], List[bytes]]:
     pickler = ReferencePickler(stream, reference_of, buffer_callback=buffers.append)
     try:
         pickler.dump(obj)
+    except ScalerError:
+        raise
     except Exception as error:
         raise SerializationError(f"cannot pickle {_describe(obj)}: {error!r}") from error
     frames = [stream.getvalue()] + [buffer.raw() for buffer in buffers]

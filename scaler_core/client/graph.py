@@ -23,6 +23,7 @@ class GraphSubmission:
         self.priorities = priorities or {}
         self.task_ids: Dict[Any, bytes] = {}
         self.task_id_set = set()
+        self.submitted = set()  # keys already handed to the scheduler, in dependency order
 
     def prepare(self) -> List:
         missing = [key for key in self.requested if key not in self.tasks]
@@ -43,6 +44,10 @@ class GraphSubmission:
 
     def reference_of(self, obj) -> Optional[bytes]:
         if type(obj) is KeyRef:
+            if obj.key not in self.submitted:
+                raise GraphError(
+                    f"KeyRef({obj.key!r}) is hidden inside an object the graph walk cannot see into; "
+                    "put KeyRefs directly in arguments or in list/tuple/set/dict containers")
             return self.task_ids[obj.key]
         return self._reference_of_objects(obj)
 
@@ -63,6 +68,8 @@ def _key_refs(value) -> List:
             stack.extend(item)
         elif kind is dict:
             stack.extend(item.values())
+        elif kind is _Call:
+            stack.extend(item.args)
     return found
 
 

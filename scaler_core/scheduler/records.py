@@ -76,7 +76,7 @@ class WorkerRecord:
         self.closing = False
 
     def record_duration(self, seconds: float) -> None:
-        self.mean_duration += 0.2 * (seconds - self.mean_duration)
+        self.mean_duration += 0.5 * (seconds - self.mean_duration)
 
 
 class ClientRecord:

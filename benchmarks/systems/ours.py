@@ -1,0 +1,90 @@
+"""This engine: scaler_core (Client + SchedulerClusterCombo) and scaler_dask (scaler_get, ScalerExecutor)."""
+
+import functools
+import inspect
+
+from benchmarks import measure
+from benchmarks.systems.base import NotSupported, SystemAdapter, SystemUnavailable
+
+
+def _import_engine():
+    try:
+        from scaler_core import Client, SchedulerClusterCombo
+    except Exception as error:  # noqa: BLE001 - anything here means "not usable yet"
+        raise SystemUnavailable(f"from scaler_core import Client, SchedulerClusterCombo: {error!r}") from error
+    return Client, SchedulerClusterCombo
+
+
+class OursSystem(SystemAdapter):
+    name = "ours"
+    description = "scaler_core SchedulerClusterCombo + Client; Dask path via scaler_dask.scaler_get"
+
+    def start(self):
+        Client, SchedulerClusterCombo = _import_engine()
+        self.combo = SchedulerClusterCombo(address=None, n_workers=self.n_workers)
+        self.address = self.combo.address
+        self.client = Client(address=self.address)
+        self.map(abs, range(self.n_workers * 4))  # wait until workers are connected
+
+    def stop(self):
+        self.client.disconnect()
+        self.combo.shutdown()
+
+    def map(self, fn, items):
+        return list(self.client.map(fn, list(items)))
+
+    def submit(self, fn, *args):
+        return self.client.submit(fn, *args)
+
+    def get_graph(self, graph, keys):
+        return self.client.get(graph, keys=list(keys))
+
+    def dask_scheduler(self):
+        try:
+            from scaler_dask import scaler_get
+        except Exception as error:  # noqa: BLE001
+            raise SystemUnavailable(f"from scaler_dask import scaler_get: {error!r}") from error
+        return _bind_scaler_get(scaler_get, self.client, self.address)
+
+    def send_object(self, obj):
+        return self.client.send_object(obj)
+
+    def scheduler_pid(self):
+        return measure.find_scheduler_pid(self.address)
+
+
+def _bind_scaler_get(scaler_get, client, address):
+    """Point scaler_get at the running cluster, whatever keyword it takes for that."""
+    parameters = inspect.signature(scaler_get).parameters
+    for keyword, value in (("client", client), ("address", address), ("scheduler_address", address)):
+        if keyword in parameters:
+            return functools.partial(scaler_get, **{keyword: value})
+    return scaler_get
+
+
+class OursExecutorSystem(SystemAdapter):
+    name = "ours-executor"
+    description = "scaler_dask.ScalerExecutor(max_workers=n) (concurrent.futures API; dask via scheduler=executor)"
+
+    def start(self):
+        try:
+            from scaler_dask import ScalerExecutor
+        except Exception as error:  # noqa: BLE001
+            raise SystemUnavailable(f"from scaler_dask import ScalerExecutor: {error!r}") from error
+        self.executor = ScalerExecutor(max_workers=self.n_workers)
+        list(self.executor.map(abs, range(self.n_workers * 4)))
+
+    def stop(self):
+        self.executor.shutdown(wait=False)
+
+    def map(self, fn, items):
+        return list(self.executor.map(fn, items))
+
+    def submit(self, fn, *args):
+        return self.executor.submit(fn, *args)
+
+    def dask_scheduler(self):
+        return self.executor
+
+    def get_graph(self, graph, keys):
+        raise NotSupported("executor has no dict-graph entry point")

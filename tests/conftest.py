@@ -1,0 +1,48 @@
+import os
+import time
+
+import psutil
+import pytest
+
+from scaler_core import Client, SchedulerClusterCombo
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
+    """Poll `predicate` until it is true or the deadline passes (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def engine_children():
+    return [p for p in psutil.Process().children(recursive=True)
+            if "scaler_core.child_entry" in " ".join(p.cmdline() if p.is_running() else [])]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    yield
+    leftovers = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        leftovers = [p for p in engine_children() if p.status() != psutil.STATUS_ZOMBIE]
+        if not leftovers:
+            break
+        time.sleep(0.1)
+    assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
+
+
+@pytest.fixture(scope="module")
+def combo():
+    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def client(combo):
+    with Client(combo.address, timeout_seconds=30) as connected:
+        yield connected

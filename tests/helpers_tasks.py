@@ -1,0 +1,100 @@
+"""Functions the tests run on workers (importable, so workers load them by reference)."""
+
+import os
+import time
+
+
+class CustomError(Exception):
+    def __init__(self, a, b):
+        super().__init__(a, b)
+        self.a = a
+        self.b = b
+
+
+def square(value):
+    return value * value
+
+
+def add(a, b):
+    return a + b
+
+
+def combine(a, b=10, *rest, c, d=4, **extra):
+    return (a, b, rest, c, d, sorted(extra.items()))
+
+
+def keyword_only(*, x, y=2):
+    return x * y
+
+
+def fail(message):
+    raise CustomError(message, 2)
+
+
+def identity(value):
+    return value
+
+
+def pid(_=None):
+    return os.getpid()
+
+
+def sleep_and_return(seconds, value=None):
+    time.sleep(seconds)
+    return value
+
+
+def noisy(text):
+    print(text)
+    return len(text)
+
+
+def kill_own_process(_=None):
+    os.kill(os.getpid(), 9)
+
+
+def write_marker_then_sleep(path, seconds):
+    with open(path, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def total(values):
+    return sum(values)
+
+
+def unpicklable_result():
+    import threading
+
+    return threading.Lock()
+
+
+class UnpicklableError(Exception):
+    def __init__(self):
+        super().__init__("cannot travel")
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable_error():
+    raise UnpicklableError()
+
+
+def fibonacci(client, n):
+    if n < 2:
+        return n
+    a = client.submit(fibonacci, client, n - 1)
+    b = client.submit(fibonacci, client, n - 2)
+    return a.result() + b.result()
+
+
+def tree(depth, width):
+    from scaler_core import Client
+
+    if depth == 0:
+        return 1
+    with Client() as client:
+        futures = [client.submit(tree, depth - 1, width) for _ in range(width)]
+        return sum(f.result() for f in futures)

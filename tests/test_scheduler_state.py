@@ -1,0 +1,354 @@
+"""The scheduler state machine, driven directly: no sockets, no processes."""
+
+import pickle
+
+import pytest
+
+from scaler_core import protocol
+from scaler_core.errors import GraphError, NoWorkerError, WorkerDiedError
+from scaler_core.scheduler.outbox import OBJECT_STORAGE
+from scaler_core.scheduler.policies import CapabilityPolicy
+from scaler_core.scheduler.state import SchedulerSettings, SchedulerState
+
+CLIENT = b"C|client-1"
+OTHER_CLIENT = b"C|client-2"
+
+
+def worker_id(n):
+    return b"W|host|%d" % n
+
+
+def make_state(**settings):
+    policy = settings.pop("policy", None)
+    return SchedulerState(SchedulerSettings(object_storage_address="tcp://127.0.0.1:1", **settings), policy)
+
+
+def hello(state, n, capabilities=None, now=0.0):
+    caps = [protocol.Capability(name=k, quantity=v) for k, v in (capabilities or {}).items()]
+    state.on_message(worker_id(n), protocol.WorkerHello(worker_id=worker_id(n), capabilities=caps), now=now)
+
+
+def task(n, deps=(), requested=True, priority=0, capabilities=None):
+    caps = [protocol.Capability(name=k, quantity=v) for k, v in (capabilities or {}).items()]
+    return protocol.Task(task_id=b"t%015d" % n, function_id=b"f", args=b"a", dependencies=[b"t%015d" % d for d in deps],
+                         requested=requested, priority=priority, capabilities=caps)
+
+
+def tid(n):
+    return b"t%015d" % n
+
+
+def submit(state, *tasks, client=CLIENT, now=0.0):
+    state.on_message(client, protocol.TaskBatch(tasks=list(tasks)), now=now)
+
+
+def sent(state):
+    return state.take_outgoing()
+
+
+def tasks_sent(outgoing):
+    return {dest: [t.task_id for t in msg.tasks] for dest, msg, _ in outgoing if type(msg) is protocol.TaskBatch}
+
+
+def results_sent(outgoing, client=CLIENT):
+    return [r for dest, msg, _ in outgoing if type(msg) is protocol.ResultBatch and dest == client for r in msg.results]
+
+
+def succeed(state, n, worker, value=b"v", stored=False, duration=0.1, now=0.0):
+    result = protocol.TaskResult(task_id=tid(n), status="success", value=value, stored=stored,
+                                 profiling=protocol.Profiling(duration_seconds=duration))
+    state.on_message(worker_id(worker), protocol.ResultBatch(results=[result]), now=now)
+
+
+def test_submit_dispatches_and_result_reaches_the_client():
+    state = make_state()
+    hello(state, 1)
+    welcome = sent(state)
+    assert type(welcome[0][1]) is protocol.Welcome
+    submit(state, task(1))
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(1)]}
+    succeed(state, 1, 1, value=b"result")
+    results = results_sent(sent(state))
+    assert [(r.task_id, r.status, r.value) for r in results] == [(tid(1), "success", b"result")]
+    assert state.tasks == {}, "finished plain tasks are forgotten"
+
+
+def test_tasks_queue_without_workers_and_dispatch_when_one_joins():
+    state = make_state()
+    submit(state, task(1), task(2))
+    assert tasks_sent(sent(state)) == {}
+    hello(state, 1)
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(1), tid(2)]}
+
+
+def test_even_load_across_workers():
+    state = make_state()
+    hello(state, 1)
+    hello(state, 2)
+    sent(state)
+    submit(state, *[task(n) for n in range(4)])
+    by_worker = tasks_sent(sent(state))
+    assert sorted(len(v) for v in by_worker.values()) == [2, 2]
+
+
+def test_in_flight_limit_grows_for_tiny_tasks_and_rest_waits():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, *[task(n) for n in range(5000)])
+    in_flight = tasks_sent(sent(state))[worker_id(1)]
+    assert len(in_flight) == 2, "unknown durations: only a couple in flight"
+    for _ in range(5):
+        for n in in_flight:
+            succeed(state, int(n[1:]), 1, duration=0.00001)
+        in_flight = tasks_sent(sent(state))[worker_id(1)]
+    assert len(in_flight) > 10, "fast tasks get a deeper pipeline"
+
+
+def test_priority_orders_the_queue():
+    state = make_state()
+    submit(state, task(1, priority=0), task(2, priority=5))
+    hello(state, 1)
+    assert tasks_sent(sent(state))[worker_id(1)] == [tid(2), tid(1)]
+
+
+def test_graph_runs_in_dependency_order_with_inputs_filled():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, task(1, requested=False), task(2, requested=False), task(3, deps=(1, 2)))
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(1), tid(2)]}
+    succeed(state, 1, 1, value=b"one")
+    assert tasks_sent(sent(state)) == {}
+    succeed(state, 2, 1, value=b"two")
+    outgoing = sent(state)
+    assert results_sent(outgoing) == [], "intermediates are not sent to the client"
+    dispatched = [m for _, m, _ in outgoing if type(m) is protocol.TaskBatch][0].tasks[0]
+    assert dispatched.task_id == tid(3)
+    assert {(i.object_id, i.inline) for i in dispatched.inputs} == {(tid(1), b"one"), (tid(2), b"two")}
+    assert set(state.tasks) == {tid(1), tid(2), tid(3)}
+    succeed(state, 3, 1)
+    assert [r.task_id for r in results_sent(sent(state))] == [tid(3)]
+    assert state.tasks == {}, "intermediates are released once their dependents are done"
+
+
+def test_stored_intermediate_is_deleted_from_object_storage_when_released():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, task(1, requested=False), task(2, deps=(1,)))
+    sent(state)
+    succeed(state, 1, 1, value=b"", stored=True)
+    sent(state)
+    succeed(state, 2, 1)
+    deletes = [m for d, m, _ in sent(state) if d == OBJECT_STORAGE and type(m) is protocol.ObjectDelete]
+    assert deletes and deletes[0].object_ids == [tid(1)]
+
+
+def test_failure_propagates_to_all_dependents_without_recursion():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    chain = [task(0, requested=False)] + [task(n, deps=(n - 1,), requested=(n == 5000)) for n in range(1, 5001)]
+    submit(state, *chain)
+    sent(state)
+    error = pickle.dumps(ValueError("boom"))
+    state.on_message(worker_id(1), protocol.ResultBatch(results=[
+        protocol.TaskResult(task_id=tid(0), status="failed", value=error)]), now=0)
+    results = results_sent(sent(state))
+    assert [(r.task_id, r.status) for r in results] == [(tid(5000), "failed")]
+    assert isinstance(pickle.loads(results[0].value), ValueError)
+    assert state.tasks == {}
+
+
+def test_missing_dependency_fails_the_task_clearly():
+    state = make_state()
+    submit(state, task(1, deps=(99,)))
+    results = results_sent(sent(state))
+    assert results[0].status == "schedulerError"
+    error = pickle.loads(results[0].value)
+    assert isinstance(error, GraphError) and "Missing dependency" in str(error)
+
+
+def test_cancel_queued_task_and_its_dependents():
+    state = make_state()
+    submit(state, task(1), task(2, deps=(1,)))
+    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[tid(1)]), now=0)
+    statuses = {(r.task_id, r.status) for r in results_sent(sent(state))}
+    assert statuses == {(tid(1), "cancelled"), (tid(2), "cancelled")}
+    hello(state, 1)
+    assert tasks_sent(sent(state)) == {}
+    assert state.tasks == {}
+
+
+def test_cancel_assigned_task_is_forwarded_to_its_worker():
+    state = make_state()
+    hello(state, 1)
+    submit(state, task(1))
+    sent(state)
+    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[tid(1)]), now=0)
+    cancels = [(d, m) for d, m, _ in sent(state) if type(m) is protocol.TaskCancel]
+    assert cancels == [(worker_id(1), protocol.TaskCancel(task_ids=[tid(1)]))]
+    state.on_message(worker_id(1), protocol.ResultBatch(results=[
+        protocol.TaskResult(task_id=tid(1), status="cancelled")]), now=0)
+    assert [r.status for r in results_sent(sent(state))] == ["cancelled"]
+
+
+def test_a_client_cannot_cancel_another_clients_task():
+    state = make_state()
+    submit(state, task(1))
+    state.on_message(OTHER_CLIENT, protocol.TaskCancel(task_ids=[tid(1)]), now=0)
+    assert results_sent(sent(state)) == []
+    assert tid(1) in state.tasks
+
+
+def test_dead_worker_tasks_run_elsewhere():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, task(1), task(2))
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(1), tid(2)]}
+    hello(state, 2)
+    sent(state)
+    state.on_message(b"K|cluster", protocol.WorkerDied(worker_id=worker_id(1), exit_code=-9), now=0)
+    assert tasks_sent(sent(state)) == {worker_id(2): [tid(1), tid(2)]}
+    assert state.tasks[tid(1)].task.retries == 1, "the running task counts a retry"
+    assert state.tasks[tid(2)].task.retries == 0, "a queued task does not"
+
+
+def test_task_that_keeps_killing_workers_fails_with_a_clear_error():
+    state = make_state(max_task_retries=3)
+    submit(state, task(1))
+    for n in range(3):
+        hello(state, n)
+        sent(state)
+        state.on_message(b"K|cluster", protocol.WorkerDied(worker_id=worker_id(n), exit_code=-9), now=0)
+    results = results_sent(sent(state))
+    assert [r.status for r in results] == ["workerDied"]
+    assert isinstance(pickle.loads(results[0].value), WorkerDiedError)
+
+
+def test_worker_heartbeat_timeout_requeues():
+    state = make_state(worker_timeout_seconds=5)
+    hello(state, 1, now=0)
+    submit(state, task(1), now=0)
+    sent(state)
+    state.on_tick(now=3)
+    assert worker_id(1) in state.workers
+    state.on_tick(now=6)
+    assert worker_id(1) not in state.workers
+    assert state.tasks[tid(1)].state.name == "QUEUED"
+
+
+def test_stale_result_from_a_removed_worker_is_ignored():
+    state = make_state()
+    hello(state, 1)
+    submit(state, task(1))
+    sent(state)
+    state.on_message(b"K|cluster", protocol.WorkerDied(worker_id=worker_id(1)), now=0)
+    hello(state, 2)
+    sent(state)
+    succeed(state, 1, 1)  # the dead worker's late answer
+    assert results_sent(sent(state)) == []
+    succeed(state, 1, 2)
+    assert len(results_sent(sent(state))) == 1
+
+
+def test_client_disconnect_cancels_its_tasks_and_frees_its_objects():
+    state = make_state()
+    hello(state, 1)
+    submit(state, task(1), task(2), task(3))
+    submit(state, task(4), client=OTHER_CLIENT)
+    sent(state)
+    state.on_message(CLIENT, protocol.ClientDisconnect(), now=0)
+    outgoing = sent(state)
+    assert any(d == OBJECT_STORAGE and m == protocol.ObjectDeleteOwner(owner_id=CLIENT) for d, m, _ in outgoing)
+    assert all(r.task_id != tid(4) for r in results_sent(outgoing, OTHER_CLIENT))
+    assert tid(4) in state.tasks
+
+
+def test_client_timeout_counts_as_disconnect():
+    state = make_state(client_timeout_seconds=5)
+    submit(state, task(1), now=0)
+    state.on_tick(now=10)
+    assert CLIENT not in state.clients and state.tasks == {}
+
+
+def test_messages_not_allowed_for_the_role_are_refused():
+    state = make_state()
+    assert not state.on_message(b"W|worker", protocol.TaskBatch(tasks=[task(1)]), now=0)
+    assert not state.on_message(CLIENT, protocol.ResultBatch(results=[]), now=0)
+    assert not state.on_message(CLIENT, protocol.WorkerDied(worker_id=b"W|x"), now=0)
+    assert not state.on_message(b"X|nobody", protocol.Heartbeat(), now=0)
+    assert state.tasks == {}
+
+
+def test_protected_scheduler_refuses_shutdown():
+    state = make_state(protected=True)
+    state.on_message(CLIENT, protocol.ClientDisconnect(shutdown_scheduler=True), now=0)
+    response = [m for _, m, _ in sent(state) if type(m) is protocol.ShutdownResponse][0]
+    assert not response.accepted and "protected" in response.reason
+    assert not state.stopping
+
+
+def test_unprotected_scheduler_shuts_down_everyone():
+    state = make_state(protected=False)
+    hello(state, 1)
+    sent(state)
+    state.on_message(CLIENT, protocol.ClientDisconnect(shutdown_scheduler=True), now=0)
+    outgoing = sent(state)
+    assert state.stopping
+    assert any(d == worker_id(1) and type(m) is protocol.SchedulerShutdown for d, m, _ in outgoing)
+
+
+def test_blocked_worker_gets_more_work():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, *[task(n) for n in range(5)])
+    assert len(tasks_sent(sent(state))[worker_id(1)]) == 2
+    state.on_message(worker_id(1), protocol.WorkerBlocked(blocked_tasks=2), now=0)
+    assert len(tasks_sent(sent(state))[worker_id(1)]) == 2
+
+
+# --- capability policy ---------------------------------------------------------------------------
+
+
+def test_capability_routing_by_name():
+    state = make_state(policy=CapabilityPolicy())
+    hello(state, 1, {"linux": -1})
+    hello(state, 2, {"gpu": -1, "linux": -1})
+    sent(state)
+    submit(state, task(1, capabilities={"gpu": -1}), task(2, capabilities={"gpu": -1}))
+    assert tasks_sent(sent(state)) == {worker_id(2): [tid(1), tid(2)]}
+
+
+def test_capability_quantities_limit_concurrency():
+    state = make_state(policy=CapabilityPolicy())
+    hello(state, 1, {"gpu": 2})
+    sent(state)
+    submit(state, *[task(n, capabilities={"gpu": 1}) for n in range(4)])
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(0), tid(1)]}
+    succeed(state, 0, 1)
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(2)]}
+
+
+def test_unsatisfiable_capabilities_fail_after_grace():
+    state = make_state(policy=CapabilityPolicy(), no_worker_grace_seconds=5)
+    hello(state, 1, {"linux": -1})
+    submit(state, task(1, capabilities={"gpu": -1}), task(2, capabilities={"linux": -1}))
+    state.on_tick(now=1)
+    outgoing = sent(state)
+    assert tasks_sent(outgoing) == {worker_id(1): [tid(2)]}
+    state.on_tick(now=7)
+    results = results_sent(sent(state))
+    assert [(r.task_id, r.status) for r in results] == [(tid(1), "noWorker")]
+    assert isinstance(pickle.loads(results[0].value), NoWorkerError)
+
+
+def test_even_policy_ignores_capabilities():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, task(1, capabilities={"gpu": -1}))
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(1)]}
