@@ -29,11 +29,13 @@ struct Task {
   inputs @6 :List(ObjectInput);
   dependencies @7 :List(Data);   # graph tasks: ids of tasks whose results are inputs
   requested @8 :Bool;        # graph tasks: the client wants this result (always true for submit)
-  priority @9 :Int32;        # higher runs first; nested tasks get their parent's priority + 1
+  priority @9 :Int32;        # higher runs first; tasks submitted from inside a task rank above their parent
   capabilities @10 :List(Capability);
   streamOutput @11 :Bool;
   graphId @12 :Data;         # empty for plain tasks
   retries @13 :Int32;        # scheduler -> worker: how many workers died running it so far
+  dependentCount @14 :UInt32; # graph tasks: how many tasks of the same graph depend on this one; the
+                              # scheduler keeps the result until that many dependents have finished
 }
 
 struct TaskBatch {
@@ -140,7 +142,10 @@ struct WorkerDied {
 }
 
 struct SchedulerShutdown {
+  # scheduler -> client, worker or cluster: stop. With `reconnect`, the scheduler no longer knows
+  # the peer (it timed out); a worker process should be replaced, a client must be recreated.
   reason @0 :Text;
+  reconnect @1 :Bool;
 }
 
 struct ObjectPut {

@@ -32,8 +32,11 @@ def spawn(function: Callable, args: Sequence[Any], name: str) -> subprocess.Pope
     process = subprocess.Popen([sys.executable, "-m", "scaler_core.child_entry", name], stdin=subprocess.PIPE, env=env,
                                close_fds=True)
     payload = pickle.dumps((function, tuple(args)))
-    process.stdin.write(HEADER.pack(len(payload)) + payload)
-    process.stdin.flush()
+    try:
+        process.stdin.write(HEADER.pack(len(payload)) + payload)
+        process.stdin.flush()
+    except BrokenPipeError:
+        pass  # the child died at birth; the caller sees it exit like any other
     return process
 
 

@@ -85,7 +85,7 @@ def test_delayed_graph(engine_get):
 
 
 def test_numpy_and_pandas_types_survive_the_round_trip(engine_get):
-    matrix = da.from_array(np.matrix([[1, 2], [3, 4]]), chunks=1)
+    matrix = da.from_array(np.matrix([[1, 2], [3, 4]]), chunks=2, asarray=False)
     assert type(matrix.compute(scheduler=engine_get)) is np.matrix
     series = dd.from_pandas(pd.Series(pd.array([1, None, 3], dtype="Int64")), npartitions=2)
     pd.testing.assert_series_equal(series.compute(scheduler=engine_get), series.compute(scheduler="threads"))

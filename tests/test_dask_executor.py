@@ -52,8 +52,7 @@ def test_embedded_cluster_is_owned_and_shut_down():
     assert executor.submit(square, 3).result(timeout=30) == 9
     executor.shutdown(wait=True)
     for process in processes:
-        process.join(30)
-        assert not process.is_alive()
+        assert process.wait(timeout=30) is not None
 
 
 def test_dead_cluster_breaks_pending_futures():

@@ -25,7 +25,8 @@ def make_state(**settings):
 
 def hello(state, n, capabilities=None, now=0.0):
     caps = [protocol.Capability(name=k, quantity=v) for k, v in (capabilities or {}).items()]
-    state.on_message(worker_id(n), protocol.WorkerHello(worker_id=worker_id(n), capabilities=caps), now=now)
+    state.on_message(worker_id(n), protocol.WorkerHello(worker_id=worker_id(n), capabilities=caps,
+                                                        cluster_id=b"K|cluster"), now=now)
 
 
 def task(n, deps=(), requested=True, priority=0, capabilities=None):
@@ -39,6 +40,8 @@ def tid(n):
 
 
 def submit(state, *tasks, client=CLIENT, now=0.0):
+    if client not in state.clients:
+        state.on_message(client, protocol.ClientHello(), now=now)
     state.on_message(client, protocol.TaskBatch(tasks=list(tasks)), now=now)
 
 
@@ -352,3 +355,42 @@ def test_even_policy_ignores_capabilities():
     sent(state)
     submit(state, task(1, capabilities={"gpu": -1}))
     assert tasks_sent(sent(state)) == {worker_id(1): [tid(1)]}
+
+
+def test_announced_dependents_keep_a_result_across_batches():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    first = task(1, requested=False)
+    first.dependent_count = 1
+    submit(state, first)
+    sent(state)
+    succeed(state, 1, 1, value=b"kept", stored=True)
+    outgoing = sent(state)
+    assert not any(type(m) is protocol.ObjectDelete for _, m, _ in outgoing), "not released: a dependent is due"
+    submit(state, task(2, deps=(1,)))
+    dispatched = [m for _, m, _ in sent(state) if type(m) is protocol.TaskBatch][0].tasks[0]
+    assert dispatched.inputs[0].object_id == tid(1) and dispatched.inputs[0].stored
+    succeed(state, 2, 1)
+    assert any(type(m) is protocol.ObjectDelete for _, m, _ in sent(state))
+    assert state.tasks == {}
+
+
+def test_dropped_client_is_told_instead_of_silently_readmitted():
+    state = make_state(client_timeout_seconds=5)
+    submit(state, task(1), now=0)
+    state.on_tick(now=10)
+    sent(state)
+    state.on_message(CLIENT, protocol.TaskBatch(tasks=[task(2)]), now=11)
+    shutdowns = [m for d, m, _ in sent(state) if type(m) is protocol.SchedulerShutdown and d == CLIENT]
+    assert shutdowns and shutdowns[0].reconnect
+    assert state.tasks == {}
+
+
+def test_worker_died_only_accepted_from_its_own_cluster():
+    state = make_state()
+    state.on_message(worker_id(1), protocol.WorkerHello(worker_id=worker_id(1), cluster_id=b"K|mine"), now=0)
+    state.on_message(b"K|other", protocol.WorkerDied(worker_id=worker_id(1)), now=0)
+    assert worker_id(1) in state.workers
+    state.on_message(b"K|mine", protocol.WorkerDied(worker_id=worker_id(1)), now=0)
+    assert worker_id(1) not in state.workers

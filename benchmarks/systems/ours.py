@@ -1,8 +1,5 @@
 """This engine: scaler_core (Client + SchedulerClusterCombo) and scaler_dask (scaler_get, ScalerExecutor)."""
 
-import functools
-import inspect
-
 from benchmarks import measure
 from benchmarks.systems.base import NotSupported, SystemAdapter, SystemUnavailable
 
@@ -40,26 +37,20 @@ class OursSystem(SystemAdapter):
         return self.client.get(graph, keys=list(keys))
 
     def dask_scheduler(self):
+        """The public scaler_get, pointed at this cluster through the documented `scaler.address` config."""
         try:
+            import dask
             from scaler_dask import scaler_get
         except Exception as error:  # noqa: BLE001
             raise SystemUnavailable(f"from scaler_dask import scaler_get: {error!r}") from error
-        return _bind_scaler_get(scaler_get, self.client, self.address)
+        dask.config.set({"scaler.address": self.address})
+        return scaler_get
 
     def send_object(self, obj):
         return self.client.send_object(obj)
 
     def scheduler_pid(self):
         return measure.find_scheduler_pid(self.address)
-
-
-def _bind_scaler_get(scaler_get, client, address):
-    """Point scaler_get at the running cluster, whatever keyword it takes for that."""
-    parameters = inspect.signature(scaler_get).parameters
-    for keyword, value in (("client", client), ("address", address), ("scheduler_address", address)):
-        if keyword in parameters:
-            return functools.partial(scaler_get, **{keyword: value})
-    return scaler_get
 
 
 class OursExecutorSystem(SystemAdapter):

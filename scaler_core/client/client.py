@@ -174,6 +174,7 @@ class Client:
                 reference_of=submission.reference_of, graph_task_ids=submission.task_id_set, requested=requested,
                 priority=base_priority + submission.priority_of(key), graph_id=graph_id,
                 future=requested)
+            task.dependent_count = submission.dependent_counts[key]
             submission.submitted.add(key)
             if future is not None:
                 futures[key] = future

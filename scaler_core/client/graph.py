@@ -36,6 +36,10 @@ class GraphSubmission:
                     raise GraphError(f"Missing dependency {dep!r} for key {key!r}")
         needed = _ancestors(self.requested, dependencies)
         ordered = _topological_order(needed, dependencies)
+        self.dependent_counts: Dict[Any, int] = dict.fromkeys(needed, 0)
+        for key in needed:
+            for dep in set(dependencies[key]):
+                self.dependent_counts[dep] += 1
         for key in ordered:
             task_id = new_id()
             self.task_ids[key] = task_id

@@ -52,6 +52,7 @@ class SchedulerState:
         self.tasks: Dict[bytes, TaskRecord] = {}
         self.workers: Dict[bytes, WorkerRecord] = {}
         self.clients: Dict[bytes, ClientRecord] = {}
+        self.clusters: Dict[bytes, float] = {}  # cluster supervisor -> last heartbeat
         self.ready: List = []  # heap of (-priority, sequence, task_id)
         self.outbox = Outbox()
         self.counts = {"succeeded": 0, "failed": 0, "cancelled": 0}
@@ -84,6 +85,8 @@ class SchedulerState:
         for client in [c for c in self.clients.values() if c.last_seen < client_deadline]:
             logger.warning("scheduler: client %r timed out (no heartbeat), cancelling its tasks", client.client_id)
             self._remove_client(client.client_id)
+        for cluster_id in [c for c, seen in self.clusters.items() if seen < worker_deadline]:
+            del self.clusters[cluster_id]
         self._dispatch_needed = True
 
     def take_outgoing(self):
@@ -93,15 +96,23 @@ class SchedulerState:
 
     # --- clients --------------------------------------------------------------------------------
 
-    def _client(self, client_id: bytes) -> ClientRecord:
+    def _client(self, client_id: bytes) -> Optional[ClientRecord]:
+        """The sender's record; None (and the client told to go) when we dropped it earlier.
+
+        A client always says hello first on its connection, so any other first message means the
+        scheduler timed it out: its tasks were cancelled, it must not carry on as if nothing happened."""
         client = self.clients.get(client_id)
         if client is None:
-            client = self.clients[client_id] = ClientRecord(client_id, self._now)
+            self.outbox.send(client_id, protocol.SchedulerShutdown(
+                reason="the scheduler dropped this client (no heartbeat within the client timeout); "
+                       "its tasks were cancelled, create a new Client", reconnect=True))
+            return None
         client.last_seen = self._now
         return client
 
     def _on_ClientHello(self, sender, message, now):
-        self._client(sender)
+        if sender not in self.clients:
+            self.clients[sender] = ClientRecord(sender, now)
         self.outbox.send(sender, self._welcome())
 
     def _welcome(self):
@@ -113,13 +124,16 @@ class SchedulerState:
 
     def _on_TaskBatch(self, sender, message, now):
         client = self._client(sender)
+        if client is None:
+            return
         for task in message.tasks:
             task.client_id = sender
             self._add_task(client, task)
         self._dispatch_needed = True
 
     def _on_TaskCancel(self, sender, message, now):
-        self._client(sender)
+        if self._client(sender) is None:
+            return
         for task_id in message.task_ids:
             record = self.tasks.get(task_id)
             if record is not None and record.client_id == sender:
@@ -128,14 +142,18 @@ class SchedulerState:
 
     def _on_ObjectDelete(self, sender, message, now):
         """The client fetched these stored results and no longer needs them."""
-        self._client(sender)
+        if self._client(sender) is None:
+            return
         to_delete = []
         for object_id in message.object_ids:
             record = self.tasks.get(object_id)
-            if record is not None and record.client_id == sender and record.pending_dependents > 0:
-                record.client_released = True
-            else:
-                to_delete.append(object_id)
+            if record is None:
+                to_delete.append(object_id)  # the storage only deletes objects this client owns
+            elif record.client_id == sender:
+                if record.pending_dependents > 0:
+                    record.client_released = True
+                else:
+                    to_delete.append(object_id)
         if to_delete:
             self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=to_delete))
 
@@ -166,7 +184,7 @@ class SchedulerState:
 
     def _shutdown(self, reason: str) -> None:
         self.stopping = True
-        for peer in list(self.workers) + list(self.clients):
+        for peer in list(self.workers) + list(self.clients) + list(self.clusters):
             self.outbox.send(peer, protocol.SchedulerShutdown(reason=reason))
 
     # --- heartbeats -----------------------------------------------------------------------------
@@ -177,13 +195,17 @@ class SchedulerState:
             worker = self.workers.get(sender)
             if worker is None:
                 # we declared it dead and re-ran its tasks: it must start over as a new worker
-                self.outbox.send(sender, protocol.SchedulerShutdown(reason="unknown worker, reconnect"))
+                self.outbox.send(sender, protocol.SchedulerShutdown(
+                    reason="unknown worker (it timed out and its tasks were re-run)", reconnect=True))
                 return
             worker.last_seen = now
             worker.cpu_percent = message.cpu_percent
             worker.rss_bytes = message.rss_bytes
         elif role == CLIENT:
-            self._client(sender)
+            if self._client(sender) is None:
+                return
+        elif role == CLUSTER:
+            self.clusters[sender] = now
         self.outbox.send(sender, protocol.HeartbeatEcho())
 
     # --- workers --------------------------------------------------------------------------------
@@ -206,7 +228,8 @@ class SchedulerState:
         self._remove_worker(sender, returned=set(message.returned_tasks))
 
     def _on_WorkerDied(self, sender, message, now):
-        if message.worker_id in self.workers:
+        worker = self.workers.get(message.worker_id)
+        if worker is not None and worker.cluster_id == sender:
             logger.warning("scheduler: cluster %r reports worker %r died (exit code %d)", sender,
                            message.worker_id, message.exit_code)
             self._remove_worker(message.worker_id)
@@ -269,6 +292,7 @@ class SchedulerState:
         self.tasks[task.task_id] = record
         client.tasks[task.task_id] = None
         failure = None
+        record.pending_dependents = task.dependent_count
         for dependency_id in task.dependencies:
             dependency = self.tasks.get(dependency_id)
             if dependency is None:
@@ -276,7 +300,8 @@ class SchedulerState:
                     f"Missing dependency: task {task.task_id.hex()} depends on {dependency_id.hex()}, "
                     "which the scheduler does not know (never submitted, or already released)")))
                 continue
-            dependency.pending_dependents += 1
+            if dependency.task.dependent_count == 0:
+                dependency.pending_dependents += 1  # a dependent its submitter did not announce
             if dependency.state == TaskState.DONE:
                 if dependency.status == "success":
                     self._add_input(record, dependency)

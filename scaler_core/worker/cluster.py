@@ -99,6 +99,9 @@ class Cluster:
                         continue
                     if type(message) is protocol.HeartbeatEcho:
                         last_echo = time.monotonic()
+                    elif type(message) is protocol.SchedulerShutdown:
+                        logger.info("ClusterProcess: scheduler shut down (%s), stopping", message.reason)
+                        self._stopping = True
                 for pidfd in ended:
                     if pidfd in self.workers:
                         self._on_worker_exit(pidfd, scheduler)
@@ -118,9 +121,13 @@ class Cluster:
             return
         if code != EXIT_REPLACE_ME:
             logger.warning("ClusterProcess: worker %r died (exit code %s)", worker_id, code)
-            transport.send(scheduler, protocol.WorkerDied(worker_id=worker_id, exit_code=code or 0))
+        # also after a planned exit: if its goodbye got lost, the scheduler still learns at once
+        transport.send(scheduler, protocol.WorkerDied(worker_id=worker_id, exit_code=code or 0))
         if self.restart_workers and not self._stopping:
-            self._start_worker()
+            try:
+                self._start_worker()
+            except OSError as error:  # e.g. out of processes: keep supervising the others
+                logger.error("ClusterProcess: could not start a replacement worker: %s", error)
 
     def _terminate_all(self) -> None:
         for process, _, _ in self.workers.values():

@@ -213,6 +213,9 @@ class Worker:
                 self._connect_storage(message.object_storage_address)
             elif kind is protocol.SchedulerShutdown:
                 logger.info("worker %r: scheduler says %s; exiting", self.worker_id, message.reason)
+                if message.reconnect:
+                    self.context.destroy(linger=0)
+                    os._exit(EXIT_REPLACE_ME)  # a fresh worker takes this one's place
                 return False
 
     def _connect_storage(self, address: str) -> None:
@@ -312,7 +315,8 @@ class Worker:
         with self.lock:
             returned = [task_id for task_id in self.tasks if task_id != task.task_id and task_id not in self.running]
         transport.send(self.scheduler, protocol.WorkerDisconnect(returned_tasks=returned, reason=reason))
-        self.scheduler.close(linger=2000)
+        # os._exit skips zmq's own shutdown: flush what is queued (bounded by linger) first
+        self.context.destroy(linger=2000)
         os._exit(EXIT_REPLACE_ME)
 
     def _check_limits(self, now: float) -> None:
