@@ -58,22 +58,22 @@ def build_cases(quick):
             f"W1.map-{size_label(n)}", "W1", f"{size_label(n)} tiny tasks via map",
             W + "w1_tiny_tasks:run_map_throughput", {"n_tasks": n}, TASK_SYSTEMS, THROUGHPUT,
             size_param="n_tasks",
-            caps={"upstream": 300 if q else 2000, "distributed": 2000 if q else 20_000}))
+            caps={"upstream": 300 if q else 2000, "distributed": 1000 if q else 20_000}))
     n_trips = 200 if q else 1000
     cases.append(Case(
         f"W2.latency-{size_label(n_trips)}", "W2", f"{n_trips} sequential submit->result",
         W + "w2_latency:run_round_trips", {"n_trips": n_trips}, TASK_SYSTEMS + ["pyzmq-floor"],
         [("p50_ms", "p50 ms", "lower"), ("p99_ms", "p99 ms", "lower")],
         size_param="n_trips", caps={"upstream": 100 if q else 1000}))
-    dask_cases = [("array", 220), ("dataframe", 100)] if q else [("array", 660), ("dataframe", 915), ("array", 2080)]
+    dask_cases = [("array", 160), ("dataframe", 50)] if q else [("array", 660), ("dataframe", 915), ("array", 2080)]
     for kind, size in dask_cases:
-        approximate = {220: "1k", 100: "1k", 660: "10k", 915: "10k", 2080: "100k"}[size]
+        approximate = {160: "600", 50: "600", 660: "10k", 915: "10k", 2080: "100k"}[size]
         cases.append(Case(
             f"W3.{kind}-{approximate}", "W3", f"dask.{kind} graph, ~{approximate} tasks",
             W + "w3_dask_collections:run_dask_collection", {"kind": kind, "size": size}, DASK_SYSTEMS,
             [("seconds", "seconds", "lower"), ("tasks_per_s", "tasks/s", "higher")],
             not_applicable=["upstream"], timeout_factor=1.0 if size < 2000 else 3.0))
-    for n in ([10_000] if q else [100_000, 1_000_000]):
+    for n in ([5000] if q else [100_000, 1_000_000]):
         for shape in ("map", "chain", "tree", "random"):
             systems = CLUSTER_SYSTEMS if shape == "map" else GRAPH_SYSTEMS
             cases.append(Case(
@@ -82,7 +82,7 @@ def build_cases(quick):
                 [("seconds", "seconds", "lower"), ("us_per_node", "us/node", "lower"),
                  ("scheduler_peak_rss_mb", "scheduler peak RSS MB", "lower")],
                 size_param="n_nodes",
-                caps={"upstream": 1000 if q else 2000, "distributed": 5000 if q else 20_000,
+                caps={"upstream": 300 if q else 2000, "distributed": 1000 if q else 20_000,
                       "dask-processes": 200_000},
                 timeout_factor=1.0 if n < 1_000_000 else 5.0))
     for function, size, label in ((W + "w5_large_objects:run_array_round_trip", 20 if q else 100, "array-in-out"),
@@ -91,7 +91,8 @@ def build_cases(quick):
         cases.append(Case(
             f"W5.{label}-{size}MB", "W5", f"{size} MB {label}", function, {"payload_mb": size}, systems,
             [("mb_per_s", "MB/s", "higher"), ("max_peak_rss_mb", "max per-process peak RSS MB", "lower"),
-             ("max_peak_over_payload", "peak / payload", "lower")]))
+             ("max_peak_over_payload", "peak / payload", "lower"),
+             ("max_growth_over_payload", "peak growth / payload", "lower")]))
     n_cpu = 40 if q else 200
     cases.append(Case(
         f"W6.cpu-{n_cpu}x50ms", "W6", f"{n_cpu} tasks of 50 ms pure Python",
@@ -99,7 +100,7 @@ def build_cases(quick):
         [("efficiency", "efficiency", "higher"), ("seconds", "seconds", "lower")]))
     cases.append(Case(
         "W7.idle", "W7", "idle worker / scheduler RSS", W + "w7_memory:run_idle_memory",
-        {"idle_seconds": 1.0 if q else 3.0}, TASK_SYSTEMS,
+        {"idle_seconds": 0.5 if q else 3.0}, TASK_SYSTEMS,
         [("idle_worker_rss_mb", "idle worker RSS MB", "lower"),
          ("idle_scheduler_rss_mb", "idle scheduler RSS MB", "lower")]))
     n_queued = 10_000 if q else 100_000
@@ -108,5 +109,5 @@ def build_cases(quick):
         W + "w7_memory:run_queued_task_memory", {"n_queued": n_queued}, CLUSTER_SYSTEMS,
         [("bytes_per_queued_task", "scheduler bytes/queued task", "lower")],
         not_applicable=["ppe"], size_param="n_queued",
-        caps={"upstream": 2000 if q else 10_000, "distributed": 10_000 if q else 50_000}))
+        caps={"upstream": 1000 if q else 10_000, "distributed": 2000 if q else 50_000}))
     return cases

@@ -5,7 +5,10 @@
 
 Statuses: OK, N/A (the system has no such operation), UNAVAILABLE (cannot import/start), FAILED (error).
 TIMEOUT is decided by the parent. After the result is written the system is stopped; a stop that hangs is
-recorded as shutdown_hang and the process exits anyway."""
+recorded as shutdown_hang and the process exits anyway. A workload that leaves long tasks running
+returns `_abandon_cluster` and the parent kills the process tree instead of a stop.
+
+A workload module may define `prepare(**params) -> params`, run before the system starts (calibration)."""
 
 import argparse
 import importlib
@@ -66,15 +69,21 @@ def main():
 
     result = {"system": args.system, "status": "FAILED", "pid": os.getpid()}
     system = started = None
+    abandon = False
     try:
         workload = _load_callable(args.workload)
+        params = json.loads(args.params)
+        prepare = getattr(importlib.import_module(workload.__module__), "prepare", None)
+        if prepare is not None:  # measurements that need an idle machine, before the system starts
+            params = prepare(**params)
         system = load_system_class(args.system)(args.workers)
         start = time.perf_counter()
         system.start()
         started = True
         result["startup_seconds"] = round(time.perf_counter() - start, 3)
-        result["metrics"] = {k: v for k, v in workload(system, **json.loads(args.params)).items()
-                             if not k.startswith("_")}
+        metrics = workload(system, **params)
+        abandon = metrics.pop("_abandon_cluster", False)
+        result["metrics"] = {k: v for k, v in metrics.items() if not k.startswith("_")}
         result["status"] = "OK"
     except NotSupported as error:
         result.update(status="N/A", reason=str(error))
@@ -84,7 +93,7 @@ def main():
         result.update(status="FAILED", reason=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc()[-4000:])
     _write_json(args.result_file, result)
-    if started:
+    if started and not abandon:
         _stop_with_deadline(system, result, args.result_file)
     os._exit(0)
 

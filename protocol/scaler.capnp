@@ -186,6 +186,16 @@ struct WorkerStatus {
   capabilities @9 :List(Capability);
 }
 
+struct BalanceRequest {
+  # scheduler -> worker: hand back these tasks if you have not started them (an idle worker waits)
+  taskIds @0 :List(Data);
+}
+
+struct BalanceResponse {
+  # worker -> scheduler: the requested tasks it gave up; it will not run them
+  taskIds @0 :List(Data);
+}
+
 struct MessageCount {
   name @0 :Text;
   count @1 :UInt64;
@@ -230,5 +240,7 @@ struct Message {
     objectDelete @18 :ObjectDelete;
     objectDeleteOwner @19 :ObjectDeleteOwner;
     monitorStatus @20 :MonitorStatus;
+    balanceRequest @21 :BalanceRequest;
+    balanceResponse @22 :BalanceResponse;
   }
 }

@@ -394,3 +394,34 @@ def test_worker_died_only_accepted_from_its_own_cluster():
     assert worker_id(1) in state.workers
     state.on_message(b"K|mine", protocol.WorkerDied(worker_id=worker_id(1)), now=0)
     assert worker_id(1) not in state.workers
+
+
+def test_idle_worker_gets_queued_tasks_of_a_busy_one():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, *[task(n) for n in range(2)])
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(0), tid(1)]}
+    hello(state, 2)
+    outgoing = sent(state)
+    requests = [(d, m) for d, m, _ in outgoing if type(m) is protocol.BalanceRequest]
+    assert requests == [(worker_id(1), protocol.BalanceRequest(task_ids=[tid(1)]))], "the running one stays"
+    state.on_message(worker_id(1), protocol.BalanceResponse(task_ids=[tid(1)]), now=0)
+    assert tasks_sent(sent(state)) == {worker_id(2): [tid(1)]}
+    hello(state, 3)
+    assert not [m for _, m, _ in sent(state) if type(m) is protocol.BalanceRequest], "nothing left to move"
+
+
+def test_balance_race_with_a_result_runs_nothing_twice():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, task(0), task(1))
+    sent(state)
+    hello(state, 2)
+    sent(state)
+    succeed(state, 1, 1)  # it ran before the request arrived
+    assert [r.task_id for r in results_sent(sent(state))] == [tid(1)]
+    state.on_message(worker_id(1), protocol.BalanceResponse(task_ids=[tid(1)]), now=0)  # late, stale
+    outgoing = sent(state)
+    assert tasks_sent(outgoing) == {} and results_sent(outgoing) == []

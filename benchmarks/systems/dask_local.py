@@ -45,7 +45,9 @@ class DaskMultiprocessingSystem(SystemAdapter):
         return functools.partial(dask.multiprocessing.get, pool=self.pool, num_workers=self.n_workers)
 
     def get_graph(self, graph, keys):
-        return self._scheduler()(graph, keys)
+        # No linear fusion for plain dict graphs: a fused 1M-node chain is one nested task that
+        # overflows the pickler's recursion limit, and dask.threaded does not fuse either.
+        return self._scheduler()(graph, keys, optimize_graph=False)
 
     def dask_scheduler(self):
         return self._scheduler()

@@ -14,6 +14,7 @@ def _random_payload(megabytes):
 def _summarise(payload_mb, moved_mb, seconds, monitor):
     peaks = monitor.peaks_mb()
     largest_role = max(peaks, key=peaks.get)
+    growth = {name: peaks[name] - monitor.start_rss.get(name, 0) / measure.MB for name in peaks}
     return {
         "payload_mb": payload_mb,
         "seconds": round(seconds, 4),
@@ -21,6 +22,7 @@ def _summarise(payload_mb, moved_mb, seconds, monitor):
         "max_peak_rss_mb": peaks[largest_role],
         "max_peak_rss_role": largest_role,
         "max_peak_over_payload": round(peaks[largest_role] / payload_mb, 2),
+        "max_growth_over_payload": round(max(growth.values()) / payload_mb, 2),
         "peak_rss_mb_by_process": peaks,
     }
 

@@ -7,14 +7,18 @@ from benchmarks import task_functions
 from benchmarks.workloads.common import Stopwatch
 
 
-def run_cpu_bound(system, n_tasks, task_seconds):
+def prepare(n_tasks, task_seconds):
+    """Calibrate on an idle machine, before the system under test starts."""
     iterations = task_functions.calibrate_busy_loop(task_seconds)
     alone = []
-    for _ in range(3):
+    for _ in range(5):
         start = time.perf_counter()
         task_functions.busy_loop(iterations)
         alone.append(time.perf_counter() - start)
-    single_task_seconds = min(alone)
+    return {"n_tasks": n_tasks, "iterations": iterations, "single_task_seconds": min(alone)}
+
+
+def run_cpu_bound(system, n_tasks, iterations, single_task_seconds):
     with Stopwatch() as watch:
         results = system.map(task_functions.busy_loop, [iterations] * n_tasks)
     if len(results) != n_tasks:

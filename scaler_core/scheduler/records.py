@@ -19,7 +19,7 @@ class TaskRecord:
     __slots__ = (
         "task", "state", "worker", "waiting_on", "dependents", "pending_dependents", "result_inline",
         "result_stored", "status", "error_value", "client_released", "cancel_requested", "no_worker_since",
-        "sequence",
+        "sequence", "balance_requested",
     )
 
     def __init__(self, task: "protocol.Task", sequence: int):
@@ -37,6 +37,7 @@ class TaskRecord:
         self.cancel_requested = False
         self.no_worker_since: Optional[float] = None
         self.sequence = sequence
+        self.balance_requested = False
 
     @property
     def task_id(self) -> bytes:

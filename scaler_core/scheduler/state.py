@@ -28,7 +28,7 @@ ALLOWED_MESSAGES = {
     CLIENT: (protocol.ClientHello, protocol.TaskBatch, protocol.TaskCancel, protocol.Heartbeat,
              protocol.ClientDisconnect, protocol.ObjectDelete),
     WORKER: (protocol.WorkerHello, protocol.ResultBatch, protocol.Heartbeat, protocol.WorkerBlocked,
-             protocol.WorkerDisconnect, protocol.TaskLog),
+             protocol.WorkerDisconnect, protocol.TaskLog, protocol.BalanceResponse),
     CLUSTER: (protocol.WorkerDied, protocol.Heartbeat),
 }
 
@@ -234,6 +234,22 @@ class SchedulerState:
                            message.worker_id, message.exit_code)
             self._remove_worker(message.worker_id)
 
+    def _on_BalanceResponse(self, sender, message, now):
+        worker = self.workers.get(sender)
+        if worker is None:
+            return
+        for task_id in message.task_ids:
+            record = self.tasks.get(task_id)
+            if record is None or record.worker != sender or record.state != TaskState.ASSIGNED:
+                continue
+            self._unassign(record, worker)
+            record.balance_requested = False
+            if record.cancel_requested:
+                self._finish(record, "cancelled", b"", False, None)
+            else:
+                self._enqueue(record)
+        self._dispatch_needed = True
+
     def _on_TaskLog(self, sender, message, now):
         record = self.tasks.get(message.task_id)
         if record is not None:
@@ -281,6 +297,7 @@ class SchedulerState:
         worker.assigned.pop(record.task_id, None)
         self.policy.on_release(record, worker)
         record.worker = None
+        record.balance_requested = False
 
     # --- tasks ----------------------------------------------------------------------------------
 
@@ -327,7 +344,7 @@ class SchedulerState:
 
     def _dispatch(self) -> None:
         self._dispatch_needed = False
-        if not self.workers or not self.ready:
+        if not self.workers:
             self._check_unrunnable_when_no_workers()
             return
         workers = list(self.workers.values())
@@ -353,7 +370,28 @@ class SchedulerState:
             deferred.append(entry)
         for entry in deferred:
             heapq.heappush(self.ready, entry)
+        self._balance(workers)
 
+    def _balance(self, workers) -> None:
+        """Idle workers while others hold tasks they have not started: ask for some back."""
+        if self.ready:
+            return
+        idle = [worker for worker in workers if not worker.assigned and not worker.closing]
+        if not idle:
+            return
+        wanted = len(idle)
+        donors = sorted(workers, key=lambda worker: len(worker.assigned) - worker.blocked, reverse=True)
+        for donor in donors:
+            # the first `1 + blocked` tasks of a worker may be running; only the rest can move
+            movable = [task_id for task_id in list(donor.assigned)[1 + donor.blocked:]
+                       if not self.tasks[task_id].balance_requested]
+            if not movable or wanted <= 0:
+                continue
+            take = movable[-min(len(movable), max(1, (len(movable) + 1) // 2), wanted * 64):]
+            for task_id in take:
+                self.tasks[task_id].balance_requested = True
+            self.outbox.send(donor.worker_id, protocol.BalanceRequest(task_ids=take))
+            wanted -= len(take)
     def _fail_if_unrunnable(self, record: TaskRecord, workers) -> bool:
         if self.policy.can_ever_run(record, workers):
             record.no_worker_since = None

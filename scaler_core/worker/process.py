@@ -206,6 +206,8 @@ class Worker:
             elif kind is protocol.TaskCancel:
                 for task_id in message.task_ids:
                     self._cancel(task_id)
+            elif kind is protocol.BalanceRequest:
+                self._give_back(message.task_ids)
             elif kind is protocol.HeartbeatEcho:
                 self.last_echo = time.monotonic()
             elif kind is protocol.Welcome:
@@ -308,6 +310,23 @@ class Worker:
             return
         self.waiting_objects.pop(task_id, None)
         self._post(Outcome(task, "cancelled"))
+
+    def _give_back(self, task_ids) -> None:
+        """Return the requested tasks that have not started; they will not run here."""
+        wanted = set(task_ids)
+        with self.lock:
+            returned = [entry[2] for entry in self.ready if entry[2] in wanted]
+            if returned:
+                returned_set = set(returned)
+                self.ready = [entry for entry in self.ready if entry[2] not in returned_set]
+                heapq.heapify(self.ready)
+        returned += [task_id for task_id in wanted if task_id in self.waiting_objects]
+        for task_id in returned:
+            self.waiting_objects.pop(task_id, None)
+            task = self.tasks.pop(task_id, None)
+            if task is not None:
+                self.objects.unpin(_object_ids_of(task))
+        self._post(protocol.BalanceResponse(task_ids=returned))
 
     def _exit_after(self, task, status: str, value: bytes, reason: str) -> None:
         self._post(Outcome(task, status, value))
