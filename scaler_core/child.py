@@ -61,7 +61,20 @@ def _watch_parent(fd: int) -> None:
     os._exit(1)
 
 
+def _raise_file_limit() -> None:
+    """Servers hold a descriptor per peer: allow as many as the hard limit permits."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main() -> None:
+    _raise_file_limit()
     header = _read_exactly(0, HEADER.size)
     if len(header) != HEADER.size:
         sys.exit("scaler_core.child_entry: no start-up payload on stdin")
