@@ -70,6 +70,21 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
                    ("builtin", "uvloop")),
         ] + LOGGING,
     },
+    "top": {
+        "section": "top",
+        "description": "Live terminal view of a scheduler's monitor stream (address: the scheduler's monitor address).",
+        "options": [
+            Option("timeout", int, 5, "seconds without a status message before the view says so", "-t"),
+        ] + LOGGING,
+    },
+    "webui": {
+        "section": "webui",
+        "description": "Web page with live workers, load, task counts and timelines of a scheduler's monitor stream.",
+        "options": [
+            Option("web_host", str, "127.0.0.1", "interface the web server binds to", "-wh"),
+            Option("web_port", int, 8081, "port of the web server", "-p"),
+        ] + LOGGING,
+    },
     "object_storage_server": {
         "section": "object_storage_server",
         "description": "Run an object storage server. It stores pickles for anyone who reaches its port.",
