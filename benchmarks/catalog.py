@@ -82,7 +82,7 @@ def build_cases(quick):
                 [("seconds", "seconds", "lower"), ("us_per_node", "us/node", "lower"),
                  ("scheduler_peak_rss_mb", "scheduler peak RSS MB", "lower")],
                 size_param="n_nodes",
-                caps={"upstream": 300 if q else 2000, "distributed": 1000 if q else 20_000,
+                caps={"upstream": 200 if q else 2000, "distributed": 500 if q else 20_000,
                       "dask-processes": 200_000},
                 timeout_factor=1.0 if n < 1_000_000 else 5.0))
     for function, size, label in ((W + "w5_large_objects:run_array_round_trip", 20 if q else 100, "array-in-out"),

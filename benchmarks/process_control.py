@@ -12,12 +12,24 @@ EXIT_AFTER_RESULT_GRACE_SECONDS = 25
 
 
 class RunOutcome:
-    def __init__(self, return_code, timed_out, hung_after_result, seconds, leftovers_killed):
+    def __init__(self, return_code, timed_out, hung_after_result, seconds, leftovers_killed, foreign_load):
         self.return_code = return_code
         self.timed_out = timed_out
         self.hung_after_result = hung_after_result
         self.seconds = seconds
         self.leftovers_killed = leftovers_killed
+        # Average number of CPUs kept busy by processes outside this run (other users of the machine).
+        self.foreign_load = foreign_load
+
+
+def _machine_busy_seconds():
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def _process_cpu_seconds(process):
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _kill_tracked(tracked, run_group):
@@ -41,16 +53,24 @@ def _kill_tracked(tracked, run_group):
 
 def run_with_timeout(command, timeout_seconds, log_path, result_file, env=None, cwd=None):
     start = time.monotonic()
+    busy_before = _machine_busy_seconds()
     with open(log_path, "wb") as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                  start_new_session=True)
     tracked = {}
+    cpu_seen = {}  # pid -> last CPU seconds observed, for the processes of this run
     timed_out = hung_after_result = False
     result_seen_at = None
     while child.poll() is None:
         try:
-            for process in psutil.Process(child.pid).children(recursive=True):
+            root = psutil.Process(child.pid)
+            cpu_seen[child.pid] = _process_cpu_seconds(root)
+            for process in root.children(recursive=True):
                 tracked.setdefault(process.pid, process.create_time())
+                try:
+                    cpu_seen[process.pid] = _process_cpu_seconds(process)
+                except psutil.Error:
+                    pass
         except psutil.Error:
             pass
         now = time.monotonic()
@@ -64,10 +84,12 @@ def run_with_timeout(command, timeout_seconds, log_path, result_file, env=None, 
             break
         time.sleep(POLL_SECONDS)
     seconds = time.monotonic() - start
+    foreign_busy = _machine_busy_seconds() - busy_before - sum(cpu_seen.values())
+    foreign_load = max(0.0, foreign_busy / seconds) if seconds > 0 else 0.0
     try:
         os.killpg(child.pid, signal.SIGKILL)  # the session/group started for this run only
     except (ProcessLookupError, PermissionError):
         pass
     child.wait()
     leftovers = _kill_tracked(tracked, child.pid)
-    return RunOutcome(child.returncode, timed_out, hung_after_result, seconds, leftovers)
+    return RunOutcome(child.returncode, timed_out, hung_after_result, seconds, leftovers, round(foreign_load, 2))

@@ -4,6 +4,7 @@ import statistics
 
 from benchmarks.catalog import SYSTEM_ORDER, size_label
 
+NOISY_FOREIGN_LOAD = 0.3  # CPUs busy outside the run; cells above are marked "~"
 RATIO_REFERENCE_PREFERENCE = ["ours", "ours-executor", "ppe", "dask-threaded", "distributed", "upstream"]
 
 
@@ -29,7 +30,8 @@ def aggregate(case, system, runs):
     ok_runs = [run for run in runs if run["status"] == "OK"]
     summary = {"n_runs": len(runs), "n_ok": len(ok_runs), "params": runs[0].get("params") if runs else None,
                "oddities": sorted({odd for run in runs for odd in run.get("oddities", [])}),
-               "reasons": sorted({run.get("reason", "") for run in runs if run["status"] != "OK"} - {""})}
+               "reasons": sorted({run.get("reason", "") for run in runs if run["status"] != "OK"} - {""}),
+               "max_foreign_load": max((run.get("foreign_load") or 0 for run in runs), default=0)}
     if ok_runs:
         summary["status"] = "OK"
         metrics = {}
@@ -70,6 +72,8 @@ def _cell(case, summary, key):
         text += f" ({summary['n_ok']}/{summary['n_runs']} ok)"
     if summary["oddities"]:
         text += " !" + ",".join(summary["oddities"])
+    if summary.get("max_foreign_load", 0) >= NOISY_FOREIGN_LOAD:
+        text += " ~"
     return text
 
 

@@ -12,6 +12,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 if __package__ in (None, ""):  # allow `python benchmarks/run.py`
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -71,6 +72,9 @@ def parse_arguments(argv):
     parser.add_argument("--workers", type=int, default=2, help="worker processes for every system")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per single run (default 120, quick 60)")
     parser.add_argument("--upstream-python", default=None, help="python with opengris-scaler installed")
+    parser.add_argument("--quiet-wait", type=float, default=None,
+                        help="before each run wait up to this many seconds for the machine to go idle "
+                             "(default 0 with --quick, else 30)")
     parser.add_argument("--update-readme", action="store_true", help="replace the results section of README.md")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     return parser.parse_args(argv)
@@ -84,7 +88,18 @@ def select_cases(cases, only):
                                           or case.case_id.startswith(w) for w in wanted)]
 
 
+def wait_for_quiet_machine(max_seconds, busy_percent_limit=15.0):
+    """Other sessions may share the machine: wait (bounded) until total CPU use drops below the limit."""
+    import psutil
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        if psutil.cpu_percent(interval=0.5) < busy_percent_limit:
+            return
+
+
 def run_one(case, system, repetition, args, python, log_dir):
+    if args.quiet_wait:
+        wait_for_quiet_machine(args.quiet_wait)
     params = case.params_for(system)
     stem = f"{case.case_id}__{system}__{repetition}".replace("/", "_")
     result_file = log_dir / f"{stem}.json"
@@ -94,7 +109,7 @@ def run_one(case, system, repetition, args, python, log_dir):
     outcome = run_with_timeout(command, timeout, log_dir / f"{stem}.log", str(result_file),
                                env=subprocess_environment(), cwd=REPO_ROOT)
     record = {"case_id": case.case_id, "system": system, "repetition": repetition, "params": params,
-              "wall_seconds": round(outcome.seconds, 2), "oddities": []}
+              "wall_seconds": round(outcome.seconds, 2), "foreign_load": outcome.foreign_load, "oddities": []}
     if result_file.exists():
         record.update(json.loads(result_file.read_text()))
     elif outcome.timed_out:
@@ -112,6 +127,11 @@ def run_one(case, system, repetition, args, python, log_dir):
 
 
 def describe(record):
+    load = f" [other load {record['foreign_load']:.1f} CPU]" if record.get("foreign_load", 0) >= 0.2 else ""
+    return _describe_status(record) + load
+
+
+def _describe_status(record):
     if record["status"] != "OK":
         return f"{record['status']}: {str(record.get('reason', ''))[:160]}"
     metrics = record["metrics"]
@@ -124,6 +144,8 @@ def main(argv=None):
     args = parse_arguments(argv)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.timeout = args.timeout or (60.0 if args.quick else 120.0)
+    if args.quiet_wait is None:
+        args.quiet_wait = 0.0 if args.quick else 30.0
     cases = select_cases(build_cases(args.quick), args.only)
     if args.list:
         for case in cases:
@@ -170,7 +192,8 @@ def main(argv=None):
             summaries[case.case_id][system] = report.aggregate(case, system, runs) if runs else None
     header = (f"Run {stamp}: {'quick' if args.quick else 'full'} sizes, {args.repeat} repetition(s), "
               f"{args.workers} workers, {os.cpu_count()} CPUs, timeout {args.timeout:.0f} s per run. "
-              f"Cells: median [min-max]; @n = ran at a capped size; N/A = no such operation.")
+              f"Cells: median [min-max]; @n = ran at a capped size; N/A = no such operation; "
+              f"~ = other processes on the machine kept >= {report.NOISY_FOREIGN_LOAD} CPU busy during a run.")
     text = report.render_report(cases, summaries, header)
     print("\n" + text)
 

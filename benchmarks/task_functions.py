@@ -16,6 +16,12 @@ def worker_pid(_=None):
     return os.getpid()
 
 
+def worker_pid_after_pause(seconds):
+    """Slow enough that every worker gets some of the tasks, whatever the batching."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def sleep_seconds(seconds):
     time.sleep(seconds)
     return seconds

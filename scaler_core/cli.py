@@ -31,6 +31,7 @@ def scheduler_main(argv: Optional[Sequence[str]] = None) -> None:
 
     settings = config.parse("scheduler", argv, prog="scaler_scheduler")
     address = _check_address(settings)
+    keys = _keys(settings, server=True, client=False)
     setup_logging(settings["logging_level"], settings["logging_paths"])
     logger.info("use event loop: %s", settings["event_loop"])
     children = ChildProcesses()
@@ -38,7 +39,8 @@ def scheduler_main(argv: Optional[Sequence[str]] = None) -> None:
     if not object_storage_address:
         object_storage_address = shift_port(address, 1)
         logger.info("Scheduler: starting its own object storage server at %s", object_storage_address)
-        children.start_object_storage(object_storage_address, settings["logging_level"], settings["logging_paths"])
+        children.start_object_storage(object_storage_address, settings["logging_level"], settings["logging_paths"],
+                                      keys)
     scheduler_settings = SchedulerSettings(
         heartbeat_interval_seconds=settings["heartbeat_interval_seconds"],
         worker_timeout_seconds=settings["worker_timeout_seconds"],
@@ -49,7 +51,7 @@ def scheduler_main(argv: Optional[Sequence[str]] = None) -> None:
     )
     try:
         run_scheduler(address, object_storage_address, settings["monitor_address"] or shift_port(address, 2),
-                      scheduler_settings, settings["allocate_policy"], settings["event_loop"])
+                      scheduler_settings, settings["allocate_policy"], settings["event_loop"], keys)
     finally:
         children.stop_all()
 
@@ -71,6 +73,7 @@ def cluster_main(argv: Optional[Sequence[str]] = None) -> None:
         memory_limit_bytes=settings["worker_memory_limit_bytes"],
         object_cache_bytes=settings["object_cache_bytes"],
         capabilities=capabilities,
+        keys=_keys(settings, server=False, client=True),
     )
     n_workers = settings["num_of_workers"] or os.cpu_count() or 1
     run_cluster(address, n_workers, worker_settings, settings["logging_level"], settings["logging_paths"])
@@ -81,5 +84,15 @@ def object_storage_main(argv: Optional[Sequence[str]] = None) -> None:
 
     settings = config.parse("object_storage_server", argv, prog="scaler_object_storage_server")
     address = _check_address(settings)
+    keys = _keys(settings, server=True, client=False)
     setup_logging(settings["logging_level"], settings["logging_paths"])
-    run_object_storage_server(address)
+    run_object_storage_server(address, keys)
+
+
+def _keys(settings, *, server: bool, client: bool):
+    keys = config.curve_keys(settings)
+    try:
+        keys.validate(server=server, client=client)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    return keys

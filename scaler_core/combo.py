@@ -10,6 +10,7 @@ from typing import Dict, Optional, Sequence, Union
 from scaler_core.config import parse_capabilities
 from scaler_core.launch import ChildProcesses
 from scaler_core.scheduler.state import SchedulerSettings
+from scaler_core.security import CurveKeys
 from scaler_core.transport import free_tcp_port, parse_tcp_address, shift_port
 from scaler_core.worker.process import WorkerSettings
 
@@ -30,7 +31,7 @@ class SchedulerClusterCombo:
                  death_timeout_seconds: float = 30.0, task_timeout_seconds: float = 0.0, max_task_retries: int = 3,
                  no_worker_grace_seconds: float = 30.0, worker_memory_limit_bytes: int = 0,
                  object_cache_bytes: int = 256 * 1024 * 1024, protected: bool = True, logging_level: str = "WARNING",
-                 logging_paths: Sequence[str] = ("/dev/stdout",)):
+                 logging_paths: Sequence[str] = ("/dev/stdout",), security: Optional[CurveKeys] = None):
         n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
         if n_workers < 1:
             raise ValueError(f"n_workers must be at least 1, got {n_workers}")
@@ -42,6 +43,8 @@ class SchedulerClusterCombo:
             parse_tcp_address(address)
             object_storage_address = object_storage_address or shift_port(address, 1)
             monitor_address = monitor_address or shift_port(address, 2)
+        security = security or CurveKeys()
+        security.validate(server=True, client=False)
         capabilities = parse_capabilities(per_worker_capabilities) if isinstance(per_worker_capabilities, str) \
             else dict(per_worker_capabilities or {})
         self.address = address
@@ -56,11 +59,11 @@ class SchedulerClusterCombo:
         worker_settings = WorkerSettings(
             heartbeat_interval_seconds=heartbeat_interval_seconds, death_timeout_seconds=death_timeout_seconds,
             task_timeout_seconds=task_timeout_seconds, memory_limit_bytes=worker_memory_limit_bytes,
-            object_cache_bytes=object_cache_bytes, capabilities=capabilities)
+            object_cache_bytes=object_cache_bytes, capabilities=capabilities, keys=security)
         try:
-            self._children.start_object_storage(object_storage_address, logging_level, logging_paths)
+            self._children.start_object_storage(object_storage_address, logging_level, logging_paths, security)
             self._children.start_scheduler(address, object_storage_address, monitor_address, scheduler_settings,
-                                           allocate_policy, event_loop, logging_level, logging_paths)
+                                           allocate_policy, event_loop, logging_level, logging_paths, security)
             self.cluster_process = self._children.start_cluster(address, n_workers, worker_settings, logging_level,
                                                                 logging_paths)
         except BaseException:

@@ -33,6 +33,15 @@ LOGGING = [
     Option("logging_level", str, "INFO", "log level", "-ll", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
 ]
 
+SECURITY = [
+    Option("curve_secret_key_file", str, "", "CurveZMQ: this process's key pair (a .key_secret file of "
+           "zmq.auth.create_certificates); enables authentication and encryption", "-csk"),
+    Option("curve_server_public_key_file", str, "", "CurveZMQ: public key (.key) of the scheduler and object "
+           "storage, for processes that connect to them", "-cpk"),
+    Option("curve_authorized_keys_dir", str, "", "CurveZMQ, servers: directory of accepted client public keys "
+           "(.key files)", "-cak"),
+]
+
 COMPONENTS: Dict[str, Dict[str, Any]] = {
     "scheduler": {
         "section": "scheduler",
@@ -52,7 +61,7 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
             Option("no_worker_grace_seconds", float, 30.0,
                    "a task no connected worker can run fails after this long", "-nwg"),
             Option("protected", bool, True, "refuse shutdown requests from clients", "-p"),
-        ] + LOGGING,
+        ] + SECURITY + LOGGING,
     },
     "cluster": {
         "section": "cluster",
@@ -68,7 +77,7 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
             Option("object_cache_bytes", int, 256 * 1024 * 1024, "bytes of fetched objects a worker keeps", "-ocb"),
             Option("event_loop", str, "builtin", "accepted for compatibility; workers do not use asyncio", "-el",
                    ("builtin", "uvloop")),
-        ] + LOGGING,
+        ] + SECURITY + LOGGING,
     },
     "top": {
         "section": "top",
@@ -88,9 +97,16 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
     "object_storage_server": {
         "section": "object_storage_server",
         "description": "Run an object storage server. It stores pickles for anyone who reaches its port.",
-        "options": list(LOGGING),
+        "options": SECURITY + LOGGING,
     },
 }
+
+
+def curve_keys(settings: Dict[str, Any]):
+    from scaler_core.security import CurveKeys
+
+    return CurveKeys(settings["curve_secret_key_file"], settings["curve_server_public_key_file"],
+                     settings["curve_authorized_keys_dir"])
 
 
 def parse_capabilities(text: str) -> Dict[str, int]:

@@ -9,23 +9,24 @@ from typing import List, Sequence
 
 from scaler_core.child import spawn
 from scaler_core.logging_setup import setup_logging
+from scaler_core.security import CurveKeys
 from scaler_core.worker.cluster import run_cluster
 from scaler_core.worker.process import WorkerSettings
 
 
-def _object_storage_main(address, logging_level, logging_paths):
+def _object_storage_main(address, logging_level, logging_paths, keys):
     from scaler_core.object_storage.server import run_object_storage_server
 
     setup_logging(logging_level, logging_paths)
-    run_object_storage_server(address)
+    run_object_storage_server(address, keys)
 
 
 def _scheduler_main(address, object_storage_address, monitor_address, settings, allocate_policy, event_loop,
-                    logging_level, logging_paths):
+                    logging_level, logging_paths, keys):
     from scaler_core.scheduler.server import run_scheduler
 
     setup_logging(logging_level, logging_paths)
-    run_scheduler(address, object_storage_address, monitor_address, settings, allocate_policy, event_loop)
+    run_scheduler(address, object_storage_address, monitor_address, settings, allocate_policy, event_loop, keys)
 
 
 class ChildProcesses:
@@ -34,13 +35,15 @@ class ChildProcesses:
     def __init__(self):
         self._children: List[subprocess.Popen] = []
 
-    def start_object_storage(self, address: str, logging_level: str, logging_paths: Sequence[str]):
-        return self._start(_object_storage_main, "object-storage", address, logging_level, tuple(logging_paths))
+    def start_object_storage(self, address: str, logging_level: str, logging_paths: Sequence[str],
+                             keys: CurveKeys = CurveKeys()):
+        return self._start(_object_storage_main, "object-storage", address, logging_level, tuple(logging_paths),
+                           keys)
 
     def start_scheduler(self, address, object_storage_address, monitor_address, settings, allocate_policy,
-                        event_loop, logging_level, logging_paths):
+                        event_loop, logging_level, logging_paths, keys: CurveKeys = CurveKeys()):
         return self._start(_scheduler_main, "scheduler", address, object_storage_address, monitor_address, settings,
-                           allocate_policy, event_loop, logging_level, tuple(logging_paths))
+                           allocate_policy, event_loop, logging_level, tuple(logging_paths), keys)
 
     def start_cluster(self, scheduler_address: str, n_workers: int, settings: WorkerSettings, logging_level: str,
                       logging_paths: Sequence[str]):

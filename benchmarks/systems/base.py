@@ -64,8 +64,8 @@ class SystemAdapter:
         return None
 
     def worker_pids(self):
-        """Distinct pids that ran tasks; found by running getpid many times."""
-        pids = set(self.map(task_functions.worker_pid, range(self.n_workers * 50)))
+        """Distinct pids that ran tasks; found by running short sleeping getpid tasks."""
+        pids = set(self.map(task_functions.worker_pid_after_pause, [0.05] * (self.n_workers * 6)))
         return sorted(pids)
 
     def client_pid(self):

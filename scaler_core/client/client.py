@@ -19,6 +19,7 @@ from scaler_core.client.futures import ScalerFuture
 from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
 from scaler_core.client.graph_refs import KeyRef, ObjectReference
 from scaler_core.errors import ClientError, ConnectTimeoutError, SchedulerDiedError
+from scaler_core.security import CurveKeys
 from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
 from scaler_core.worker import context as worker_context
 
@@ -36,7 +37,8 @@ class Client:
     before pending futures fail with SchedulerDiedError."""
 
     def __init__(self, address: Optional[str] = None, profiling: bool = False, timeout_seconds: float = 60.0,
-                 heartbeat_interval_seconds: float = 1.0, stream_output: bool = False):
+                 heartbeat_interval_seconds: float = 1.0, stream_output: bool = False,
+                 security: Optional[CurveKeys] = None):
         if address is None:
             address = worker_context.current_scheduler_address()
             if address is None:
@@ -52,7 +54,11 @@ class Client:
         self._functions_lock = threading.Lock()
         self._objects: Dict[bytes, ObjectReference] = {}
         self._closed = False
-        self._connection = ClientConnection(address, self.client_id, timeout_seconds, heartbeat_interval_seconds)
+        if security is None:
+            security = worker_context.current_keys() or CurveKeys()
+        security.validate(server=False, client=True)
+        self._connection = ClientConnection(address, self.client_id, timeout_seconds, heartbeat_interval_seconds,
+                                            security)
         self._connection.start()
         self._connection.welcomed.wait(timeout_seconds + 5)
         if not self._connection.welcomed.is_set() or self._connection.closed.is_set():

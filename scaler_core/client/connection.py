@@ -20,19 +20,23 @@ import zmq
 
 from scaler_core import protocol, transport
 from scaler_core.errors import SchedulerDiedError, SerializationError
+from scaler_core.security import CurveKeys, secure_client
 from scaler_core.serialization import loads_exception, loads_frames
 
 logger = logging.getLogger(__name__)
 
 
 class ClientConnection:
-    def __init__(self, address: str, client_id: bytes, timeout_seconds: float, heartbeat_interval_seconds: float):
+    def __init__(self, address: str, client_id: bytes, timeout_seconds: float, heartbeat_interval_seconds: float,
+                 keys: CurveKeys = CurveKeys()):
         self.address = address
         self.client_id = client_id
         self.timeout_seconds = timeout_seconds
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.context = zmq.Context()
+        self.keys = keys
         self.scheduler = transport.configure(self.context.socket(zmq.DEALER), identity=client_id, linger_ms=1000)
+        secure_client(self.scheduler, keys)
         self.storage: Optional[zmq.Socket] = None
         self._wakeup_address = f"inproc://client-wakeup-{client_id.hex()}"
         self._wakeup_receiver = self.context.socket(zmq.PULL)
@@ -172,6 +176,7 @@ class ClientConnection:
                 if self.storage is None:
                     self.storage = transport.configure(self.context.socket(zmq.DEALER),
                                                        identity=self.client_id + b"|os", linger_ms=1000)
+                    secure_client(self.storage, self.keys)
                     self.storage.connect(message.object_storage_address)
                     if poller is not None:
                         poller.register(self.storage, zmq.POLLIN)

@@ -19,6 +19,7 @@ import zmq
 
 from scaler_core import protocol, transport
 from scaler_core.object_storage.store import ObjectStore
+from scaler_core.security import CurveKeys, secure_server, stop_authenticator
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +27,13 @@ GET_WAIT_SECONDS = 60.0
 
 
 class ObjectStorageServer:
-    def __init__(self, address: str, max_message_bytes: int = transport.OBJECT_STORAGE_MAX_MESSAGE_BYTES):
+    def __init__(self, address: str, max_message_bytes: int = transport.OBJECT_STORAGE_MAX_MESSAGE_BYTES,
+                 keys: CurveKeys = CurveKeys()):
         self.address = address
         self.store = ObjectStore()
         self.context = zmq.Context()
         self.router = transport.configure(self.context.socket(zmq.ROUTER), max_message_bytes=max_message_bytes)
+        secure_server(self.context, self.router, keys)
         self.router.bind(address)
         self._running = True
         logger.info("ObjectStorageServer: listen to %s", address)
@@ -57,6 +60,7 @@ class ObjectStorageServer:
                     self._send_data(requester, object_id, None)
                 next_expiry = now + 1.0
         self.router.close(linger=0)
+        stop_authenticator(self.context)
         self.context.term()
 
     def _handle(self, parts) -> None:
@@ -100,8 +104,8 @@ class ObjectStorageServer:
             logger.warning("object storage: could not answer %r: %s", requester[:40], error)
 
 
-def run_object_storage_server(address: str) -> None:
-    server = ObjectStorageServer(address)
+def run_object_storage_server(address: str, keys: CurveKeys = CurveKeys()) -> None:
+    server = ObjectStorageServer(address, keys=keys)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
     server.run()

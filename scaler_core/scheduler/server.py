@@ -23,6 +23,7 @@ from scaler_core import protocol, transport
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
 from scaler_core.scheduler.policies import make_policy
 from scaler_core.scheduler.state import SchedulerSettings, SchedulerState
+from scaler_core.security import CurveKeys, secure_client, secure_server, stop_authenticator
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ BURST = 2000
 
 class SchedulerServer:
     def __init__(self, address: str, object_storage_address: str, monitor_address: Optional[str],
-                 settings: SchedulerSettings, allocate_policy: str = "even"):
+                 settings: SchedulerSettings, allocate_policy: str = "even", keys: CurveKeys = CurveKeys()):
         self.address = address
         self.monitor_address = monitor_address
         settings.object_storage_address = object_storage_address
@@ -40,9 +41,11 @@ class SchedulerServer:
         self.context = zmq.Context()
         self.router = transport.configure(self.context.socket(zmq.ROUTER),
                                           max_message_bytes=transport.SCHEDULER_MAX_MESSAGE_BYTES)
+        secure_server(self.context, self.router, keys)
         self.router.bind(address)
         self.storage = transport.configure(self.context.socket(zmq.DEALER), identity=b"S|scheduler|%d" % os.getpid(),
                                            linger_ms=1000)
+        secure_client(self.storage, keys)
         self.storage.connect(object_storage_address)
         self.monitor = None
         self.monitor_subscribers = 0
@@ -91,6 +94,7 @@ class SchedulerServer:
         for sock in (self.router, self.storage, self.monitor):
             if sock is not None:
                 sock.close(linger=200)
+        stop_authenticator(self.context)
         self.context.term()
 
     def _schedule_tick(self) -> None:
@@ -193,9 +197,10 @@ class SchedulerServer:
 
 
 def run_scheduler(address: str, object_storage_address: str, monitor_address: Optional[str],
-                  settings: SchedulerSettings, allocate_policy: str = "even", event_loop: str = "builtin") -> None:
+                  settings: SchedulerSettings, allocate_policy: str = "even", event_loop: str = "builtin",
+                  keys: CurveKeys = CurveKeys()) -> None:
     """Run a scheduler in this process until it is stopped (signal or accepted remote shutdown)."""
-    server = SchedulerServer(address, object_storage_address, monitor_address, settings, allocate_policy)
+    server = SchedulerServer(address, object_storage_address, monitor_address, settings, allocate_policy, keys)
     if event_loop == "uvloop":
         import uvloop
 

@@ -20,6 +20,7 @@ import zmq
 
 from scaler_core import protocol, transport
 from scaler_core.child import spawn
+from scaler_core.security import secure_client
 from scaler_core.logging_setup import setup_logging
 from scaler_core.worker.process import EXIT_REPLACE_ME, EXIT_SCHEDULER_GONE, Worker, WorkerSettings
 
@@ -74,6 +75,7 @@ class Cluster:
                     self.settings.heartbeat_interval_seconds)
         context = zmq.Context()
         scheduler = transport.configure(context.socket(zmq.DEALER), identity=self.cluster_id, linger_ms=1000)
+        secure_client(scheduler, self.settings.keys)
         scheduler.connect(self.scheduler_address)
         for _ in range(self.n_workers):
             self._start_worker()

@@ -11,14 +11,22 @@ import threading
 from typing import Callable, Optional
 
 _worker_scheduler_address: Optional[str] = None
+_worker_keys = None
 _block_hooks: Optional[tuple] = None
 _current = threading.local()
 
 
-def set_worker(scheduler_address: str, on_block: Callable[[], None], on_unblock: Callable[[], None]) -> None:
-    global _worker_scheduler_address, _block_hooks
+def set_worker(scheduler_address: str, on_block: Callable[[], None], on_unblock: Callable[[], None],
+               keys=None) -> None:
+    global _worker_scheduler_address, _block_hooks, _worker_keys
     _worker_scheduler_address = scheduler_address
     _block_hooks = (on_block, on_unblock)
+    _worker_keys = keys
+
+
+def current_keys():
+    """The CurveZMQ keys of the worker this code runs in (nested clients use them), or None."""
+    return _worker_keys
 
 
 def current_scheduler_address() -> Optional[str]:

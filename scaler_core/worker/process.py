@@ -24,6 +24,7 @@ import zmq
 
 from scaler_core import protocol, transport
 from scaler_core.errors import TaskTimeoutError
+from scaler_core.security import CurveKeys, secure_client
 from scaler_core.serialization import dumps_exception
 from scaler_core.worker import context
 from scaler_core.worker.objects import ObjectCache
@@ -41,13 +42,15 @@ EXIT_REPLACE_ME = 75
 class WorkerSettings:
     def __init__(self, heartbeat_interval_seconds: float = 1.0, death_timeout_seconds: float = 30.0,
                  task_timeout_seconds: float = 0.0, memory_limit_bytes: int = 0,
-                 object_cache_bytes: int = 256 * 1024 * 1024, capabilities: Optional[Dict[str, int]] = None):
+                 object_cache_bytes: int = 256 * 1024 * 1024, capabilities: Optional[Dict[str, int]] = None,
+                 keys: CurveKeys = CurveKeys()):
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.death_timeout_seconds = death_timeout_seconds
         self.task_timeout_seconds = task_timeout_seconds
         self.memory_limit_bytes = memory_limit_bytes
         self.object_cache_bytes = object_cache_bytes
         self.capabilities = capabilities or {}
+        self.keys = keys
 
 
 class Worker:
@@ -58,6 +61,7 @@ class Worker:
         self.cluster_id = cluster_id
         self.context = zmq.Context()
         self.scheduler = transport.configure(self.context.socket(zmq.DEALER), identity=worker_id, linger_ms=2000)
+        secure_client(self.scheduler, settings.keys)
         self.storage: Optional[zmq.Socket] = None
         self.wakeup_receiver = self.context.socket(zmq.PULL)
         self.wakeup_receiver.bind(f"inproc://worker-wakeup-{id(self)}")
@@ -144,7 +148,7 @@ class Worker:
     # --- I/O thread -----------------------------------------------------------------------------
 
     def run(self) -> None:
-        context.set_worker(self.scheduler_address, self._on_block, self._on_unblock)
+        context.set_worker(self.scheduler_address, self._on_block, self._on_unblock, self.settings.keys)
         self.scheduler.connect(self.scheduler_address)
         transport.send(self.scheduler, protocol.WorkerHello(
             worker_id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
@@ -225,6 +229,7 @@ class Worker:
             return
         self.storage = transport.configure(self.context.socket(zmq.DEALER), identity=self.worker_id + b"|os",
                                            linger_ms=2000)
+        secure_client(self.storage, self.settings.keys)
         self.storage.connect(address)
         self.poller.register(self.storage, zmq.POLLIN)
 

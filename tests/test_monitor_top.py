@@ -1,0 +1,265 @@
+"""scaler_top: `render` on hand-made statuses, and the real program in a pseudo-terminal."""
+
+import fcntl
+import os
+import pty
+import re
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+
+import pytest
+
+from scaler_core import Client, protocol
+from scaler_core.monitor.stream import free_slots, shorten
+from scaler_core.monitor.top import render, title_line
+from tests.conftest import wait_until
+
+
+def make_worker(name, cpu=0.0, rss=10 << 20, running=0, queued=0, sent=0, blocked=0):
+    return protocol.WorkerStatus(worker_id=name.encode(), hostname="host", pid=1234, cpu_percent=cpu,
+                                 rss_bytes=rss, running=running, queued=queued, sent=sent, blocked=blocked)
+
+
+def make_status(workers=(), **counts):
+    fields = dict(timestamp=time.time(), cpu_percent=12.5, rss_bytes=40 << 20, pending=3, running=2,
+                  succeeded=1234567, failed=4, cancelled=5, clients=1)
+    fields.update(counts)
+    return protocol.MonitorStatus(
+        workers=list(workers),
+        sent=[protocol.MessageCount(name="TaskBatch", count=200000), protocol.MessageCount(name="Welcome", count=3)],
+        received=[protocol.MessageCount(name="Heartbeat", count=183109)], **fields)
+
+
+def worker_rows(lines):
+    return [line for line in lines if line.lstrip().startswith("W|")]
+
+
+# --- render ---------------------------------------------------------------------------------------
+
+
+def test_render_shows_scheduler_tasks_and_messages():
+    text = "\n".join(render(make_status(), "c", 140))
+    assert re.search(r"cpu\s+12\.5%", text) and re.search(r"rss\s+40\.0m", text)
+    for state, value in [("pending", "3"), ("running", "2"), ("succeeded", "1,234,567"), ("failed", "4"),
+                         ("cancelled", "5")]:
+        assert re.search(rf"\b{state}\s+{value}\b", text), state
+    assert re.search(r"TaskBatch\s+200,000", text) and re.search(r"Heartbeat\s+183,109", text)
+    assert "scheduler_sent" in text and "scheduler_received" in text and "Total 0 worker(s)" in text
+
+
+def test_render_worker_table_sorting_and_marker():
+    workers = [make_worker("W|a|1|1|aaaa", cpu=5.0, rss=30 << 20, queued=1, running=1),
+               make_worker("W|b|1|2|bbbb", cpu=50.0, rss=10 << 20),
+               make_worker("W|c|1|3|cccc", cpu=20.0, rss=90 << 20, queued=7, running=1)]
+    status = make_status(workers)
+    expected_order = {"c": "bca", "m": "cab", "n": "abc", "q": "cab", "f": "bac"}
+    for key, order in expected_order.items():
+        lines = render(status, key, 140)
+        names = [row.split()[0][2] for row in worker_rows(lines)]
+        assert "".join(names) == order, key
+    header = next(line for line in render(status, "m", 140) if "worker" in line and "pid" in line)
+    assert "*rss" in header and header.count("*") == 1
+    header = next(line for line in render(status, "w", 140) if "worker" in line and "pid" in line)
+    assert "*running" in header
+
+
+def test_render_respects_width_and_stacks_sections():
+    status = make_status([make_worker("W|" + "very-long-hostname-" * 3 + "|42|7|0123abcd")])
+    wide = render(status, "c", 200)
+    narrow = render(status, "c", 50)
+    assert all(len(line) <= 50 for line in narrow)
+    assert len(narrow) > len(wide)  # sections that do not fit side by side go below each other
+    row = worker_rows(wide)[0]
+    assert "+" in row.split()[0] and row.split()[0].endswith("0123abcd")
+
+
+def test_free_slots_and_shorten():
+    assert free_slots(make_worker("w")) == 1
+    assert free_slots(make_worker("w", running=1)) == 0
+    assert free_slots(make_worker("w", running=1, blocked=1)) == 1  # a blocked task lends its slot
+    assert free_slots(make_worker("w", running=1, queued=5)) == 0
+    assert shorten("abcdefghij", 20) == "abcdefghij"
+    assert len(shorten("abcdefghijklmnopqrstuvwxyz", 9)) == 9
+
+
+def test_title_line_tells_when_the_stream_is_silent():
+    status = make_status()
+    assert "waiting" in title_line("tcp://x:1", None, 2.0, 5)
+    assert "updated" in title_line("tcp://x:1", status, 1.0, 5)
+    assert "no status for 9s" in title_line("tcp://x:1", status, 9.0, 5)
+
+
+# --- in a pseudo-terminal --------------------------------------------------------------------------
+
+
+class Screen:
+    """Just enough of a VT100 to replay what curses sends for TERM=vt100 into rows of text."""
+
+    SEQUENCE = re.compile(rb"\x1b\[([?0-9;]*)([A-Za-z@])|\x1b[()][0-9A-Za-z]|\x1b([78=>DEMc])|([\x00-\x1f])")
+
+    def __init__(self, rows, columns):
+        self.rows, self.columns = rows, columns
+        self.cells = [[" "] * columns for _ in range(rows)]
+        self.row = self.column = 0
+        self.top, self.bottom = 0, rows - 1
+
+    def text(self):
+        return "\n".join("".join(line).rstrip() for line in self.cells)
+
+    def feed(self, data):
+        position = 0
+        for match in self.SEQUENCE.finditer(data):
+            self._write(data[position:match.start()].decode("utf-8", "replace"))
+            position = match.end()
+            if match.group(2):
+                self._csi(match.group(1).decode(), match.group(2).decode())
+            elif match.group(3):
+                self._escape(match.group(3).decode())
+            elif match.group(4):
+                self._control(match.group(4))
+        self._write(data[position:].decode("utf-8", "replace"))
+
+    def _write(self, text):
+        for character in text:
+            if self.column >= self.columns:
+                self.column = 0
+                self._line_feed()
+            self.cells[self.row][self.column] = character
+            self.column += 1
+
+    def _line_feed(self):
+        if self.row == self.bottom:
+            del self.cells[self.top]
+            self.cells.insert(self.bottom, [" "] * self.columns)
+        else:
+            self.row = min(self.rows - 1, self.row + 1)
+
+    def _reverse_line_feed(self):
+        if self.row == self.top:
+            del self.cells[self.bottom]
+            self.cells.insert(self.top, [" "] * self.columns)
+        else:
+            self.row = max(0, self.row - 1)
+
+    def _control(self, byte):
+        if byte == b"\r":
+            self.column = 0
+        elif byte == b"\n":
+            self._line_feed()
+        elif byte == b"\b":
+            self.column = max(0, self.column - 1)
+
+    def _escape(self, final):
+        if final == "M":
+            self._reverse_line_feed()
+        elif final in "DE":
+            self._line_feed()
+            self.column = 0 if final == "E" else self.column
+
+    def _csi(self, parameters, final):
+        if parameters.startswith("?"):
+            return  # private modes (keypad, wrap, alternate screen) do not change the text
+        numbers = [int(part) if part else 0 for part in parameters.split(";")] if parameters else []
+        count = max(1, numbers[0]) if numbers else 1
+        if final == "H" or final == "f":
+            row, column = (numbers + [1, 1])[:2]
+            self.row, self.column = max(1, row) - 1, max(1, column) - 1
+        elif final in "ABCD":
+            delta_row = {"A": -count, "B": count}.get(final, 0)
+            delta_column = {"C": count, "D": -count}.get(final, 0)
+            self.row = min(self.rows - 1, max(0, self.row + delta_row))
+            self.column = min(self.columns - 1, max(0, self.column + delta_column))
+        elif final == "K":
+            mode = numbers[0] if numbers else 0
+            start, end = {0: (self.column, self.columns), 1: (0, self.column + 1)}.get(mode, (0, self.columns))
+            self.cells[self.row][start:end] = [" "] * (end - start)
+        elif final == "J":
+            mode = numbers[0] if numbers else 0
+            rows = range(self.row + 1, self.rows) if mode == 0 else range(self.rows)
+            if mode == 0:
+                self.cells[self.row][self.column:] = [" "] * (self.columns - self.column)
+            for row in rows:
+                self.cells[row] = [" "] * self.columns
+        elif final == "r":
+            top, bottom = (numbers + [1, self.rows])[:2] if numbers else (1, self.rows)
+            self.top, self.bottom = max(1, top) - 1, min(self.rows, bottom or self.rows) - 1
+            self.row = self.column = 0
+
+
+class TopInTerminal:
+    """scaler_top running in a pseudo-terminal of a known size."""
+
+    def __init__(self, monitor_address, rows=45, columns=150):
+        self.screen = Screen(rows, columns)
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "scaler_core.monitor.top", monitor_address],
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            env=dict(os.environ, TERM="vt100", LINES=str(rows), COLUMNS=str(columns)))
+        os.close(slave)
+
+    def text(self):
+        """The screen after everything the program has written so far."""
+        while select.select([self.master], [], [], 0)[0]:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # the program exited and closed its end
+                break
+            if not data:
+                break
+            self.screen.feed(data)
+        return self.screen.text()
+
+    def press(self, key):
+        os.write(self.master, key)
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        os.close(self.master)
+
+
+def succeeded_on(text):
+    match = re.search(r"succeeded\s+([\d,]+)", text)
+    return int(match.group(1).replace(",", "")) if match else None
+
+
+def test_scaler_top_in_a_terminal_follows_the_cluster(combo):
+    top = TopInTerminal(combo.monitor_address)
+    client = Client(combo.address, timeout_seconds=60)
+    results = []
+    work = threading.Thread(target=lambda: results.append(client.map(time.sleep, [0.02] * 300)), daemon=True)
+    try:
+        wait_until(lambda: "Total 2 worker(s)" in top.text(), 20, message="two workers on the screen")
+        wait_until(lambda: len(worker_rows(top.text().splitlines())) == 2, 10, message="two worker rows")
+        work.start()
+        first = wait_until(lambda: succeeded_on(top.text()), 20, message="some succeeded tasks on the screen")
+        wait_until(lambda: (succeeded_on(top.text()) or 0) > first, 20, message="succeeded count to grow")
+        work.join(60)
+        assert results and len(results[0]) == 300
+        wait_until(lambda: (succeeded_on(top.text()) or 0) >= 300, 20, message="all 300 tasks succeeded")
+
+        assert "*cpu" in top.text()
+        top.press(b"m")
+        wait_until(lambda: "*rss" in top.text() and "*cpu" not in top.text(), 10, message="sort marker on rss")
+        top.press(b"Q")
+        assert top.process.wait(10) == 0
+    finally:
+        client.disconnect()
+        top.close()
+
+
+def test_scaler_top_without_a_terminal_prints_one_frame(combo):
+    command = shutil.which("scaler_top") or pytest.skip("scaler_top is not installed (pip install -e .)")
+    finished = subprocess.run([command, combo.monitor_address, "--timeout", "20"], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert finished.returncode == 0, finished.stderr
+    assert "Total 2 worker(s)" in finished.stdout and "task_manager" in finished.stdout
