@@ -38,7 +38,8 @@ PERMISSION_ERRORS = ("Operation not permitted", "Permission denied")
 
 # Runs inside the scheduler's namespace. Prints one JSON object per line on stdout:
 # {"event": "ready"} once both clusters ran a warm-up task, {"event": "submitted", "at": t},
-# {"event": "result", ...} per finished task (with the client's receive time), {"event": "done"}.
+# {"event": "result", ...} per finished task (with the client's receive time), {"event": "done"}, and
+# {"event": "workers", "at": t, "ids": [...]} whenever the scheduler's monitor stream shows a new worker set.
 CLIENT_SCRIPT = textwrap.dedent("""
     import concurrent.futures, json, os, sys, threading, time
     from scaler_core import Client
@@ -91,7 +92,7 @@ CLIENT_SCRIPT = textwrap.dedent("""
         # warm-up: both clusters must have workers connected before the measured run
         deadline = time.monotonic() + 60
         seen = set()
-        while seen != {"A", "B"}:
+        while not {"A", "B"} <= seen:
             if time.monotonic() > deadline:
                 emit(event="error", message="clusters seen after 60s: %s" % sorted(seen))
                 sys.exit(2)
