@@ -48,6 +48,8 @@ def scheduler_main(argv: Optional[Sequence[str]] = None) -> None:
         max_task_retries=settings["max_task_retries"],
         no_worker_grace_seconds=settings["no_worker_grace_seconds"],
         protected=settings["protected"],
+        adapter_webhook_url=settings["adapter_webhook_url"],
+        adapter_idle_seconds=settings["adapter_idle_seconds"],
     )
     try:
         run_scheduler(address, object_storage_address, settings["monitor_address"] or shift_port(address, 2),
@@ -77,6 +79,29 @@ def cluster_main(argv: Optional[Sequence[str]] = None) -> None:
     )
     n_workers = settings["num_of_workers"] or os.cpu_count() or 1
     run_cluster(address, n_workers, worker_settings, settings["logging_level"], settings["logging_paths"])
+
+
+def native_worker_adapter_main(argv: Optional[Sequence[str]] = None) -> None:
+    from scaler_core.adapter.native import NativeWorkerAdapter
+    from scaler_core.worker.process import WorkerSettings
+
+    settings = config.parse("native_worker_adapter", argv, prog="scaler_worker_adapter_native")
+    address = _check_address(settings)
+    setup_logging(settings["logging_level"], settings["logging_paths"])
+    try:
+        capabilities = config.parse_capabilities(settings["per_worker_capabilities"])
+    except ValueError as error:
+        sys.exit(f"error: --per-worker-capabilities: {error}")
+    worker_settings = WorkerSettings(
+        heartbeat_interval_seconds=settings["heartbeat_interval_seconds"],
+        death_timeout_seconds=settings["death_timeout_seconds"],
+        task_timeout_seconds=settings["task_timeout_seconds"], capabilities=capabilities,
+        keys=_keys(settings, server=False, client=True))
+    max_groups = settings["max_worker_groups"] or os.cpu_count() or 1
+    adapter = NativeWorkerAdapter(address, settings["workers_per_group"], max_groups, worker_settings,
+                                  settings["logging_level"], settings["logging_paths"])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    adapter.serve(settings["host"], settings["port"])
 
 
 def object_storage_main(argv: Optional[Sequence[str]] = None) -> None:

@@ -61,6 +61,9 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
             Option("no_worker_grace_seconds", float, 30.0,
                    "a task no connected worker can run fails after this long", "-nwg"),
             Option("protected", bool, True, "refuse shutdown requests from clients", "-p"),
+            Option("adapter_webhook_url", str, "", "worker adapter to ask for workers while tasks queue "
+                   "(e.g. http://127.0.0.1:8080)", "-awu"),
+            Option("adapter_idle_seconds", float, 10.0, "release an adapter's worker group idle this long", "-ais"),
         ] + SECURITY + LOGGING,
     },
     "cluster": {
@@ -93,6 +96,21 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
             Option("web_host", str, "127.0.0.1", "interface the web server binds to", "-wh"),
             Option("web_port", int, 8081, "port of the web server", "-p"),
         ] + LOGGING,
+    },
+    "native_worker_adapter": {
+        "section": "native_worker_adapter",
+        "description": "Run the native worker adapter: an HTTP service that starts and stops groups of workers on "
+                       "this machine when the scheduler asks (see scaler_core/adapter/native.py for the interface).",
+        "options": [
+            Option("host", str, "127.0.0.1", "interface of the HTTP service", "-H"),
+            Option("port", int, 8080, "port of the HTTP service", "-p"),
+            Option("workers_per_group", int, 1, "workers started per request", "-wpg"),
+            Option("max_worker_groups", int, 0, "most groups at once (0: number of cores, -1: no limit)", "-mwg"),
+            Option("per_worker_capabilities", str, "", 'capabilities of each worker, e.g. "gpu,linux,cpu=8"', "-pwc"),
+            Option("heartbeat_interval_seconds", float, 1.0, "how often workers send heartbeats", "-hi"),
+            Option("death_timeout_seconds", float, 30.0, "workers exit when the scheduler is silent this long", "-dt"),
+            Option("task_timeout_seconds", float, 0.0, "stop a task running longer than this (0: never)", "-tt"),
+        ] + SECURITY + LOGGING,
     },
     "object_storage_server": {
         "section": "object_storage_server",

@@ -46,9 +46,26 @@ class ChildProcesses:
                            allocate_policy, event_loop, logging_level, tuple(logging_paths), keys)
 
     def start_cluster(self, scheduler_address: str, n_workers: int, settings: WorkerSettings, logging_level: str,
-                      logging_paths: Sequence[str]):
+                      logging_paths: Sequence[str], cluster_id: bytes = b""):
         return self._start(run_cluster, "cluster", scheduler_address, n_workers, settings, logging_level,
-                           tuple(logging_paths))
+                           tuple(logging_paths), cluster_id)
+
+    def stop(self, process: subprocess.Popen, timeout: float = 5.0) -> None:
+        """Stop one child started here."""
+        if process in self._children:
+            self._children.remove(process)
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(2)
+        if process.stdin is not None:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
 
     def _start(self, function, name, *args) -> subprocess.Popen:
         process = spawn(function, args, name)

@@ -146,6 +146,7 @@ class Namespaces:
             try:
                 _run("ip", "netns", "add", name)
             except RuntimeError as error:
+                _run("ip", "netns", "del", name, check=False)  # in case it got half made
                 _skip_if_not_permitted(error, "network namespaces")
             self.created.append(name)
             _run("ip", "-n", name, "link", "set", "lo", "up")

@@ -29,7 +29,11 @@ class StatusSubscriber:
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.SUBSCRIBE, b"")
-        self._socket.connect(monitor_address)
+        try:
+            self._socket.connect(monitor_address)
+        except zmq.ZMQError as error:
+            self._socket.close(linger=0)
+            raise ValueError(f"cannot subscribe to the monitor address {monitor_address!r}: {error}") from None
 
     def receive_latest(self, timeout_seconds: float) -> Optional[Any]:
         """Wait up to `timeout_seconds` for a status; return the newest one queued, or None."""

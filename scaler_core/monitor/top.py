@@ -208,7 +208,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     settings = config.parse("top", argv, prog="scaler_top")
     interactive = sys.stdout.isatty() and sys.stdin.isatty()
     _setup_logging(settings, interactive)
-    with StatusSubscriber(settings["address"]) as subscriber:
+    try:
+        subscriber = StatusSubscriber(settings["address"])
+    except ValueError as error:
+        sys.exit(f"scaler_top: {error}")
+    with subscriber:
         if not interactive:
             sys.exit(_print_one_frame(subscriber, float(settings["timeout"])))
         try:

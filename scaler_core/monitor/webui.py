@@ -17,6 +17,7 @@ import http.server
 import json
 import logging
 import signal
+import sys
 import threading
 from importlib import resources
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
@@ -87,8 +88,8 @@ class StatusHub:
             self._changed.notify_all()
 
 
-def follow_monitor_stream(hub: StatusHub, stop: threading.Event) -> None:
-    with StatusSubscriber(hub.monitor_address) as subscriber:
+def follow_monitor_stream(hub: StatusHub, subscriber: StatusSubscriber, stop: threading.Event) -> None:
+    with subscriber:
         while not stop.is_set():
             status = subscriber.receive_latest(0.25)
             if status is not None:
@@ -168,9 +169,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     settings = config.parse("webui", argv, prog="scaler_ui")
     setup_logging(settings["logging_level"], settings["logging_paths"])
     hub = StatusHub(settings["address"])
+    try:
+        subscriber = StatusSubscriber(settings["address"])
+    except ValueError as error:
+        sys.exit(f"scaler_ui: {error}")
+    try:
+        server = make_server(hub, settings["web_host"], settings["web_port"])
+    except OSError as error:
+        subscriber.close()
+        sys.exit(f"scaler_ui: cannot serve on {settings['web_host']}:{settings['web_port']}: {error}")
     stop = threading.Event()
-    follower = threading.Thread(target=follow_monitor_stream, args=(hub, stop), name="monitor-stream", daemon=True)
-    server = make_server(hub, settings["web_host"], settings["web_port"])
+    follower = threading.Thread(target=follow_monitor_stream, args=(hub, subscriber, stop), name="monitor-stream",
+                                daemon=True)
     host, port = server.server_address[:2]
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     follower.start()

@@ -22,6 +22,7 @@ import zmq
 from scaler_core import protocol, transport
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
 from scaler_core.scheduler.policies import make_policy
+from scaler_core.scheduler.scaling import ScalingPolicy
 from scaler_core.scheduler.state import SchedulerSettings, SchedulerState
 from scaler_core.security import CurveKeys, secure_client, secure_server, stop_authenticator
 
@@ -56,6 +57,8 @@ class SchedulerServer:
         self.received = collections.Counter()
         self.process = psutil.Process()
         self.process.cpu_percent()
+        self.scaling = ScalingPolicy(idle_seconds=settings.adapter_idle_seconds) \
+            if settings.adapter_webhook_url else None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stopped: Optional[asyncio.Future] = None
         logger.info("Scheduler: listen to scheduler address %s", address)
@@ -109,7 +112,34 @@ class SchedulerServer:
         self._flush()
         if self.monitor is not None and self.monitor_subscribers > 0:
             self._publish_status(now)
+        if self.scaling is not None:
+            self._scale(now)
         self._schedule_tick()
+
+    # --- worker adapter -------------------------------------------------------------------------
+
+    def _scale(self, now: float) -> None:
+        for action, group_id in self.scaling.decide(now, self.state.queued_count(), self.state.group_loads()):
+            request = {"action": "start_worker_group"} if action == "start" else \
+                {"action": "shutdown_worker_group", "worker_group_id": group_id}
+            future = self._loop.run_in_executor(None, _post_json, self.state.settings.adapter_webhook_url, request)
+            future.add_done_callback(lambda done, action=action: self._on_adapter_answer(action, done))
+
+    def _on_adapter_answer(self, action: str, done) -> None:
+        try:
+            status, body = done.result()
+        except Exception as error:  # unreachable adapter: try again after the cooldown
+            status, body = 0, {"error": repr(error)}
+        if action == "start":
+            if status == 200 and isinstance(body.get("worker_group_id"), str):
+                self.scaling.on_started(body["worker_group_id"], time.monotonic())
+                logger.info("scheduler: worker adapter started group %s", body["worker_group_id"])
+            else:
+                self.scaling.on_start_failed()
+                if status != 429:
+                    logger.warning("scheduler: worker adapter refused to start a group: %s %s", status, body)
+        elif status != 200:
+            logger.warning("scheduler: worker adapter failed to stop a group: %s %s", status, body)
 
     def _on_router_readable(self) -> None:
         now = time.monotonic()
@@ -194,6 +224,20 @@ class SchedulerServer:
             transport.send(self.monitor, self.status(now))
         except zmq.ZMQError:
             pass
+
+
+def _post_json(url: str, request: dict, timeout: float = 10.0):
+    import json
+    import urllib.error
+    import urllib.request
+
+    http_request = urllib.request.Request(url, data=json.dumps(request).encode(),
+                                          headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(http_request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
 
 
 def run_scheduler(address: str, object_storage_address: str, monitor_address: Optional[str],

@@ -43,6 +43,8 @@ class SchedulerSettings:
     max_task_retries: int = 3
     no_worker_grace_seconds: float = 30.0
     protected: bool = True
+    adapter_webhook_url: str = ""
+    adapter_idle_seconds: float = 10.0
 
 
 class SchedulerState:
@@ -487,6 +489,21 @@ class SchedulerState:
             client.tasks.pop(record.task_id, None)
 
     # --- monitoring -----------------------------------------------------------------------------
+
+    def queued_count(self) -> int:
+        """Tasks waiting in the scheduler's queue (cheap upper bound: may count cancelled ones)."""
+        return len(self.ready)
+
+    def group_loads(self):
+        """Worker count and busy workers per cluster supervisor (a worker adapter's group)."""
+        from scaler_core.scheduler.scaling import GroupLoad
+
+        loads: Dict[str, GroupLoad] = {}
+        for worker in self.workers.values():
+            load = loads.setdefault(worker.cluster_id.decode(errors="replace"), GroupLoad())
+            load.workers += 1
+            load.busy_workers += bool(worker.assigned)
+        return loads
 
     def task_counts(self) -> Dict[str, int]:
         pending = running = 0

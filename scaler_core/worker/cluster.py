@@ -42,7 +42,8 @@ def worker_main(scheduler_address: str, worker_id: bytes, settings: WorkerSettin
 
 class Cluster:
     def __init__(self, scheduler_address: str, n_workers: int, settings: WorkerSettings,
-                 logging_level: str = "INFO", logging_paths=("/dev/stdout",), restart_workers: bool = True):
+                 logging_level: str = "INFO", logging_paths=("/dev/stdout",), restart_workers: bool = True,
+                 cluster_id: bytes = b""):
         if n_workers < 1:
             raise ValueError(f"a cluster needs at least one worker, got num_of_workers={n_workers}")
         self.scheduler_address = scheduler_address
@@ -51,7 +52,7 @@ class Cluster:
         self.logging_level = logging_level
         self.logging_paths = tuple(logging_paths)
         self.restart_workers = restart_workers
-        self.cluster_id = b"K|%s|%d|%s" % (socket.gethostname().encode(), os.getpid(), os.urandom(4).hex().encode())
+        self.cluster_id = cluster_id or new_cluster_id()
         self.workers: Dict[int, tuple] = {}  # pidfd -> (process, worker id, index)
         self._stopping = False
         self._sequence = 0
@@ -148,10 +149,14 @@ class Cluster:
         self.workers.clear()
 
 
+def new_cluster_id() -> bytes:
+    return b"K|%s|%d|%s" % (socket.gethostname().encode(), os.getpid(), os.urandom(4).hex().encode())
+
+
 def run_cluster(scheduler_address: str, n_workers: int, settings: WorkerSettings, logging_level: str = "INFO",
-                logging_paths=("/dev/stdout",)) -> None:
+                logging_paths=("/dev/stdout",), cluster_id: bytes = b"") -> None:
     setup_logging(logging_level, logging_paths)
-    cluster = Cluster(scheduler_address, n_workers, settings, logging_level, logging_paths)
+    cluster = Cluster(scheduler_address, n_workers, settings, logging_level, logging_paths, cluster_id=cluster_id)
     signal.signal(signal.SIGTERM, cluster.stop)
     signal.signal(signal.SIGINT, cluster.stop)
     cluster.run()

@@ -4,6 +4,8 @@
 "use strict";
 
 const CHART_WINDOW_SECONDS = 300;   // what the server keeps: about five minutes
+const MIN_CHART_WINDOW_SECONDS = 30; // a young history fills the chart instead of a sliver of it
+const TICK_STEPS_SECONDS = [5, 10, 15, 30, 60, 120];
 const STALE_AFTER_SECONDS = 3;      // the scheduler sends two statuses a second
 const THROUGHPUT_AVERAGE_SECONDS = 5;
 const TIMELINE_ROW_HEIGHT = 20;
@@ -85,6 +87,7 @@ function showConnection() {
 
 function showNumbers(status) {
   for (const name of TASK_STATES) $("count-" + name).textContent = formatCount(status.tasks[name]);
+  $("count-failed").parentElement.classList.toggle("bad", status.tasks.failed > 0);
   $("worker-count").textContent = formatCount(status.workers.length);
   $("client-count").textContent = formatCount(status.clients);
   $("scheduler-load").textContent =
@@ -171,12 +174,24 @@ function prepareCanvas(canvas, cssHeight) {
   return { context, width, height: cssHeight };
 }
 
-function timeAxis(context, left, width, top) {
+function chartWindowSeconds() {
+  if (statuses.length < 2) return MIN_CHART_WINDOW_SECONDS;
+  const kept = statuses[statuses.length - 1].timestamp - statuses[0].timestamp;
+  return Math.min(CHART_WINDOW_SECONDS, Math.max(MIN_CHART_WINDOW_SECONDS, kept));
+}
+
+function timeLabel(secondsAgo) {
+  if (!secondsAgo) return "now";
+  return secondsAgo % 60 ? "-" + secondsAgo + " s" : "-" + secondsAgo / 60 + " min";
+}
+
+function timeAxis(context, left, width, top, windowSeconds) {
+  const step = TICK_STEPS_SECONDS.find((seconds) => windowSeconds / seconds <= 6) || 60;
   context.fillStyle = "#6b7480";
   context.textAlign = "center";
-  for (let secondsAgo = CHART_WINDOW_SECONDS; secondsAgo >= 0; secondsAgo -= 60) {
-    const x = left + (1 - secondsAgo / CHART_WINDOW_SECONDS) * width;
-    context.fillText(secondsAgo ? "-" + secondsAgo / 60 + " min" : "now", Math.min(Math.max(x, left + 16), left + width - 16), top);
+  for (let secondsAgo = Math.floor(windowSeconds / step) * step; secondsAgo >= 0; secondsAgo -= step) {
+    const x = left + (1 - secondsAgo / windowSeconds) * width;
+    context.fillText(timeLabel(secondsAgo), Math.min(Math.max(x, left + 16), left + width - 16), top);
   }
 }
 
@@ -199,9 +214,10 @@ function drawThroughput() {
     context.fillText((ceiling * fraction).toFixed(ceiling < 10 ? 1 : 0), left - 6, y + 4);
   }
   if (!newest) return;
-  timeAxis(context, left, plotWidth, height - 6);
+  const windowSeconds = chartWindowSeconds();
+  timeAxis(context, left, plotWidth, height - 6, windowSeconds);
   if (series.length < 1) return;
-  const xOf = (time) => left + (1 - (newest.timestamp - time) / CHART_WINDOW_SECONDS) * plotWidth;
+  const xOf = (time) => left + (1 - (newest.timestamp - time) / windowSeconds) * plotWidth;
   const yOf = (rate) => plotTop + plotHeight * (1 - rate / ceiling);
   context.beginPath();
   context.moveTo(xOf(series[0].time), yOf(0));
@@ -211,7 +227,8 @@ function drawThroughput() {
   context.fillStyle = "rgba(46, 157, 91, 0.18)";
   context.fill();
   context.beginPath();
-  series.forEach((point, index) => (index ? context.lineTo : context.moveTo).call(context, xOf(point.time), yOf(point.rate)));
+  context.moveTo(xOf(series[0].time), yOf(series[0].rate));
+  for (const point of series.slice(1)) context.lineTo(xOf(point.time), yOf(point.rate));
   context.strokeStyle = "#2e9d5b";
   context.lineWidth = 1.5;
   context.stroke();
@@ -237,8 +254,12 @@ function timelineSpans() {
     const after = new Map(statuses[index].workers.map((worker) => [worker.id, worker]));
     for (const id of new Set([...before.keys(), ...after.keys()])) {
       if (!spans.has(id)) spans.set(id, []);
-      spans.get(id).push({ from: statuses[index - 1].timestamp, to: statuses[index].timestamp,
-                           activity: workerActivity(before.get(id), after.get(id)) });
+      const workerSpans = spans.get(id), previous = workerSpans[workerSpans.length - 1];
+      const span = { from: statuses[index - 1].timestamp, to: statuses[index].timestamp,
+                     activity: workerActivity(before.get(id), after.get(id)) };
+      // one rectangle per stretch of the same activity: adjacent thin ones leave seams when drawn
+      if (previous && previous.activity === span.activity && previous.to === span.from) previous.to = span.to;
+      else workerSpans.push(span);
     }
   }
   for (const worker of statuses.length ? statuses[statuses.length - 1].workers : []) {
@@ -257,7 +278,8 @@ function drawTimelines() {
   const newest = statuses[statuses.length - 1];
   if (!newest) return;
   const plotWidth = width - TIMELINE_LABEL_WIDTH - 8;
-  const xOf = (time) => TIMELINE_LABEL_WIDTH + (1 - (newest.timestamp - time) / CHART_WINDOW_SECONDS) * plotWidth;
+  const windowSeconds = chartWindowSeconds();
+  const xOf = (time) => TIMELINE_LABEL_WIDTH + (1 - (newest.timestamp - time) / windowSeconds) * plotWidth;
   let row = 0, busyWorkers = 0;
   for (const [id, workerSpans] of spans) {
     const y = row * TIMELINE_ROW_HEIGHT;
@@ -278,7 +300,7 @@ function drawTimelines() {
   }
   canvas.dataset.workers = String(spans.size);
   canvas.dataset.busyWorkers = String(busyWorkers);
-  timeAxis(context, TIMELINE_LABEL_WIDTH, plotWidth, height - 6);
+  timeAxis(context, TIMELINE_LABEL_WIDTH, plotWidth, height - 6, windowSeconds);
 }
 
 connect();
