@@ -77,6 +77,8 @@ def parse_arguments(argv):
                              "(default 0 with --quick, else 30)")
     parser.add_argument("--update-readme", action="store_true", help="replace the results section of README.md")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--render", nargs="+", metavar="JSON",
+                        help="no runs: merge the records of earlier result files and print/write the report")
     return parser.parse_args(argv)
 
 
@@ -165,6 +167,8 @@ def main(argv=None):
         print(f"[harness] {system}: UNAVAILABLE ({problem})", flush=True)
 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if args.render:
+        return render_saved(args, stamp, systems_filter)
     log_dir = RESULTS_DIR / "logs" / stamp
     log_dir.mkdir(parents=True, exist_ok=True)
     records = []
@@ -182,6 +186,33 @@ def main(argv=None):
                 records.append(record)
                 print(f"[{case.case_id} #{repetition}] {system:15} {describe(record)}", flush=True)
 
+    finish(args, stamp, cases, records, systems_filter, upstream_python, unavailable, log_dir)
+    return 0
+
+
+def render_saved(args, stamp, systems_filter):
+    """Re-render a report from earlier result files; later files win for the same case and system."""
+    records, upstream_python, unavailable = {}, None, {}
+    for order, path in enumerate(args.render):
+        payload = json.loads(pathlib.Path(path).read_text())
+        upstream_python = payload.get("upstream_python") or upstream_python
+        unavailable.update(payload.get("unavailable", {}))
+        for record in payload["records"]:
+            records.setdefault((record["case_id"], record["system"]), {})[(order, record["repetition"])] = record
+    merged = []
+    for runs in records.values():
+        latest_file = max(key[0] for key in runs)
+        merged += [record for key, record in runs.items() if key[0] == latest_file]
+    wanted = {record["case_id"] for record in merged}
+    cases = list({case.case_id: case for case in build_cases(quick=False) + build_cases(quick=True)
+                  if case.case_id in wanted}.values())
+    args.repeat = max(record["repetition"] for record in merged)
+    args.merged_from = [pathlib.Path(path).name for path in args.render]
+    finish(args, stamp, cases, merged, systems_filter, upstream_python, unavailable)
+    return 0
+
+
+def finish(args, stamp, cases, records, systems_filter, upstream_python, unavailable, log_dir=None):
     summaries = {}
     for case in cases:
         summaries[case.case_id] = {}
@@ -189,8 +220,11 @@ def main(argv=None):
             if system not in systems_filter:
                 continue
             runs = [r for r in records if r["case_id"] == case.case_id and r["system"] == system]
-            summaries[case.case_id][system] = report.aggregate(case, system, runs) if runs else None
-    header = (f"Run {stamp}: {'quick' if args.quick else 'full'} sizes, {args.repeat} repetition(s), "
+            applicable = system in case.systems
+            summaries[case.case_id][system] = report.aggregate(case, system, runs) if applicable else None
+    origin = (f"Merged from {', '.join(args.merged_from)}: up to" if getattr(args, "merged_from", None)
+              else f"Run {stamp}: {'quick' if args.quick else 'full'} sizes,")
+    header = (f"{origin} {args.repeat} repetition(s), "
               f"{args.workers} workers, {os.cpu_count()} CPUs, timeout {args.timeout:.0f} s per run. "
               f"Cells: median [min-max]; @n = ran at a capped size; N/A = no such operation; "
               f"~ = other processes on the machine kept >= {report.NOISY_FOREIGN_LOAD} CPU busy during a run.")
@@ -204,10 +238,9 @@ def main(argv=None):
     for name in (f"{stamp}.json", "latest.json"):
         (RESULTS_DIR / name).write_text(json.dumps(payload, indent=1, default=str))
     (RESULTS_DIR / "latest.md").write_text(text)
-    print(f"[harness] wrote {RESULTS_DIR / (stamp + '.json')} and latest.md; logs in {log_dir}")
+    print(f"[harness] wrote {RESULTS_DIR / (stamp + '.json')} and latest.md" + (f"; logs in {log_dir}" if log_dir else ""))
     if args.update_readme:
         update_readme(text)
-    return 0
 
 
 def update_readme(text):

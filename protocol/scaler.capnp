@@ -20,6 +20,7 @@ struct ObjectInput {
 }
 
 struct Task {
+  # One task, as a row: the logical record that TaskBatch carries column by column.
   taskId @0 :Data;
   clientId @1 :Data;         # owner: results go back to it, its objects are freed with it
   functionId @2 :Data;       # object id of the pickled callable (in the object storage)
@@ -39,7 +40,29 @@ struct Task {
 }
 
 struct TaskBatch {
-  tasks @0 :List(Task);
+  # A batch of tasks, stored by column so that thousands of tasks encode and decode in a few list
+  # operations: entry i of every per-task list belongs to task i (see `Task` for each meaning).
+  taskIds @0 :List(Data);
+  clientIds @1 :List(Data);
+  functionIds @2 :List(Data);
+  args @3 :List(Data);                 # inline argument blob, or empty when stored
+  argsObjectIds @4 :List(Data);        # empty, or the stored argument blob's object id
+  priorities @5 :List(Int32);
+  flags @6 :List(UInt8);               # bit 0: requested, bit 1: streamOutput
+  retries @7 :List(Int32);
+  dependentCounts @8 :List(UInt32);
+  graphIds @9 :List(Data);
+  # Per-task lists of variable length, flattened: task i owns entries
+  # [xOffsets[i], xOffsets[i + 1]) of the x lists. An empty offsets list means none for any task.
+  inputOffsets @10 :List(UInt32);
+  inputObjectIds @11 :List(Data);
+  inputInline @12 :List(Data);
+  inputStored @13 :List(Bool);
+  dependencyOffsets @14 :List(UInt32);
+  dependencyIds @15 :List(Data);
+  capabilityOffsets @16 :List(UInt32);
+  capabilityNames @17 :List(Text);
+  capabilityQuantities @18 :List(Int64);
 }
 
 enum TaskStatus {
@@ -59,16 +82,23 @@ struct Profiling {
 }
 
 struct TaskResult {
+  # One result, as a row: the logical record that ResultBatch carries column by column.
   taskId @0 :Data;
   status @1 :TaskStatus;
   value @2 :Data;            # inline pickled value when small
   stored @3 :Bool;           # true: the value is the stored object with id `taskId`
   profiling @4 :Profiling;
-  clientId @5 :Data;         # worker -> scheduler only (routing hint)
 }
 
 struct ResultBatch {
-  results @0 :List(TaskResult);
+  # A batch of results by column: entry i of every list belongs to result i (see `TaskResult`).
+  taskIds @0 :List(Data);
+  statuses @1 :List(TaskStatus);
+  values @2 :List(Data);
+  stored @3 :List(Bool);
+  durationSeconds @4 :List(Float64);
+  cpuSeconds @5 :List(Float64);
+  peakMemoryBytes @6 :List(UInt64);
 }
 
 struct TaskCancel {

@@ -153,9 +153,7 @@ for _name in _struct_names_by_id.values():
     globals()[_name] = _struct_class(_name)
 
 Task = _classes["Task"]
-TaskBatch = _classes["TaskBatch"]
 TaskResult = _classes["TaskResult"]
-ResultBatch = _classes["ResultBatch"]
 TaskCancel = _classes["TaskCancel"]
 TaskLog = _classes["TaskLog"]
 ClientHello = _classes["ClientHello"]
@@ -182,6 +180,222 @@ MessageCount = _classes["MessageCount"]
 Capability = _classes["Capability"]
 ObjectInput = _classes["ObjectInput"]
 Profiling = _classes["Profiling"]
+
+
+
+# --- columnar batches -------------------------------------------------------------------------
+# TaskBatch and ResultBatch travel by column (one list per field) because decoding thousands of
+# small structs one field at a time dominated the cost of a task. In Python they stay lists of
+# Task / TaskResult rows.
+
+
+class TaskBatch(ProtocolStruct):
+    __slots__ = ("tasks",)
+    _fields = ()
+
+    def __init__(self, tasks=None):
+        self.tasks = [] if tasks is None else tasks
+
+    def __repr__(self):
+        return f"TaskBatch({len(self.tasks)} tasks)"
+
+    def __eq__(self, other):
+        return type(other) is TaskBatch and self.tasks == other.tasks
+
+
+class ResultBatch(ProtocolStruct):
+    __slots__ = ("results",)
+    _fields = ()
+
+    def __init__(self, results=None):
+        self.results = [] if results is None else results
+
+    def __repr__(self):
+        return f"ResultBatch({len(self.results)} results)"
+
+    def __eq__(self, other):
+        return type(other) is ResultBatch and self.results == other.results
+
+
+_TASK_STATUSES = [name for name, _ in sorted(_schema.TaskStatus.schema.enumerants.items(), key=lambda kv: kv[1])]
+REQUESTED, STREAM_OUTPUT = 1, 2
+
+
+def _offsets(rows, attribute):
+    offsets = [0]
+    total = 0
+    any_items = False
+    for row in rows:
+        total += len(getattr(row, attribute))
+        offsets.append(total)
+        any_items = any_items or total > 0
+    return offsets if any_items else None
+
+
+def _encode_task_batch(builder, batch: TaskBatch) -> None:
+    tasks = batch.tasks
+    builder.taskIds = [task.task_id for task in tasks]
+    builder.clientIds = [task.client_id for task in tasks]
+    builder.functionIds = [task.function_id for task in tasks]
+    builder.args = [task.args for task in tasks]
+    builder.priorities = [task.priority for task in tasks]
+    builder.flags = [(REQUESTED if task.requested else 0) | (STREAM_OUTPUT if task.stream_output else 0)
+                     for task in tasks]
+    if any(task.args_stored for task in tasks):
+        builder.argsObjectIds = [task.args_object_id if task.args_stored else b"" for task in tasks]
+    if any(task.retries for task in tasks):
+        builder.retries = [task.retries for task in tasks]
+    if any(task.dependent_count for task in tasks):
+        builder.dependentCounts = [task.dependent_count for task in tasks]
+    if any(task.graph_id for task in tasks):
+        builder.graphIds = [task.graph_id for task in tasks]
+    offsets = _offsets(tasks, "inputs")
+    if offsets is not None:
+        inputs = [item for task in tasks for item in task.inputs]
+        builder.inputOffsets = offsets
+        builder.inputObjectIds = [item.object_id for item in inputs]
+        builder.inputInline = [item.inline for item in inputs]
+        builder.inputStored = [item.stored for item in inputs]
+    offsets = _offsets(tasks, "dependencies")
+    if offsets is not None:
+        builder.dependencyOffsets = offsets
+        builder.dependencyIds = [dependency for task in tasks for dependency in task.dependencies]
+    offsets = _offsets(tasks, "capabilities")
+    if offsets is not None:
+        capabilities = [item for task in tasks for item in task.capabilities]
+        builder.capabilityOffsets = offsets
+        builder.capabilityNames = [item.name for item in capabilities]
+        builder.capabilityQuantities = [item.quantity for item in capabilities]
+
+
+def _column(reader, name, count, default):
+    values = list(getattr(reader, name))
+    if not values:
+        return [default] * count
+    if len(values) != count:
+        raise ProtocolError(f"column {name} has {len(values)} entries for {count} rows")
+    return values
+
+
+def _ragged(reader, offsets_name, count, *columns):
+    """Per-row slices of flattened columns, or None when no row has any entry."""
+    offsets = list(getattr(reader, offsets_name))
+    if not offsets:
+        return None
+    if len(offsets) != count + 1 or offsets[0] != 0 or any(b < a for a, b in zip(offsets, offsets[1:])):
+        raise ProtocolError(f"column {offsets_name} is not a valid offsets list")
+    values = [list(getattr(reader, column)) for column in columns]
+    if any(len(column) != offsets[-1] for column in values):
+        raise ProtocolError(f"columns {columns} do not match {offsets_name}")
+    return offsets, values
+
+
+def _decode_task_batch(reader) -> TaskBatch:
+    task_ids = list(reader.taskIds)
+    count = len(task_ids)
+    client_ids = _column(reader, "clientIds", count, b"")
+    function_ids = _column(reader, "functionIds", count, b"")
+    args = _column(reader, "args", count, b"")
+    args_object_ids = _column(reader, "argsObjectIds", count, b"")
+    priorities = _column(reader, "priorities", count, 0)
+    flags = _column(reader, "flags", count, 0)
+    retries = _column(reader, "retries", count, 0)
+    dependent_counts = _column(reader, "dependentCounts", count, 0)
+    graph_ids = _column(reader, "graphIds", count, b"")
+    inputs = _ragged(reader, "inputOffsets", count, "inputObjectIds", "inputInline", "inputStored")
+    dependencies = _ragged(reader, "dependencyOffsets", count, "dependencyIds")
+    capabilities = _ragged(reader, "capabilityOffsets", count, "capabilityNames", "capabilityQuantities")
+    new_task = Task.__new__
+    tasks = []
+    for index in range(count):
+        task = new_task(Task)
+        task.task_id = task_ids[index]
+        task.client_id = client_ids[index]
+        task.function_id = function_ids[index]
+        task.args = args[index]
+        object_id = args_object_ids[index]
+        task.args_stored = bool(object_id)
+        task.args_object_id = object_id
+        task.priority = priorities[index]
+        flag = flags[index]
+        task.requested = bool(flag & REQUESTED)
+        task.stream_output = bool(flag & STREAM_OUTPUT)
+        task.retries = retries[index]
+        task.dependent_count = dependent_counts[index]
+        task.graph_id = graph_ids[index]
+        if inputs is None:
+            task.inputs = []
+        else:
+            (offsets, (ids, inline, stored)) = inputs
+            task.inputs = [_object_input(ids[i], inline[i], stored[i]) for i in range(offsets[index], offsets[index + 1])]
+        if dependencies is None:
+            task.dependencies = []
+        else:
+            offsets, (ids,) = dependencies
+            task.dependencies = ids[offsets[index]:offsets[index + 1]]
+        if capabilities is None:
+            task.capabilities = []
+        else:
+            offsets, (names, quantities) = capabilities
+            task.capabilities = [Capability(name=names[i], quantity=quantities[i])
+                                 for i in range(offsets[index], offsets[index + 1])]
+        tasks.append(task)
+    return TaskBatch(tasks)
+
+
+def _object_input(object_id, inline, stored):
+    item = ObjectInput.__new__(ObjectInput)
+    item.object_id = object_id
+    item.inline = inline
+    item.stored = stored
+    return item
+
+
+def _encode_result_batch(builder, batch: ResultBatch) -> None:
+    results = batch.results
+    builder.taskIds = [result.task_id for result in results]
+    builder.statuses = [result.status for result in results]
+    builder.values = [result.value for result in results]
+    if any(result.stored for result in results):
+        builder.stored = [result.stored for result in results]
+    builder.durationSeconds = [result.profiling.duration_seconds for result in results]
+    builder.cpuSeconds = [result.profiling.cpu_seconds for result in results]
+    builder.peakMemoryBytes = [result.profiling.peak_memory_bytes for result in results]
+
+
+def _decode_result_batch(reader) -> ResultBatch:
+    task_ids = list(reader.taskIds)
+    count = len(task_ids)
+    statuses = [_TASK_STATUSES[status.raw] for status in _column(reader, "statuses", count, None)] \
+        if len(reader.statuses) else ["success"] * count
+    values = _column(reader, "values", count, b"")
+    stored = _column(reader, "stored", count, False)
+    durations = _column(reader, "durationSeconds", count, 0.0)
+    cpu = _column(reader, "cpuSeconds", count, 0.0)
+    peaks = _column(reader, "peakMemoryBytes", count, 0)
+    new_result, new_profiling = TaskResult.__new__, Profiling.__new__
+    results = []
+    for index in range(count):
+        profiling = new_profiling(Profiling)
+        profiling.duration_seconds = durations[index]
+        profiling.cpu_seconds = cpu[index]
+        profiling.peak_memory_bytes = peaks[index]
+        result = new_result(TaskResult)
+        result.task_id = task_ids[index]
+        result.status = statuses[index]
+        result.value = values[index]
+        result.stored = stored[index]
+        result.profiling = profiling
+        results.append(result)
+    return ResultBatch(results)
+
+
+_COLUMNAR = {TaskBatch: ("taskBatch", _encode_task_batch), ResultBatch: ("resultBatch", _encode_result_batch)}
+_COLUMNAR_DECODERS = {"taskBatch": _decode_task_batch, "resultBatch": _decode_result_batch}
+for _cls, (_member, _) in _COLUMNAR.items():
+    _UNION_BY_CLASS.pop(_CLASS_BY_UNION[_member], None)
+    _UNION_BY_CLASS[_cls] = _member
+    _CLASS_BY_UNION[_member] = _cls
 
 MESSAGE_TYPES = tuple(_UNION_BY_CLASS)
 
@@ -223,7 +437,11 @@ def encode(message: ProtocolStruct) -> bytes:
     except KeyError:
         raise TypeError(f"{type(message).__name__} is not a top-level protocol message") from None
     builder = _schema.Message.new_message()
-    _fill(builder.init(union_name), message)
+    columnar = _COLUMNAR.get(type(message))
+    if columnar is not None:
+        columnar[1](builder.init(union_name), message)
+    else:
+        _fill(builder.init(union_name), message)
     return builder.to_bytes()
 
 
@@ -259,7 +477,12 @@ def decode(frame) -> ProtocolStruct:
             nesting_limit=NESTING_LIMIT,
         ) as reader:
             union_name = reader.which()
+            columnar = _COLUMNAR_DECODERS.get(union_name)
+            if columnar is not None:
+                return columnar(getattr(reader, union_name))
             data = getattr(reader, union_name).to_dict()
+    except ProtocolError:
+        raise
     except Exception as error:  # capnp raises KjException and friends for malformed input
         raise ProtocolError(f"malformed message frame ({len(frame)} bytes): {error}") from None
     return _from_dict(_CLASS_BY_UNION[union_name], data)

@@ -89,6 +89,15 @@ CLIENT_SCRIPT = textwrap.dedent("""
                 "ended": time.monotonic()}
 
     with Client(address, timeout_seconds=30) as client:
+        # count results as they arrive from the scheduler, before the future dedups them
+        deliveries = {}
+        deliver = client._connection._on_result
+
+        def counting(result):
+            deliveries[result.task_id] = deliveries.get(result.task_id, 0) + 1
+            deliver(result)
+
+        client._connection._on_result = counting
         # warm-up: both clusters must have workers connected before the measured run
         deadline = time.monotonic() + 60
         seen = set()
@@ -113,7 +122,7 @@ CLIENT_SCRIPT = textwrap.dedent("""
         except concurrent.futures.TimeoutError:
             emit(event="error", message="not all results within %gs" % bound)
             sys.exit(3)
-        emit(event="done", at=time.monotonic())
+        emit(event="done", at=time.monotonic(), most_deliveries=max(deliveries.values()))
         stopping.set()
 """)
 
@@ -303,8 +312,8 @@ def test_cut_link_to_one_cluster_its_tasks_finish_on_the_other(tmp_path):
                 tmp_path / f"cluster_{name}.log", env_extra={"CLUSTER_NAME": name})
         client = processes["client"] = InNamespace(
             namespaces.scheduler,
-            [python, "-c", CLIENT_SCRIPT, SCHEDULER_ADDRESS, MONITOR_ADDRESS, str(start_log), str(N_TASKS), str(TASK_SECONDS),
-             str(RUN_BOUND_SECONDS)],
+            [python, "-c", CLIENT_SCRIPT, SCHEDULER_ADDRESS, MONITOR_ADDRESS, str(start_log), str(N_TASKS),
+             str(TASK_SECONDS), str(RUN_BOUND_SECONDS)],
             tmp_path / "client.log", capture_stdout=True)
         reader = LineReader(client.process.stdout)
 
@@ -349,7 +358,8 @@ def test_cut_link_to_one_cluster_its_tasks_finish_on_the_other(tmp_path):
 
         # every task came back exactly once, within the bound
         assert sorted(results) == list(range(N_TASKS)), f"missing: {set(range(N_TASKS)) - set(results)}"
-        assert len(reader.snapshot("result")) == N_TASKS, "a result was delivered twice"
+        assert len(reader.snapshot("result")) == N_TASKS
+        assert reader.snapshot("done")[0]["most_deliveries"] == 1, "the scheduler delivered a result twice"
         assert done_at - submitted_at < RUN_BOUND_SECONDS
 
         # the cut mattered: A delivered work before it, and work it had started finished on B
