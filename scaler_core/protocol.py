@@ -52,13 +52,14 @@ class ProtocolStruct:
     _capnp_name = ""
 
     def __init__(self, **kwargs):
-        for field in self._fields:
-            value = kwargs.pop(field.py_name, _MISSING)
-            if value is _MISSING:
-                value = list() if field.kind.startswith("list") else field.default
-                if field.kind == "struct":
-                    value = field.struct_class()
-            object.__setattr__(self, field.py_name, value)
+        for name, default, factory in self._initializers:
+            if name in kwargs:
+                value = kwargs.pop(name)
+            elif factory is None:
+                value = default
+            else:
+                value = factory()
+            object.__setattr__(self, name, value)
         if kwargs:
             raise TypeError(f"{type(self).__name__} has no field(s) {sorted(kwargs)}")
 
@@ -119,6 +120,10 @@ def _struct_class(name: str):
                 default = _SCALAR_DEFAULTS.get(type_kind, 0)
         fields.append(_Field(field_name, _snake(field_name), kind, struct_class, default))
     cls._fields = tuple(fields)
+    cls._initializers = tuple(
+        (field.py_name, field.default,
+         list if field.kind.startswith("list") else field.struct_class if field.kind == "struct" else None)
+        for field in fields)
     return cls
 
 
@@ -192,6 +197,7 @@ Profiling = _classes["Profiling"]
 class TaskBatch(ProtocolStruct):
     __slots__ = ("tasks",)
     _fields = ()
+    _initializers = ()
 
     def __init__(self, tasks=None):
         self.tasks = [] if tasks is None else tasks
@@ -206,6 +212,7 @@ class TaskBatch(ProtocolStruct):
 class ResultBatch(ProtocolStruct):
     __slots__ = ("results",)
     _fields = ()
+    _initializers = ()
 
     def __init__(self, results=None):
         self.results = [] if results is None else results
@@ -398,6 +405,47 @@ for _cls, (_member, _) in _COLUMNAR.items():
     _CLASS_BY_UNION[_member] = _cls
 
 MESSAGE_TYPES = tuple(_UNION_BY_CLASS)
+
+
+def make_task(task_id: bytes, client_id: bytes, function_id: bytes, args: bytes, priority: int, requested: bool,
+              stream_output: bool, graph_id: bytes = b"") -> "Task":
+    """A Task with the remaining fields at their defaults, built without keyword parsing (hot path)."""
+    task = Task.__new__(Task)
+    task.task_id = task_id
+    task.client_id = client_id
+    task.function_id = function_id
+    task.args = args
+    task.args_stored = False
+    task.args_object_id = b""
+    task.inputs = []
+    task.dependencies = []
+    task.requested = requested
+    task.priority = priority
+    task.capabilities = []
+    task.stream_output = stream_output
+    task.graph_id = graph_id
+    task.retries = 0
+    task.dependent_count = 0
+    return task
+
+
+def make_result(task_id: bytes, status: str, value: bytes, stored: bool, profiling: "Profiling") -> "TaskResult":
+    """A TaskResult built without keyword parsing (hot path)."""
+    result = TaskResult.__new__(TaskResult)
+    result.task_id = task_id
+    result.status = status
+    result.value = value
+    result.stored = stored
+    result.profiling = profiling
+    return result
+
+
+def make_profiling(duration_seconds: float, cpu_seconds: float, peak_memory_bytes: int) -> "Profiling":
+    profiling = Profiling.__new__(Profiling)
+    profiling.duration_seconds = duration_seconds
+    profiling.cpu_seconds = cpu_seconds
+    profiling.peak_memory_bytes = peak_memory_bytes
+    return profiling
 
 
 def message_name(message: ProtocolStruct) -> str:

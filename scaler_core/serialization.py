@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import pickle
 import traceback
@@ -31,8 +32,20 @@ INLINE_THRESHOLD = int(os.environ.get("SCALER_INLINE_THRESHOLD", 64 * 1024))
 Frames = List[Any]  # bytes, memoryview or zmq.Frame
 
 
+_ID_PREFIX = os.urandom(8)
+_id_counter = itertools.count()
+
+
 def new_id() -> bytes:
-    return os.urandom(16)
+    """A 16-byte id unique across processes: a random per-process prefix and a counter."""
+    return _ID_PREFIX + next(_id_counter).to_bytes(8, "big")
+
+
+def reseed_ids() -> None:
+    """Call in a forked child so it does not repeat its parent's ids."""
+    global _ID_PREFIX, _id_counter
+    _ID_PREFIX = os.urandom(8)
+    _id_counter = itertools.count()
 
 
 def content_id(owner: bytes, payload: bytes) -> bytes:
@@ -68,12 +81,35 @@ class ReferenceUnpickler(pickle.Unpickler):
         return self._resolve(pid)
 
 
+class PlaceholderFound(pickle.PicklingError):
+    """Raised when the fast path meets a placeholder: only the reference pickler may handle it."""
+
+
+def _plain_dumps(obj, buffer_callback=None) -> Optional[bytes]:
+    """The C pickler, for the common case of plain data; None when cloudpickle is needed.
+
+    Anything plain pickle would save by a reference into __main__ (which the other side cannot
+    import) or cannot save at all (lambdas, local classes, placeholders) goes the slow way."""
+    try:
+        data = pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+    except Exception:
+        return None
+    return None if b"__main__" in data else data
+
+
 def dumps_with_references(obj, reference_of) -> Tuple[List[Any], List[bytes]]:
     """Pickle `obj` turning placeholders into persistent ids.
 
     Returns (frames, placeholder ids met). A single frame means the value may ride inline; large
     values come back as [pickle stream, out-of-band buffers...] for the object storage."""
     buffers: List[pickle.PickleBuffer] = []
+    plain = _plain_dumps(obj, buffers.append)
+    if plain is not None:
+        frames = [plain] + [buffer.raw() for buffer in buffers]
+        if len(frames) == 1 or frames_size(frames) > INLINE_THRESHOLD:
+            return frames, []
+        return [pickle.dumps(obj, protocol=5)], []
+    buffers = []
     stream = io.BytesIO()
     pickler = ReferencePickler(stream, reference_of, buffer_callback=buffers.append)
     try:
@@ -93,6 +129,8 @@ def dumps_with_references(obj, reference_of) -> Tuple[List[Any], List[bytes]]:
 
 def loads_with_references(frames: Sequence[Any], resolve) -> Any:
     head, *buffers = frames
+    if resolve is None:  # nothing to resolve: the C unpickler alone
+        return pickle.loads(_as_buffer(head), buffers=[_as_buffer(buffer) for buffer in buffers])
     unpickler = ReferenceUnpickler(io.BytesIO(_as_buffer(head)), resolve,
                                    buffers=[_as_buffer(buffer) for buffer in buffers])
     return unpickler.load()
@@ -108,6 +146,10 @@ def dumps(obj) -> bytes:
 def dumps_frames(obj) -> Frames:
     """Pickle with out-of-band buffers: [pickle stream, buffer, buffer, ...], zero-copy."""
     buffers: List[pickle.PickleBuffer] = []
+    plain = _plain_dumps(obj, buffers.append)
+    if plain is not None:
+        return [plain] + [buffer.raw() for buffer in buffers]
+    buffers = []
     try:
         head = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     except Exception as error:

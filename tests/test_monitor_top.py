@@ -201,9 +201,14 @@ class TopInTerminal:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "scaler_core.monitor.top", monitor_address],
-            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=self._take_terminal,
             env=dict(os.environ, TERM="vt100", LINES=str(rows), COLUMNS=str(columns)))
         os.close(slave)
+
+    @staticmethod
+    def _take_terminal():
+        # in the child, after setsid: make the pty its controlling terminal, so Ctrl-C sends SIGINT
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     def text(self):
         """The screen after everything the program has written so far."""
@@ -254,6 +259,17 @@ def test_scaler_top_in_a_terminal_follows_the_cluster(combo):
         assert top.process.wait(10) == 0
     finally:
         client.disconnect()
+        top.close()
+
+
+def test_scaler_top_quits_on_ctrl_c(combo):
+    top = TopInTerminal(combo.monitor_address, rows=24, columns=80)
+    try:
+        wait_until(lambda: "Total 2 worker(s)" in top.text(), 20, message="the first frame")
+        top.press(b"\x03")
+        assert top.process.wait(10) == 0
+        assert "Traceback" not in top.text()
+    finally:
         top.close()
 
 

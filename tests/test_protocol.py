@@ -97,3 +97,9 @@ def test_inconsistent_columns_are_a_protocol_error():
     batch.dependencyIds = [b"x"]
     with pytest.raises(protocol.ProtocolError):
         protocol.decode(builder.to_bytes())
+
+
+def test_make_task_fast_path_equals_the_generated_constructor():
+    fast = protocol.make_task(b"t", b"c", b"f", b"a", 3, True, True, b"g")
+    assert fast == protocol.Task(task_id=b"t", client_id=b"c", function_id=b"f", args=b"a", priority=3,
+                                 requested=True, stream_output=True, graph_id=b"g")

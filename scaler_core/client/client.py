@@ -267,11 +267,9 @@ class Client:
                    graph_id: bytes = b"", future: bool = True):
         task_id = task_id or new_id()
         frames, references = dumps_with_references((args, kwargs), reference_of or self._reference_of_objects)
-        task = protocol.Task(
-            task_id=task_id, client_id=self.client_id, function_id=function_id, requested=requested,
-            priority=self._base_priority() if priority is None else priority, graph_id=graph_id,
-            stream_output=self.stream_output,
-        )
+        task = protocol.make_task(task_id, self.client_id, function_id, b"",
+                                  self._base_priority() if priority is None else priority, requested,
+                                  self.stream_output, graph_id)
         if len(frames) == 1 and len(frames[0]) <= INLINE_THRESHOLD:
             task.args = frames[0]
         else:

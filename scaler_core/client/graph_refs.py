@@ -20,6 +20,9 @@ class KeyRef:
     def __hash__(self):
         return hash(("KeyRef", self.key))
 
+    def __reduce__(self):
+        raise _placeholder_found(self)
+
 
 class ObjectReference:
     """An object sent with Client.send_object; pass it as a task argument (top level or nested).
@@ -43,3 +46,14 @@ class ObjectReference:
 
     def __hash__(self):
         return hash(self.object_id)
+
+    def __reduce__(self):
+        raise _placeholder_found(self)
+
+
+def _placeholder_found(placeholder):
+    # Placeholders travel as persistent ids of the reference pickler, never as objects: the plain
+    # pickler's fast path stops here and hands over.
+    from scaler_core.serialization import PlaceholderFound
+
+    return PlaceholderFound(f"{placeholder!r} must be pickled by the reference pickler")

@@ -10,24 +10,6 @@ from typing import Dict, Iterable, Optional
 
 from scaler_core.scheduler.records import TaskRecord, WorkerRecord
 
-# A worker gets enough tasks in flight to cover this much work, so it never idles while the next
-# batch travels, but not so many that an idle newcomer finds everything already handed out.
-PIPELINE_SECONDS = 0.02
-MIN_IN_FLIGHT = 2
-MAX_IN_FLIGHT = 512
-
-
-def in_flight_limit(worker: WorkerRecord) -> int:
-    by_duration = int(PIPELINE_SECONDS / max(worker.mean_duration, 1e-6))
-    return max(MIN_IN_FLIGHT, min(MAX_IN_FLIGHT, by_duration)) + worker.blocked
-
-
-def free_slots(worker: WorkerRecord) -> int:
-    if worker.closing:
-        return 0
-    return in_flight_limit(worker) - len(worker.assigned)
-
-
 class AllocationPolicy:
     name = "base"
 
@@ -48,13 +30,13 @@ class AllocationPolicy:
 
 def _least_loaded(candidates: Iterable[WorkerRecord]) -> Optional[WorkerRecord]:
     best = None
-    best_load = None
+    best_load = 2.0
     for worker in candidates:
-        slots = free_slots(worker)
-        if slots <= 0:
+        held = len(worker.assigned)
+        if held >= worker.limit or worker.closing:
             continue
-        load = len(worker.assigned) / in_flight_limit(worker)
-        if best is None or load < best_load:
+        load = held / worker.limit
+        if load < best_load:
             best, best_load = worker, load
     return best
 

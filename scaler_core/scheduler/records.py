@@ -6,6 +6,7 @@ import enum
 from typing import Dict, List, Optional
 
 from scaler_core import protocol
+from scaler_core.scheduler.pipeline import in_flight_limit
 
 
 class TaskState(enum.IntEnum):
@@ -54,7 +55,7 @@ class TaskRecord:
 class WorkerRecord:
     __slots__ = (
         "worker_id", "hostname", "pid", "cluster_id", "capabilities", "assigned", "blocked", "last_seen",
-        "mean_duration", "cpu_percent", "rss_bytes", "sent", "capability_usage", "closing",
+        "mean_duration", "cpu_percent", "rss_bytes", "sent", "capability_usage", "closing", "limit",
     )
 
     # Until a worker reports durations, assume tasks are slow enough that two in flight suffice.
@@ -75,9 +76,15 @@ class WorkerRecord:
         self.sent = 0
         self.capability_usage: Dict[str, int] = {}
         self.closing = False
+        self.limit = in_flight_limit(self.mean_duration, self.blocked)
 
     def record_duration(self, seconds: float) -> None:
         self.mean_duration += 0.5 * (seconds - self.mean_duration)
+        self.limit = in_flight_limit(self.mean_duration, self.blocked)
+
+    def set_blocked(self, blocked: int) -> None:
+        self.blocked = blocked
+        self.limit = in_flight_limit(self.mean_duration, self.blocked)
 
 
 class ClientRecord:

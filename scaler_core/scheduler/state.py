@@ -222,7 +222,7 @@ class SchedulerState:
     def _on_WorkerBlocked(self, sender, message, now):
         worker = self.workers.get(sender)
         if worker is not None:
-            worker.blocked = message.blocked_tasks
+            worker.set_blocked(message.blocked_tasks)
             worker.last_seen = now
             self._dispatch_needed = True
 
@@ -268,7 +268,7 @@ class SchedulerState:
                 continue  # stale: the task was re-run elsewhere or cancelled meanwhile
             self._unassign(record, worker)
             worker.record_duration(result.profiling.duration_seconds)
-            self._finish(record, result.status, result.value, result.stored, result.profiling)
+            self._finish(record, result.status, result.value, result.stored, result.profiling, report=result)
         self._dispatch_needed = True
 
     def _remove_worker(self, worker_id: bytes, returned=frozenset()) -> None:
@@ -436,8 +436,10 @@ class SchedulerState:
         self._finish(record, "cancelled", b"", False, None, notify_client=notify_client)
 
     def _finish(self, record: TaskRecord, status: str, value: bytes, stored: bool, profiling,
-                notify_client: bool = True) -> None:
-        """Record a task's outcome, report it, and propagate it to dependents (iteratively)."""
+                notify_client: bool = True, report=None) -> None:
+        """Record a task's outcome, report it, and propagate it to dependents (iteratively).
+
+        `report` is the worker's own TaskResult, forwarded to the client as it is."""
         stack = [(record, status, value, stored, profiling)]
         while stack:
             record, status, value, stored, profiling = stack.pop()
@@ -452,9 +454,11 @@ class SchedulerState:
             else:
                 record.error_value = value
             if record.task.requested and notify_client and record.client_id in self.clients:
-                self.outbox.result(record.client_id, protocol.TaskResult(
-                    task_id=record.task_id, status=status, value=value, stored=stored,
-                    profiling=profiling if profiling is not None else protocol.Profiling()))
+                if report is None or report.task_id != record.task_id:
+                    report = protocol.TaskResult(
+                        task_id=record.task_id, status=status, value=value, stored=stored,
+                        profiling=profiling if profiling is not None else protocol.Profiling())
+                self.outbox.result(record.client_id, report)
             for dependent_id in record.dependents:
                 dependent = self.tasks.get(dependent_id)
                 if dependent is None or dependent.state == TaskState.DONE:

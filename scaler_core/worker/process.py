@@ -65,8 +65,10 @@ class Worker:
         self.storage: Optional[zmq.Socket] = None
         self.wakeup_receiver = self.context.socket(zmq.PULL)
         self.wakeup_receiver.bind(f"inproc://worker-wakeup-{id(self)}")
-        self._wakeup_address = f"inproc://worker-wakeup-{id(self)}"
-        self._wakeup_senders = threading.local()
+        self._wakeup_sender = self.context.socket(zmq.PUSH)
+        self._wakeup_sender.setsockopt(zmq.LINGER, 0)
+        self._wakeup_sender.connect(f"inproc://worker-wakeup-{id(self)}")
+        self._post_lock = threading.Lock()
 
         self.objects = ObjectCache(settings.object_cache_bytes)
         self.functions = FunctionCache()
@@ -92,15 +94,15 @@ class Worker:
     # --- runner side ----------------------------------------------------------------------------
 
     def _post(self, item) -> None:
-        """Called from any thread: queue an outgoing item and wake the I/O thread."""
-        self.outgoing.append(item)
-        sender = getattr(self._wakeup_senders, "socket", None)
-        if sender is None:
-            sender = self.context.socket(zmq.PUSH)
-            sender.setsockopt(zmq.LINGER, 0)
-            sender.connect(self._wakeup_address)
-            self._wakeup_senders.socket = sender
-        sender.send(b"", copy=True)
+        """Called from any thread: queue an outgoing item and wake the I/O thread.
+
+        Only the item that finds the queue empty sends a wake-up: the I/O thread drains everything
+        queued by then, so a burst of results costs one wake-up."""
+        with self._post_lock:
+            was_empty = not self.outgoing
+            self.outgoing.append(item)
+            if was_empty:
+                self._wakeup_sender.send(b"", copy=True)
 
     def _runner_loop(self) -> None:
         while True:
@@ -372,8 +374,11 @@ class Worker:
 
     def _flush_outgoing(self) -> None:
         results = []
-        while self.outgoing:
-            item = self.outgoing.popleft()
+        while True:
+            try:
+                item = self.outgoing.popleft()
+            except IndexError:
+                break
             if type(item) is Outcome:
                 results.append(self._package(item))
             else:
@@ -392,8 +397,7 @@ class Worker:
         if stored:
             transport.send(self.storage, protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id),
                            outcome.frames)
-        return protocol.TaskResult(task_id=task.task_id, status=outcome.status, value=outcome.inline, stored=stored,
-                                   profiling=outcome.profiling)
+        return protocol.make_result(task.task_id, outcome.status, outcome.inline, stored, outcome.profiling)
 
 
 def _object_ids_of(task) -> List[bytes]:

@@ -84,7 +84,7 @@ def run_task(task, functions: FunctionCache, frames_of: Callable[[bytes], List],
         for item in task.inputs:
             values[item.object_id] = loads_frames(frames_of(item.object_id)) if item.stored else pickle.loads(item.inline)
         arguments = frames_of(task.args_object_id) if task.args_stored else (task.args,)
-        args, kwargs = loads_with_references(arguments, values.__getitem__)
+        args, kwargs = loads_with_references(arguments, values.__getitem__ if values else None)
     except Exception as error:
         wrapped = error if isinstance(error, (SerializationError, ImportError, AttributeError, ValueError, TypeError)) \
             else SerializationError(f"cannot load the task's function or arguments: {error!r}")
@@ -111,11 +111,8 @@ def run_task(task, functions: FunctionCache, frames_of: Callable[[bytes], List],
 
 
 def _profile(started: float, cpu_started: float) -> "protocol.Profiling":
-    return protocol.Profiling(
-        duration_seconds=time.perf_counter() - started,
-        cpu_seconds=time.thread_time() - cpu_started,
-        peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    )
+    return protocol.make_profiling(time.perf_counter() - started, time.thread_time() - cpu_started,
+                                   resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
 @contextlib.contextmanager
