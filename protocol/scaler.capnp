@@ -214,6 +214,7 @@ struct WorkerStatus {
   sent @7 :UInt64;
   blocked @8 :UInt32;
   capabilities @9 :List(Capability);
+  free @10 :UInt32;          # more tasks the scheduler would hand this worker right now
 }
 
 struct BalanceRequest {

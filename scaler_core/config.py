@@ -26,6 +26,7 @@ class Option:
     help: str
     short: Optional[str] = None
     choices: Optional[Sequence] = None
+    aliases: Sequence[str] = ()    # more long flags, e.g. the reference's spelling
 
 
 LOGGING = [
@@ -94,7 +95,7 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
         "description": "Web page with live workers, load, task counts and timelines of a scheduler's monitor stream.",
         "options": [
             Option("web_host", str, "127.0.0.1", "interface the web server binds to", "-wh"),
-            Option("web_port", int, 8081, "port of the web server", "-p"),
+            Option("web_port", int, 8081, "port of the web server", "-p", aliases=("--port",)),
         ] + LOGGING,
     },
     "native_worker_adapter": {
@@ -142,7 +143,7 @@ def parse_capabilities(text: str) -> Dict[str, int]:
 
 
 def _flag(option: Option) -> List[str]:
-    flags = ["--" + option.name.replace("_", "-")]
+    flags = ["--" + option.name.replace("_", "-")] + list(option.aliases)
     if option.short:
         flags.insert(0, option.short)
     return flags

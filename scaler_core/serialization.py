@@ -81,20 +81,20 @@ class ReferenceUnpickler(pickle.Unpickler):
         return self._resolve(pid)
 
 
-class PlaceholderFound(pickle.PicklingError):
-    """Raised when the fast path meets a placeholder: only the reference pickler may handle it."""
-
-
 def _plain_dumps(obj, buffer_callback=None) -> Optional[bytes]:
     """The C pickler, for the common case of plain data; None when cloudpickle is needed.
 
     Anything plain pickle would save by a reference into __main__ (which the other side cannot
-    import) or cannot save at all (lambdas, local classes, placeholders) goes the slow way."""
+    import), cannot save at all (lambdas, local classes), or that holds placeholders (which must
+    become persistent ids) goes the slow way."""
     try:
         data = pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
     except Exception:
         return None
-    return None if b"__main__" in data else data
+    return None if b"__main__" in data or _PLACEHOLDER_MODULE in data else data
+
+
+_PLACEHOLDER_MODULE = b"scaler_core.client.graph_refs"
 
 
 def dumps_with_references(obj, reference_of) -> Tuple[List[Any], List[bytes]]:

@@ -21,9 +21,10 @@ from scaler_core.monitor.top import render, title_line
 from tests.conftest import wait_until
 
 
-def make_worker(name, cpu=0.0, rss=10 << 20, running=0, queued=0, sent=0, blocked=0):
+def make_worker(name, cpu=0.0, rss=10 << 20, running=0, queued=0, sent=0, blocked=0, free=1):
     return protocol.WorkerStatus(worker_id=name.encode(), hostname="host", pid=1234, cpu_percent=cpu,
-                                 rss_bytes=rss, running=running, queued=queued, sent=sent, blocked=blocked)
+                                 rss_bytes=rss, running=running, queued=queued, sent=sent, blocked=blocked,
+                                 free=free)
 
 
 def make_status(workers=(), **counts):
@@ -54,9 +55,9 @@ def test_render_shows_scheduler_tasks_and_messages():
 
 
 def test_render_worker_table_sorting_and_marker():
-    workers = [make_worker("W|a|1|1|aaaa", cpu=5.0, rss=30 << 20, queued=1, running=1),
-               make_worker("W|b|1|2|bbbb", cpu=50.0, rss=10 << 20),
-               make_worker("W|c|1|3|cccc", cpu=20.0, rss=90 << 20, queued=7, running=1)]
+    workers = [make_worker("W|a|1|1|aaaa", cpu=5.0, rss=30 << 20, queued=1, running=1, free=1),
+               make_worker("W|b|1|2|bbbb", cpu=50.0, rss=10 << 20, free=2),
+               make_worker("W|c|1|3|cccc", cpu=20.0, rss=90 << 20, queued=7, running=1, free=0)]
     status = make_status(workers)
     expected_order = {"c": "bca", "m": "cab", "n": "abc", "q": "cab", "f": "bac"}
     for key, order in expected_order.items():
@@ -80,10 +81,7 @@ def test_render_respects_width_and_stacks_sections():
 
 
 def test_free_slots_and_shorten():
-    assert free_slots(make_worker("w")) == 1
-    assert free_slots(make_worker("w", running=1)) == 0
-    assert free_slots(make_worker("w", running=1, blocked=1)) == 1  # a blocked task lends its slot
-    assert free_slots(make_worker("w", running=1, queued=5)) == 0
+    assert free_slots(make_worker("w", free=7)) == 7  # the scheduler's own figure
     assert shorten("abcdefghij", 20) == "abcdefghij"
     assert len(shorten("abcdefghijklmnopqrstuvwxyz", 9)) == 9
 

@@ -21,7 +21,7 @@ class KeyRef:
         return hash(("KeyRef", self.key))
 
     def __reduce__(self):
-        raise _placeholder_found(self)
+        return KeyRef, (self.key,)
 
 
 class ObjectReference:
@@ -48,12 +48,4 @@ class ObjectReference:
         return hash(self.object_id)
 
     def __reduce__(self):
-        raise _placeholder_found(self)
-
-
-def _placeholder_found(placeholder):
-    # Placeholders travel as persistent ids of the reference pickler, never as objects: the plain
-    # pickler's fast path stops here and hands over.
-    from scaler_core.serialization import PlaceholderFound
-
-    return PlaceholderFound(f"{placeholder!r} must be pickled by the reference pickler")
+        return ObjectReference, (self.object_id, self.name, self.size)

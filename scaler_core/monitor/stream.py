@@ -17,7 +17,6 @@ from scaler_core import protocol
 
 # A worker has one task process; a task blocked in a nested get lends its slot to another task, so
 # a worker may run up to 1 + blocked tasks at once.
-TASK_SLOTS_PER_WORKER = 1
 
 
 class StatusSubscriber:
@@ -87,8 +86,8 @@ def shorten(text: str, width: int) -> str:
 
 
 def free_slots(worker: Any) -> int:
-    """Task slots of a worker not taken by a task the scheduler has assigned to it."""
-    return max(0, TASK_SLOTS_PER_WORKER + worker.blocked - worker.running - worker.queued)
+    """How many more tasks the scheduler would hand this worker now (its pipeline's free room)."""
+    return worker.free
 
 
 def format_bytes(count: float) -> str:
