@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import array
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
-from scaler_core.client.graph_refs import KeyRef, ObjectReference
+import numpy as np
+
+from scaler_core.client.graph_order import CycleFound, cull_and_order
+from scaler_core.client.graph_refs import KeyRef
 from scaler_core.errors import GraphCycleError, GraphError
 from scaler_core.serialization import new_id
 
@@ -13,7 +17,8 @@ class GraphSubmission:
     """Checks a {key: (fn, args, kwargs)} graph and orders it so every task follows its dependencies.
 
     Dependencies are the KeyRefs found in each task's arguments (walked iteratively, so neither
-    deep graphs nor long chains recurse)."""
+    deep graphs nor long chains recurse). Keys become integer node ids once; culling and ordering
+    then run on integer arrays (graph_order), with GraphBLAS for big graphs."""
 
     def __init__(self, tasks: Dict[Any, Tuple[Callable, tuple, dict]], keys: Sequence,
                  reference_of_objects: Callable[[Any], Optional[bytes]], priorities: Optional[Dict[Any, int]] = None):
@@ -24,22 +29,39 @@ class GraphSubmission:
         self.task_ids: Dict[Any, bytes] = {}
         self.task_id_set = set()
         self.submitted = set()  # keys already handed to the scheduler, in dependency order
+        self.ordering_path = ""
 
     def prepare(self) -> List:
         missing = [key for key in self.requested if key not in self.tasks]
         if missing:
             raise KeyError(missing[0] if len(missing) == 1 else missing)
-        dependencies = {key: _key_refs((args, kwargs)) for key, (fn, args, kwargs) in self.tasks.items()}
-        for key, deps in dependencies.items():
-            for dep in deps:
-                if dep not in self.tasks:
-                    raise GraphError(f"Missing dependency {dep!r} for key {key!r}")
-        needed = _ancestors(self.requested, dependencies)
-        ordered = _topological_order(needed, dependencies)
-        self.dependent_counts: Dict[Any, int] = dict.fromkeys(needed, 0)
-        for key in needed:
-            for dep in set(dependencies[key]):
-                self.dependent_counts[dep] += 1
+        keys = list(self.tasks)
+        index = {key: position for position, key in enumerate(keys)}
+        offsets = array.array("q", [0])
+        flat = array.array("q")
+        for key in keys:
+            _, args, kwargs = self.tasks[key]
+            references = _key_refs(args, kwargs)
+            if references:
+                try:
+                    flat.extend(dict.fromkeys(index[dep] for dep in references))
+                except KeyError as error:
+                    raise GraphError(f"Missing dependency {error.args[0]!r} for key {key!r}") from None
+            offsets.append(len(flat))
+        indptr = np.frombuffer(offsets, dtype=np.int64)
+        indices = np.frombuffer(flat, dtype=np.int64)
+        try:
+            needed, order, self.ordering_path = cull_and_order(indptr, indices, [index[k] for k in self.requested])
+        except CycleFound as cycle:
+            on_cycle = [keys[i] for i in cycle.remaining.tolist()]
+            dependencies = {keys[i]: [keys[j] for j in indices[indptr[i]:indptr[i + 1]].tolist()]
+                            for i in cycle.remaining.tolist()}
+            raise GraphCycleError(*_describe_cycle(set(on_cycle), dependencies)) from None
+        dependents = np.repeat(np.arange(len(keys), dtype=np.int64), np.diff(indptr))
+        counts = np.bincount(indices[needed[dependents]], minlength=len(keys)) if len(indices) else \
+            np.zeros(len(keys), dtype=np.int64)
+        ordered = [keys[i] for i in order]
+        self.dependent_counts = dict(zip(ordered, counts[order].tolist()))
         for key in ordered:
             task_id = new_id()
             self.task_ids[key] = task_id
@@ -60,53 +82,30 @@ class GraphSubmission:
         return -min(int(self.priorities.get(key, 0)), (1 << 21) - 1)
 
 
-def _key_refs(value) -> List:
+_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def _key_refs(args, kwargs) -> List:
+    """Keys of the KeyRefs in a task's arguments, walking containers and nested calls."""
     found = []
-    stack = [value]
+    stack = [args, kwargs] if kwargs else [args]
     while stack:
         item = stack.pop()
         kind = type(item)
         if kind is KeyRef:
             found.append(item.key)
-        elif kind in (list, tuple, set, frozenset):
-            stack.extend(item)
+        elif kind in _CONTAINERS:
+            for element in item:
+                element_kind = type(element)
+                if element_kind is KeyRef:
+                    found.append(element.key)
+                elif element_kind in _CONTAINERS or element_kind is dict or element_kind is _Call:
+                    stack.append(element)
         elif kind is dict:
             stack.extend(item.values())
         elif kind is _Call:
             stack.extend(item.args)
     return found
-
-
-def _ancestors(roots, dependencies) -> set:
-    seen = set()
-    stack = list(roots)
-    while stack:
-        key = stack.pop()
-        if key in seen:
-            continue
-        seen.add(key)
-        stack.extend(dependencies[key])
-    return seen
-
-
-def _topological_order(keys, dependencies) -> List:
-    remaining = {key: len(set(dependencies[key])) for key in keys}
-    dependents: Dict[Any, List] = {key: [] for key in keys}
-    for key in keys:
-        for dep in set(dependencies[key]):
-            dependents[dep].append(key)
-    ready = [key for key, count in remaining.items() if count == 0]
-    ordered = []
-    while ready:
-        key = ready.pop()
-        ordered.append(key)
-        for dependent in dependents[key]:
-            remaining[dependent] -= 1
-            if remaining[dependent] == 0:
-                ready.append(dependent)
-    if len(ordered) != len(keys):
-        raise GraphCycleError(*_describe_cycle({key for key, count in remaining.items() if count > 0}, dependencies))
-    return ordered
 
 
 def _describe_cycle(unsorted, dependencies) -> Tuple[str, List]:

@@ -1,0 +1,191 @@
+"""Culling and ordering a task graph held as integer arrays, with GraphBLAS for big graphs.
+
+A graph of n nodes is given as CSR arrays of dependencies: node i depends on
+``indices[indptr[i]:indptr[i + 1]]``. Two interchangeable paths compute (a) the ancestors of the
+requested nodes and (b) a dependency order of those ancestors:
+
+* the pure-Python path walks Python lists, one node at a time (Kahn's algorithm);
+* the GraphBLAS path works a whole frontier at once: one sparse matrix-vector product finds the
+  dependencies of every frontier node (culling), or decrements the in-degree of every successor of
+  every finished node and yields the newly ready set (ordering).
+
+GraphBLAS pays off for wide graphs; a deep, narrow graph means many tiny frontiers, so that path
+hands over to the Python one when the frontiers stay small. The path is chosen by graph size
+(``GRAPHBLAS_MIN_NODES``, measured: see benchmarks/README.md); a native library that fails its
+self-test at first use is logged and never used, it never breaks a submission.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+GRAPHBLAS_MIN_NODES = 200_000
+# a frontier smaller than this is cheaper to advance in Python than with a sparse product
+SMALL_FRONTIER = 64
+
+
+class CycleFound(Exception):
+    def __init__(self, remaining: np.ndarray):
+        super().__init__("cycle")
+        self.remaining = remaining  # nodes that could not be ordered (on or behind a cycle)
+
+
+# --- pure Python ----------------------------------------------------------------------------------
+
+
+def ancestors_python(indptr: Sequence[int], indices: Sequence[int], roots: Sequence[int], n: int) -> np.ndarray:
+    needed = bytearray(n)
+    stack = list(roots)
+    for root in stack:
+        needed[root] = 1
+    while stack:
+        node = stack.pop()
+        for dep in indices[indptr[node]:indptr[node + 1]]:
+            if not needed[dep]:
+                needed[dep] = 1
+                stack.append(dep)
+    return np.frombuffer(bytes(needed), dtype=np.uint8).astype(bool)
+
+
+def order_python(indptr: Sequence[int], indices: Sequence[int], needed: np.ndarray) -> List[int]:
+    nodes = np.flatnonzero(needed).tolist()
+    remaining = {}
+    dependents = {node: [] for node in nodes}
+    for node in nodes:
+        deps = indices[indptr[node]:indptr[node + 1]]
+        remaining[node] = len(deps)
+        for dep in deps:
+            dependents[dep].append(node)
+    ready = [node for node in nodes if remaining[node] == 0]
+    order = []
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for dependent in dependents[node]:
+            remaining[dependent] -= 1
+            if remaining[dependent] == 0:
+                ready.append(dependent)
+    if len(order) != len(nodes):
+        raise CycleFound(np.array([node for node in nodes if remaining[node] > 0]))
+    return order
+
+
+# --- GraphBLAS ------------------------------------------------------------------------------------
+
+_graphblas = None
+_graphblas_checked = False
+
+
+def graphblas_module():
+    """python-graphblas if importable and sane here, else None (with one warning)."""
+    global _graphblas, _graphblas_checked
+    if _graphblas_checked:
+        return _graphblas
+    _graphblas_checked = True
+    try:
+        import graphblas
+
+        indptr, indices = np.array([0, 0, 1, 2]), np.array([0, 1])
+        order = order_graphblas(indptr, indices, np.ones(3, dtype=bool), module=graphblas)
+        if order != [0, 1, 2]:
+            raise RuntimeError(f"self-test ordered a 3-node chain as {order}")
+        _graphblas = graphblas
+    except Exception as error:  # noqa: BLE001 - any failure of the native library means "do not use"
+        logger.warning("GraphBLAS unavailable (%s); large graphs use the pure-Python path", error)
+        _graphblas = None
+    return _graphblas
+
+
+def _edges(indptr: np.ndarray, indices: np.ndarray):
+    dependents = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+    return indices.astype(np.int64, copy=False), dependents
+
+
+def ancestors_graphblas(indptr: np.ndarray, indices: np.ndarray, roots: Sequence[int], n: int, module=None) -> np.ndarray:
+    gb = module or graphblas_module()
+    deps, dependents = _edges(indptr, indices)
+    # A[dependency, dependent] = 1: A @ v marks the dependencies of the nodes set in v
+    matrix = gb.Matrix.from_coo(deps, dependents, np.ones(len(deps), dtype=np.int8), nrows=n, ncols=n, dup_op=gb.binary.any)
+    needed = np.zeros(n, dtype=bool)
+    frontier = np.unique(np.asarray(roots, dtype=np.int64))
+    needed[frontier] = True
+    while len(frontier):
+        vector = gb.Vector.from_coo(frontier, np.ones(len(frontier), dtype=np.int8), size=n)
+        reached, _ = gb.semiring.any_pair(matrix @ vector).new().to_coo()
+        reached = reached.astype(np.int64)
+        frontier = reached[~needed[reached]]
+        needed[frontier] = True
+    return needed
+
+
+def order_graphblas(indptr: np.ndarray, indices: np.ndarray, needed: np.ndarray, module=None) -> List[int]:
+    gb = module or graphblas_module()
+    n = len(indptr) - 1
+    deps, dependents = _edges(np.asarray(indptr), np.asarray(indices))
+    keep = needed[dependents]
+    deps, dependents = deps[keep], dependents[keep]
+    matrix = gb.Matrix.from_coo(deps, dependents, np.ones(len(deps), dtype=np.int32), nrows=n, ncols=n)
+    remaining = np.bincount(dependents, minlength=n).astype(np.int64)
+    frontier = np.flatnonzero(needed & (remaining == 0))
+    pieces = []
+    ordered = 0
+    small_levels = 0
+    while len(frontier):
+        pieces.append(frontier)
+        ordered += len(frontier)
+        vector = gb.Vector.from_coo(frontier, np.ones(len(frontier), dtype=np.int32), size=n)
+        successors, counts = gb.semiring.plus_times(vector @ matrix).new().to_coo()
+        successors = successors.astype(np.int64)
+        remaining[successors] -= counts
+        frontier = successors[remaining[successors] == 0]
+        small_levels = small_levels + 1 if len(frontier) < SMALL_FRONTIER else 0
+        if small_levels > 16:
+            # a deep, narrow stretch: finish node by node in Python
+            return _finish_in_python(pieces, frontier, remaining, matrix, needed, ordered)
+    order = np.concatenate(pieces).tolist() if pieces else []
+    if ordered != int(needed.sum()):
+        raise CycleFound(np.flatnonzero(needed & (remaining > 0)))
+    return order
+
+
+def _finish_in_python(pieces, frontier, remaining, matrix, needed, ordered) -> List[int]:
+    rows, cols, _ = matrix.to_coo()
+    sort = np.argsort(rows, kind="stable")
+    rows, cols = rows[sort], cols[sort].astype(np.int64)
+    starts = np.searchsorted(rows, np.arange(len(remaining) + 1))
+    starts_list, cols_list, left = starts.tolist(), cols.tolist(), remaining.tolist()
+    order = np.concatenate(pieces).tolist() if pieces else []
+    ready = frontier.tolist()
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for dependent in cols_list[starts_list[node]:starts_list[node + 1]]:
+            left[dependent] -= 1
+            if left[dependent] == 0:
+                ready.append(dependent)
+    if len(order) != int(needed.sum()):
+        left_array = np.array(left)
+        raise CycleFound(np.flatnonzero(needed & (left_array > 0)))
+    return order
+
+
+# --- choice -----------------------------------------------------------------------------------------
+
+
+def cull_and_order(indptr: np.ndarray, indices: np.ndarray, roots: Sequence[int],
+                   force: Optional[str] = None) -> Tuple[np.ndarray, List[int], str]:
+    """(needed mask, dependency order of the needed nodes, path used). Raises CycleFound."""
+    n = len(indptr) - 1
+    use_graphblas = force == "graphblas" or (force is None and n >= GRAPHBLAS_MIN_NODES)
+    module = graphblas_module() if use_graphblas else None
+    if module is not None:
+        needed = ancestors_graphblas(indptr, indices, roots, n, module)
+        return needed, order_graphblas(indptr, indices, needed, module), "graphblas"
+    indptr_list, indices_list = indptr.tolist(), indices.tolist()
+    needed = ancestors_python(indptr_list, indices_list, roots, n)
+    return needed, order_python(indptr_list, indices_list, needed), "python"
