@@ -6,12 +6,13 @@ requested nodes and (b) a dependency order of those ancestors:
 
 * the pure-Python path walks Python lists, one node at a time (Kahn's algorithm);
 * the GraphBLAS path works a whole frontier at once: one sparse matrix-vector product finds the
-  dependencies of every frontier node (culling), or decrements the in-degree of every successor of
-  every finished node and yields the newly ready set (ordering).
+  dependencies of every frontier node (`ancestors_graphblas`), or decrements the in-degree of
+  every successor of every finished node and yields the newly ready set (`order_graphblas`).
 
-GraphBLAS pays off for wide graphs; a deep, narrow graph means many tiny frontiers, so that path
-hands over to the Python one when the frontiers stay small. The path is chosen by graph size
-(``GRAPHBLAS_MIN_NODES``, measured: see benchmarks/README.md); a native library that fails its
+GraphBLAS pays off for ordering wide graphs; a deep, narrow graph means many tiny frontiers, so
+that path hands over to the Python one when the frontiers stay small. The ordering path is chosen
+by the culled graph's size (``GRAPHBLAS_MIN_NODES``, measured with benchmarks/graph_ordering.py:
+see benchmarks/README.md); a native library that fails its
 self-test at first use is logged and never used, it never breaks a submission.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-GRAPHBLAS_MIN_NODES = 200_000
+GRAPHBLAS_MIN_NODES = 100_000
 # a frontier smaller than this is cheaper to advance in Python than with a sparse product
 SMALL_FRONTIER = 64
 
@@ -114,12 +115,25 @@ def ancestors_graphblas(indptr: np.ndarray, indices: np.ndarray, roots: Sequence
     needed = np.zeros(n, dtype=bool)
     frontier = np.unique(np.asarray(roots, dtype=np.int64))
     needed[frontier] = True
+    small_levels = 0
     while len(frontier):
         vector = gb.Vector.from_coo(frontier, np.ones(len(frontier), dtype=np.int8), size=n)
         reached, _ = gb.semiring.any_pair(matrix @ vector).new().to_coo()
         reached = reached.astype(np.int64)
         frontier = reached[~needed[reached]]
         needed[frontier] = True
+        small_levels = small_levels + 1 if len(frontier) < SMALL_FRONTIER else 0
+        if small_levels > 16:
+            # a deep, narrow stretch: walk the rest node by node in Python
+            indptr_list, indices_list = indptr.tolist(), indices.tolist()
+            stack = frontier.tolist()
+            while stack:
+                node = stack.pop()
+                for dep in indices_list[indptr_list[node]:indptr_list[node + 1]]:
+                    if not needed[dep]:
+                        needed[dep] = True
+                        stack.append(dep)
+            break
     return needed
 
 
@@ -129,7 +143,8 @@ def order_graphblas(indptr: np.ndarray, indices: np.ndarray, needed: np.ndarray,
     deps, dependents = _edges(np.asarray(indptr), np.asarray(indices))
     keep = needed[dependents]
     deps, dependents = deps[keep], dependents[keep]
-    matrix = gb.Matrix.from_coo(deps, dependents, np.ones(len(deps), dtype=np.int32), nrows=n, ncols=n)
+    matrix = gb.Matrix.from_coo(deps, dependents, np.ones(len(deps), dtype=np.int32), nrows=n, ncols=n,
+                                dup_op=gb.binary.plus)
     remaining = np.bincount(dependents, minlength=n).astype(np.int64)
     frontier = np.flatnonzero(needed & (remaining == 0))
     pieces = []
@@ -179,13 +194,16 @@ def _finish_in_python(pieces, frontier, remaining, matrix, needed, ordered) -> L
 
 def cull_and_order(indptr: np.ndarray, indices: np.ndarray, roots: Sequence[int],
                    force: Optional[str] = None) -> Tuple[np.ndarray, List[int], str]:
-    """(needed mask, dependency order of the needed nodes, path used). Raises CycleFound."""
+    """(needed mask, dependency order of the needed nodes, ordering path used). Raises CycleFound.
+
+    Culling walks only what the roots need, so it stays in Python (measured: a sparse-product
+    walk must first build the whole graph's matrix, which costs more than a small culled graph
+    takes to order); ordering then takes the GraphBLAS path when enough nodes remain."""
     n = len(indptr) - 1
-    use_graphblas = force == "graphblas" or (force is None and n >= GRAPHBLAS_MIN_NODES)
-    module = graphblas_module() if use_graphblas else None
-    if module is not None:
-        needed = ancestors_graphblas(indptr, indices, roots, n, module)
-        return needed, order_graphblas(indptr, indices, needed, module), "graphblas"
     indptr_list, indices_list = indptr.tolist(), indices.tolist()
     needed = ancestors_python(indptr_list, indices_list, roots, n)
+    use_graphblas = force == "graphblas" or (force is None and int(needed.sum()) >= GRAPHBLAS_MIN_NODES)
+    module = graphblas_module() if use_graphblas else None
+    if module is not None:
+        return needed, order_graphblas(indptr, indices, needed, module), "graphblas"
     return needed, order_python(indptr_list, indices_list, needed), "python"
