@@ -204,8 +204,10 @@ def render_saved(args, stamp, systems_filter):
         latest_file = max(key[0] for key in runs)
         merged += [record for key, record in runs.items() if key[0] == latest_file]
     wanted = {record["case_id"] for record in merged}
-    cases = list({case.case_id: case for case in build_cases(quick=False) + build_cases(quick=True)
+    # quick sizes before full ones, so the targets look at the largest size measured
+    cases = list({case.case_id: case for case in build_cases(quick=True) + build_cases(quick=False)
                   if case.case_id in wanted}.values())
+    cases.sort(key=lambda case: case.workload)
     args.repeat = max(record["repetition"] for record in merged)
     args.merged_from = [pathlib.Path(path).name for path in args.render]
     finish(args, stamp, cases, merged, systems_filter, upstream_python, unavailable)

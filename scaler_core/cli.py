@@ -58,45 +58,42 @@ def scheduler_main(argv: Optional[Sequence[str]] = None) -> None:
         children.stop_all()
 
 
-def cluster_main(argv: Optional[Sequence[str]] = None) -> None:
-    from scaler_core.worker.cluster import run_cluster
+def _worker_settings(settings, **extra):
+    """WorkerSettings from the options a cluster and a worker adapter share."""
     from scaler_core.worker.process import WorkerSettings
 
-    settings = config.parse("cluster", argv, prog="scaler_cluster")
-    address = _check_address(settings)
     try:
         capabilities = config.parse_capabilities(settings["per_worker_capabilities"])
     except ValueError as error:
         sys.exit(f"error: --per-worker-capabilities: {error}")
-    worker_settings = WorkerSettings(
+    return WorkerSettings(
         heartbeat_interval_seconds=settings["heartbeat_interval_seconds"],
         death_timeout_seconds=settings["death_timeout_seconds"],
         task_timeout_seconds=settings["task_timeout_seconds"],
-        memory_limit_bytes=settings["worker_memory_limit_bytes"],
-        object_cache_bytes=settings["object_cache_bytes"],
         capabilities=capabilities,
         keys=_keys(settings, server=False, client=True),
+        **extra,
     )
+
+
+def cluster_main(argv: Optional[Sequence[str]] = None) -> None:
+    from scaler_core.worker.cluster import run_cluster
+
+    settings = config.parse("cluster", argv, prog="scaler_cluster")
+    address = _check_address(settings)
+    worker_settings = _worker_settings(settings, memory_limit_bytes=settings["worker_memory_limit_bytes"],
+                                       object_cache_bytes=settings["object_cache_bytes"])
     n_workers = settings["num_of_workers"] or os.cpu_count() or 1
     run_cluster(address, n_workers, worker_settings, settings["logging_level"], settings["logging_paths"])
 
 
 def native_worker_adapter_main(argv: Optional[Sequence[str]] = None) -> None:
     from scaler_core.adapter.native import NativeWorkerAdapter
-    from scaler_core.worker.process import WorkerSettings
 
     settings = config.parse("native_worker_adapter", argv, prog="scaler_worker_adapter_native")
     address = _check_address(settings)
     setup_logging(settings["logging_level"], settings["logging_paths"])
-    try:
-        capabilities = config.parse_capabilities(settings["per_worker_capabilities"])
-    except ValueError as error:
-        sys.exit(f"error: --per-worker-capabilities: {error}")
-    worker_settings = WorkerSettings(
-        heartbeat_interval_seconds=settings["heartbeat_interval_seconds"],
-        death_timeout_seconds=settings["death_timeout_seconds"],
-        task_timeout_seconds=settings["task_timeout_seconds"], capabilities=capabilities,
-        keys=_keys(settings, server=False, client=True))
+    worker_settings = _worker_settings(settings)
     max_groups = settings["max_worker_groups"] or os.cpu_count() or 1
     adapter = NativeWorkerAdapter(address, settings["workers_per_group"], max_groups, worker_settings,
                                   settings["logging_level"], settings["logging_paths"])

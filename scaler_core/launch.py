@@ -54,18 +54,7 @@ class ChildProcesses:
         """Stop one child started here."""
         if process in self._children:
             self._children.remove(process)
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(2)
-        if process.stdin is not None:
-            try:
-                process.stdin.close()
-            except OSError:
-                pass
+        _stop([process], timeout)
 
     def _start(self, function, name, *args) -> subprocess.Popen:
         process = spawn(function, args, name)
@@ -77,18 +66,23 @@ class ChildProcesses:
 
     def stop_all(self, timeout: float = 5.0) -> None:
         children, self._children = self._children, []
-        for process in reversed(children):
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + timeout
-        for process in reversed(children):
+        _stop(list(reversed(children)), timeout)
+
+
+def _stop(processes: List[subprocess.Popen], timeout: float) -> None:
+    """SIGTERM all, wait up to `timeout` in total, SIGKILL whatever is left."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(2)
+        if process.stdin is not None:
             try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(2)
-            if process.stdin is not None:
-                try:
-                    process.stdin.close()
-                except OSError:
-                    pass
+                process.stdin.close()
+            except OSError:
+                pass

@@ -425,3 +425,15 @@ def test_balance_race_with_a_result_runs_nothing_twice():
     state.on_message(worker_id(1), protocol.BalanceResponse(task_ids=[tid(1)]), now=0)  # late, stale
     outgoing = sent(state)
     assert tasks_sent(outgoing) == {} and results_sent(outgoing) == []
+
+
+def test_a_stalled_scheduler_does_not_declare_everyone_dead():
+    state = make_state(worker_timeout_seconds=5, client_timeout_seconds=5)
+    hello(state, 1, now=0)
+    submit(state, task(1), now=0)
+    state.on_tick(now=0.5)
+    state.on_tick(now=20)  # the loop was busy for 19.5 s: no heartbeat could be read meanwhile
+    assert worker_id(1) in state.workers and CLIENT in state.clients
+    for step in range(1, 21):  # but silence while we tick normally counts
+        state.on_tick(now=20 + step * 0.5)
+    assert worker_id(1) not in state.workers

@@ -107,6 +107,7 @@ class SchedulerServer:
     def _on_tick(self) -> None:
         if self._stopped.done():
             return
+        self._on_router_readable()  # judge liveness on the freshest news, not on a backlog
         now = time.monotonic()
         self.state.on_tick(now)
         self._flush()

@@ -62,6 +62,7 @@ class SchedulerState:
         self._sequence = 0
         self._dispatch_needed = False
         self._now = 0.0
+        self._last_tick: Optional[float] = None
 
     # --- entry points ---------------------------------------------------------------------------
 
@@ -79,6 +80,15 @@ class SchedulerState:
 
     def on_tick(self, now: float) -> None:
         self._now = now
+        stalled = self._last_tick is not None and now - self._last_tick > self.settings.heartbeat_interval_seconds * 3
+        self._last_tick = now
+        if stalled:
+            # We were busy (a huge submission) and did not read anyone's heartbeats meanwhile: we
+            # cannot judge peers over a period we were not listening, so their clocks restart.
+            for worker in self.workers.values():
+                worker.last_seen = max(worker.last_seen, now - self.settings.heartbeat_interval_seconds)
+            for client in self.clients.values():
+                client.last_seen = max(client.last_seen, now - self.settings.heartbeat_interval_seconds)
         worker_deadline = now - self.settings.worker_timeout_seconds
         for worker in [w for w in self.workers.values() if w.last_seen < worker_deadline]:
             logger.warning("scheduler: worker %r timed out (no heartbeat), re-running its tasks", worker.worker_id)
