@@ -300,15 +300,17 @@ def _ragged(reader, offsets_name, count, *columns):
 def _decode_task_batch(reader) -> TaskBatch:
     task_ids = list(reader.taskIds)
     count = len(task_ids)
-    client_ids = _column(reader, "clientIds", count, b"")
-    function_ids = _column(reader, "functionIds", count, b"")
+    # the same owner, function and graph repeat across a batch: keep one bytes object of each
+    shared: Dict[bytes, bytes] = {}
+    client_ids = [shared.setdefault(value, value) for value in _column(reader, "clientIds", count, b"")]
+    function_ids = [shared.setdefault(value, value) for value in _column(reader, "functionIds", count, b"")]
     args = _column(reader, "args", count, b"")
     args_object_ids = _column(reader, "argsObjectIds", count, b"")
     priorities = _column(reader, "priorities", count, 0)
     flags = _column(reader, "flags", count, 0)
     retries = _column(reader, "retries", count, 0)
     dependent_counts = _column(reader, "dependentCounts", count, 0)
-    graph_ids = _column(reader, "graphIds", count, b"")
+    graph_ids = [shared.setdefault(value, value) for value in _column(reader, "graphIds", count, b"")]
     inputs = _ragged(reader, "inputOffsets", count, "inputObjectIds", "inputInline", "inputStored")
     dependencies = _ragged(reader, "dependencyOffsets", count, "dependencyIds")
     capabilities = _ragged(reader, "capabilityOffsets", count, "capabilityNames", "capabilityQuantities")
