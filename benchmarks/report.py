@@ -102,7 +102,7 @@ def render_failures(cases, summaries_by_case):
     lines = []
     for case in cases:
         for system, summary in summaries_by_case[case.case_id].items():
-            if summary and (summary["status"] not in ("OK", "N/A") or summary["oddities"]):
+            if summary and (summary["status"] not in ("OK", "N/A", "NOT RUN") or summary["oddities"]):
                 reason = "; ".join(summary["reasons"])[:300] or ", ".join(summary["oddities"])
                 lines.append(f"- {case.case_id} / {system}: {summary['status']} {reason}")
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import BrokenExecutor, Future, as_completed
 
 import pytest
@@ -58,8 +59,6 @@ def test_embedded_cluster_is_owned_and_shut_down():
 def test_dead_cluster_breaks_pending_futures():
     executor = ScalerExecutor(max_workers=1)
     try:
-        import time
-
         future = executor.submit(time.sleep, 60)
         executor._cluster.shutdown()
         with pytest.raises(BrokenExecutor):

@@ -29,6 +29,8 @@ from scaler_core.security import CurveKeys, secure_client, secure_server, stop_a
 logger = logging.getLogger(__name__)
 
 BURST = 2000
+# A burst also ends after this long, so a huge submission cannot keep heartbeats unanswered.
+BURST_SECONDS = 0.05
 
 
 class SchedulerServer:
@@ -144,8 +146,9 @@ class SchedulerServer:
 
     def _on_router_readable(self) -> None:
         now = time.monotonic()
+        deadline = now + BURST_SECONDS
         handled = 0
-        while handled < BURST:
+        while handled < BURST and (handled & 15 or time.monotonic() < deadline):
             try:
                 parts = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -156,7 +159,8 @@ class SchedulerServer:
         if self.state.stopping:
             self._loop.call_later(0.2, self.stop)
         # zmq's FD is edge-triggered: if anything is left (or arrived while we sent), go again
-        if handled >= BURST or self.router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        # (call_soon lets timers such as the tick run in between)
+        if self.router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             self._loop.call_soon(self._on_router_readable)
 
     def _handle(self, parts, now: float) -> None:

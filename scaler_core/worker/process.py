@@ -195,7 +195,7 @@ class Worker:
                 return
 
     def _drain_scheduler(self) -> bool:
-        while True:
+        for _ in range(1024):  # bounded, so heartbeats and results still go out under a flood
             try:
                 parts = self.scheduler.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -225,6 +225,7 @@ class Worker:
                     self.context.destroy(linger=0)
                     os._exit(EXIT_REPLACE_ME)  # a fresh worker takes this one's place
                 return False
+        return True
 
     def _connect_storage(self, address: str) -> None:
         if self.storage is not None:
