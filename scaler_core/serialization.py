@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import cloudpickle
 from tblib import pickling_support
 
+from scaler_core.client.graph_refs import KeyRef, ObjectReference
 from scaler_core.errors import RemoteError, ScalerError, SerializationError
 
 # Measured (benchmarks/inline_threshold.py): below ~64 KiB carrying the bytes inside the message
@@ -53,23 +54,40 @@ def content_id(owner: bytes, payload: bytes) -> bytes:
     return hashlib.blake2b(payload, digest_size=16, key=owner[:64]).digest()
 
 
-class ReferencePickler(cloudpickle.Pickler):
-    """cloudpickle that turns placeholder objects into persistent ids.
+class _ReferenceMixin:
+    """Turns placeholder objects into persistent ids.
 
     `reference_of(obj)` returns the object id a placeholder stands for, or None for ordinary
     objects; every id met is appended to `references`."""
 
-    def __init__(self, file, reference_of: Callable[[Any], Optional[bytes]], buffer_callback=None):
-        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+    def _setup(self, reference_of: Callable[[Any], Optional[bytes]]):
         self._reference_of = reference_of
         self.references: List[bytes] = []
 
     def persistent_id(self, obj):
+        if type(obj) not in _PLACEHOLDER_TYPES:
+            return None
         object_id = self._reference_of(obj)
         if object_id is None:
             return None
         self.references.append(object_id)
         return object_id
+
+
+class ReferencePickler(_ReferenceMixin, cloudpickle.Pickler):
+    """cloudpickle with placeholders as persistent ids: handles lambdas, locals and __main__."""
+
+    def __init__(self, file, reference_of, buffer_callback=None):
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self._setup(reference_of)
+
+
+class PlainReferencePickler(_ReferenceMixin, pickle.Pickler):
+    """The C pickler with placeholders as persistent ids: the fast way for plain data."""
+
+    def __init__(self, file, reference_of, buffer_callback=None):
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self._setup(reference_of)
 
 
 class ReferenceUnpickler(pickle.Unpickler):
@@ -95,6 +113,7 @@ def _plain_dumps(obj, buffer_callback=None) -> Optional[bytes]:
 
 
 _PLACEHOLDER_MODULE = b"scaler_core.client.graph_refs"
+_PLACEHOLDER_TYPES = (KeyRef, ObjectReference)
 
 
 def dumps_with_references(obj, reference_of) -> Tuple[List[Any], List[bytes]]:
@@ -109,19 +128,25 @@ def dumps_with_references(obj, reference_of) -> Tuple[List[Any], List[bytes]]:
         if len(frames) == 1 or frames_size(frames) > INLINE_THRESHOLD:
             return frames, []
         return [pickle.dumps(obj, protocol=5)], []
-    buffers = []
-    stream = io.BytesIO()
-    pickler = ReferencePickler(stream, reference_of, buffer_callback=buffers.append)
-    try:
-        pickler.dump(obj)
-    except ScalerError:
-        raise
-    except Exception as error:
-        raise SerializationError(f"cannot pickle {_describe(obj)}: {error!r}") from error
+    for pickler_class in (PlainReferencePickler, ReferencePickler):
+        buffers = []
+        stream = io.BytesIO()
+        pickler = pickler_class(stream, reference_of, buffer_callback=buffers.append)
+        try:
+            pickler.dump(obj)
+        except ScalerError:
+            raise
+        except Exception as error:
+            if pickler_class is ReferencePickler:
+                raise SerializationError(f"cannot pickle {_describe(obj)}: {error!r}") from error
+            continue
+        if pickler_class is PlainReferencePickler and b"__main__" in stream.getvalue():
+            continue  # a reference into __main__ the other side cannot import: pickle it by value
+        break
     frames = [stream.getvalue()] + [buffer.raw() for buffer in buffers]
     if len(frames) > 1 and frames_size(frames) <= INLINE_THRESHOLD:
         stream = io.BytesIO()
-        pickler = ReferencePickler(stream, reference_of)
+        pickler = pickler_class(stream, reference_of)
         pickler.dump(obj)
         frames = [stream.getvalue()]
     return frames, pickler.references

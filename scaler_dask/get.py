@@ -24,7 +24,7 @@ from scaler_core.client.graph_refs import KeyRef
 from scaler_core.errors import SchedulerDiedError
 from scaler_core.worker import context as worker_context
 from scaler_dask import cluster
-from scaler_dask.convert import GraphPlan, build_plan, flatten_keys, normalize_graph, to_engine_task
+from scaler_dask.convert import GraphPlan, build_plan, flatten_keys, normalize_graph, paused_gc, to_engine_task
 
 # dask.order costs ~35 us per task (6 s for 170k tasks). Above this size the
 # depth-first post-order of our own walk is used instead: it is computed anyway
@@ -60,7 +60,8 @@ def get_for(client: Any) -> Callable[..., Any]:
 def run_graph(client_source: Callable[[], Any], dsk: Any, keys: Any, forget_dead_client: bool) -> Any:
     """The body of every get: plan, submit, wait, call back, nest results."""
     wanted = flatten_keys(keys)
-    plan = build_plan(normalize_graph(dsk), wanted)
+    with paused_gc():
+        plan = build_plan(normalize_graph(dsk), wanted)
     with local_callbacks(None) as callbacks:
         start_cbs, start_state_cbs, pretask_cbs, posttask_cbs, _ = unpack_callbacks(callbacks)
         started = []
@@ -95,10 +96,11 @@ def _compute(client_source, plan: GraphPlan, wanted: list, start_state_cbs, pret
     if not engine_keys:
         return values
     requested = [key for key in wanted if key not in values]
-    tasks = {key: to_engine_task(nodes[key]) for key in engine_keys}
-    priorities = _priorities(plan, engine_keys)
-    if tracker is not None:
-        _add_completion_markers(tasks, requested, priorities)
+    with paused_gc():
+        tasks = {key: to_engine_task(nodes[key]) for key in engine_keys}
+        priorities = _priorities(plan, engine_keys)
+        if tracker is not None:
+            _add_completion_markers(tasks, requested, priorities)
     client = client_source()
     try:
         futures = client.submit_graph(tasks, requested, priorities=priorities)
