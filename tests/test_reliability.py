@@ -157,3 +157,16 @@ def test_garbage_and_wrong_role_messages_leave_the_scheduler_working(combo, clie
     finally:
         context.term()
     assert scheduler.memory_info().rss - rss_before < 10 * 2**20
+
+
+def test_stopping_the_cluster_fails_pending_futures_at_once():
+    cluster = SchedulerClusterCombo(n_workers=1, logging_level="CRITICAL")
+    client = Client(cluster.address, timeout_seconds=60)
+    future = client.submit(tasks.sleep_and_return, 60)
+    client.submit(tasks.square, 2).result(timeout=30)
+    started = time.monotonic()
+    cluster.shutdown()
+    with pytest.raises(SchedulerDiedError, match="stopped"):
+        future.result(timeout=30)
+    assert time.monotonic() - started < 10, "told at once, not after the client's 60 s timeout"
+    client.disconnect()

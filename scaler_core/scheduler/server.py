@@ -78,7 +78,7 @@ class SchedulerServer:
             self._loop.add_reader(self.monitor.getsockopt(zmq.FD), self._on_monitor_readable)
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                self._loop.add_signal_handler(sig, self.stop)
+                self._loop.add_signal_handler(sig, self._stop_on_signal)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
         self._schedule_tick()
@@ -90,6 +90,12 @@ class SchedulerServer:
             if self.monitor is not None:
                 self._loop.remove_reader(self.monitor.getsockopt(zmq.FD))
             self.close()
+
+    def _stop_on_signal(self) -> None:
+        # say goodbye first, so clients fail their futures at once instead of after their timeout
+        self.state.shutdown("the scheduler was stopped")
+        self._flush()
+        self._loop.call_later(0.2, self.stop)
 
     def stop(self) -> None:
         if self._stopped is not None and not self._stopped.done():

@@ -176,7 +176,7 @@ class SchedulerState:
                     accepted=False, reason="the scheduler is protected; start it with --no-protected to allow remote shutdown"))
             else:
                 self.outbox.send(sender, protocol.ShutdownResponse(accepted=True))
-                self._shutdown("shutdown requested by a client")
+                self.shutdown("shutdown requested by a client")
         self._remove_client(sender)
 
     def _remove_client(self, client_id: bytes) -> None:
@@ -194,7 +194,8 @@ class SchedulerState:
         self.outbox.send(OBJECT_STORAGE, protocol.ObjectDeleteOwner(owner_id=client_id))
         self._dispatch_needed = True
 
-    def _shutdown(self, reason: str) -> None:
+    def shutdown(self, reason: str) -> None:
+        """Tell every worker, cluster and client that the scheduler stops."""
         self.stopping = True
         for peer in list(self.workers) + list(self.clients) + list(self.clusters):
             self.outbox.send(peer, protocol.SchedulerShutdown(reason=reason))
