@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 from typing import Sequence
 
@@ -22,6 +23,8 @@ def setup_logging(level: str = "INFO", paths: Sequence[str] = ("/dev/stdout",)) 
         elif path == "/dev/stderr":
             handler = logging.StreamHandler(sys.stderr)
         else:
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)  # e.g. /var/log/scaler/ on a fresh machine
             handler = logging.handlers.WatchedFileHandler(path)
         handler.setFormatter(formatter)
         root.addHandler(handler)

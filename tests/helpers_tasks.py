@@ -98,3 +98,9 @@ def tree(depth, width):
     with Client() as client:
         futures = [client.submit(tree, depth - 1, width) for _ in range(width)]
         return sum(f.result() for f in futures)
+
+
+def allocate_and_sleep(size, seconds):
+    block = b"\x01" * size  # written, so every page is resident and RSS really grows
+    time.sleep(seconds)
+    return len(block)

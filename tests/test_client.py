@@ -265,3 +265,13 @@ def test_disconnected_client_refuses_work(combo):
     client.disconnect()
     with pytest.raises(ClientError):
         client.submit(tasks.square, 1)
+
+
+def test_map_and_get_draw_a_progress_bar_when_asked(client, capsys):
+    assert client.map(tasks.square, range(50), progress=True) == [n * n for n in range(50)]
+    err = capsys.readouterr().err
+    assert "50/50 tasks" in err and "100%" in err
+    assert client.map(tasks.square, range(5)) == [0, 1, 4, 9, 16]
+    assert capsys.readouterr().err == "", "off by default"
+    assert client.get({"a": 1, "b": (tasks.add, "a", 1)}, keys=["b"], progress=True) == {"b": 2}
+    assert "1/1 keys" in capsys.readouterr().err

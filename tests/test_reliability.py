@@ -161,12 +161,30 @@ def test_garbage_and_wrong_role_messages_leave_the_scheduler_working(combo, clie
 
 def test_stopping_the_cluster_fails_pending_futures_at_once():
     cluster = SchedulerClusterCombo(n_workers=1, logging_level="CRITICAL")
-    client = Client(cluster.address, timeout_seconds=60)
-    future = client.submit(tasks.sleep_and_return, 60)
-    client.submit(tasks.square, 2).result(timeout=30)
-    started = time.monotonic()
-    cluster.shutdown()
-    with pytest.raises(SchedulerDiedError, match="stopped"):
-        future.result(timeout=30)
-    assert time.monotonic() - started < 10, "told at once, not after the client's 60 s timeout"
-    client.disconnect()
+    try:
+        client = Client(cluster.address, timeout_seconds=60)
+        client.submit(tasks.square, 2).result(timeout=30)  # the worker is up
+        future = client.submit(tasks.sleep_and_return, 60)
+        started = time.monotonic()
+        cluster.shutdown()
+        with pytest.raises(SchedulerDiedError, match="stopped"):
+            future.result(timeout=30)
+        assert time.monotonic() - started < 10, "told at once, not after the client's 60 s timeout"
+        client.disconnect()
+    finally:
+        cluster.shutdown()
+
+
+def test_memory_limit_stops_the_task_with_a_clear_error():
+    with SchedulerClusterCombo(n_workers=1, worker_memory_limit_bytes=300 * 2**20, logging_level="ERROR") as cluster:
+        with Client(cluster.address) as client:
+            with pytest.raises(MemoryError, match="exceeded its limit"):
+                client.submit(tasks.allocate_and_sleep, 600 * 2**20, 30).result(timeout=60)
+            assert client.submit(tasks.square, 3).result(timeout=30) == 9
+
+
+def test_uvloop_event_loop():
+    pytest.importorskip("uvloop")
+    with SchedulerClusterCombo(n_workers=1, event_loop="uvloop", logging_level="ERROR") as cluster:
+        with Client(cluster.address) as client:
+            assert client.map(tasks.square, range(10)) == [n * n for n in range(10)]

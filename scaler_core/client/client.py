@@ -18,6 +18,7 @@ from scaler_core.client.connection import ClientConnection
 from scaler_core.client.futures import ScalerFuture
 from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
 from scaler_core.client.graph_refs import KeyRef, ObjectReference
+from scaler_core.client.progress import ProgressBar
 from scaler_core.errors import ClientError, ConnectTimeoutError, SchedulerDiedError
 from scaler_core.security import CurveKeys
 from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
@@ -102,14 +103,20 @@ class Client:
         self._send_tasks([task], [future])
         return future
 
-    def map(self, fn: Callable, *iterables: Iterable, capabilities: Optional[Dict[str, int]] = None) -> List[Any]:
-        """Like the builtin map (stops at the shortest iterable), run on the cluster; returns results."""
+    def map(self, fn: Callable, *iterables: Iterable, capabilities: Optional[Dict[str, int]] = None,
+            progress: bool = False) -> List[Any]:
+        """Like the builtin map (stops at the shortest iterable), run on the cluster; returns results.
+
+        `progress=True` draws a progress bar on stderr while the results come in."""
         if not iterables:
             raise TypeError("map() needs at least one iterable")
-        return self.starmap(fn, zip(*iterables), capabilities=capabilities)
+        return self.starmap(fn, zip(*iterables), capabilities=capabilities, progress=progress)
 
-    def starmap(self, fn: Callable, iterable: Iterable[Sequence], capabilities: Optional[Dict[str, int]] = None) -> List[Any]:
+    def starmap(self, fn: Callable, iterable: Iterable[Sequence], capabilities: Optional[Dict[str, int]] = None,
+                progress: bool = False) -> List[Any]:
         futures = self.starmap_futures(fn, iterable, capabilities=capabilities)
+        if progress:
+            ProgressBar(len(futures)).track(futures)
         try:
             return [future.result() for future in futures]
         except BaseException:
@@ -143,14 +150,19 @@ class Client:
 
     # --- graphs ---------------------------------------------------------------------------------
 
-    def get(self, graph: Dict, keys: Sequence, capabilities: Optional[Dict[str, int]] = None) -> Dict:
-        """Compute the Dask-style dict graph and return {key: value} for `keys`."""
+    def get(self, graph: Dict, keys: Sequence, capabilities: Optional[Dict[str, int]] = None,
+            progress: bool = False) -> Dict:
+        """Compute the Dask-style dict graph and return {key: value} for `keys`.
+
+        `progress=True` draws a progress bar of the requested keys on stderr."""
         if not isinstance(keys, (list, tuple)) or (isinstance(keys, tuple) and keys in graph):
             keys = [keys]
         missing = [key for key in keys if key not in graph]
         if missing:
             raise KeyError(f"keys not in the graph: {missing!r}")
         futures = self.submit_graph(convert_legacy_graph(graph), list(keys), capabilities=capabilities)
+        if progress:
+            ProgressBar(len(futures), label="keys").track(futures.values())
         try:
             return {key: futures[key].result() for key in keys}
         except BaseException:
