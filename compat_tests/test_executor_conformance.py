@@ -329,10 +329,7 @@ def test_shutdown_cancel_futures_cancels_work_not_started(executor, gate):
     poll_until(lambda: all(future.done() for future in queued))
 
 
-def test_shutdown_cancel_futures_spares_running_work(make_executor, gate, request):
-    if make_executor.kind == "scaler":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="the engine reports no task start, so "
-                                              "ScalerExecutor cannot tell running futures from queued ones"))
+def test_shutdown_cancel_futures_spares_running_work(make_executor, gate):
     executor = make_executor()
     running = occupy_all_workers(executor, gate)
     poll_until(lambda: len(helpers.started_markers(gate.path)) == len(running))

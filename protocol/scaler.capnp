@@ -37,6 +37,7 @@ struct Task {
   retries @13 :Int32;        # scheduler -> worker: how many workers died running it so far
   dependentCount @14 :UInt32; # graph tasks: how many tasks of the same graph depend on this one; the
                               # scheduler keeps the result until that many dependents have finished
+  notifyStart @15 :Bool;      # tell the client when a worker starts running it (TaskStarted)
 }
 
 struct TaskBatch {
@@ -48,7 +49,7 @@ struct TaskBatch {
   args @3 :List(Data);                 # inline argument blob, or empty when stored
   argsObjectIds @4 :List(Data);        # empty, or the stored argument blob's object id
   priorities @5 :List(Int32);
-  flags @6 :List(UInt8);               # bit 0: requested, bit 1: streamOutput
+  flags @6 :List(UInt8);               # bit 0: requested, bit 1: streamOutput, bit 2: notifyStart
   retries @7 :List(Int32);
   dependentCounts @8 :List(UInt32);
   graphIds @9 :List(Data);
@@ -99,6 +100,11 @@ struct ResultBatch {
   durationSeconds @4 :List(Float64);
   cpuSeconds @5 :List(Float64);
   peakMemoryBytes @6 :List(UInt64);
+}
+
+struct TaskStarted {
+  # worker -> scheduler -> client: these tasks (sent with notifyStart) began running
+  taskIds @0 :List(Data);
 }
 
 struct TaskCancel {
@@ -273,5 +279,6 @@ struct Message {
     monitorStatus @20 :MonitorStatus;
     balanceRequest @21 :BalanceRequest;
     balanceResponse @22 :BalanceResponse;
+    taskStarted @23 :TaskStarted;
   }
 }

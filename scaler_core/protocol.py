@@ -180,6 +180,7 @@ ObjectDeleteOwner = _classes["ObjectDeleteOwner"]
 MonitorStatus = _classes["MonitorStatus"]
 BalanceRequest = _classes["BalanceRequest"]
 BalanceResponse = _classes["BalanceResponse"]
+TaskStarted = _classes["TaskStarted"]
 WorkerStatus = _classes["WorkerStatus"]
 MessageCount = _classes["MessageCount"]
 Capability = _classes["Capability"]
@@ -225,7 +226,7 @@ class ResultBatch(ProtocolStruct):
 
 
 _TASK_STATUSES = [name for name, _ in sorted(_schema.TaskStatus.schema.enumerants.items(), key=lambda kv: kv[1])]
-REQUESTED, STREAM_OUTPUT = 1, 2
+REQUESTED, STREAM_OUTPUT, NOTIFY_START = 1, 2, 4
 
 
 def _offsets(rows, attribute):
@@ -247,7 +248,7 @@ def _encode_task_batch(builder, batch: TaskBatch) -> None:
     builder.args = [task.args for task in tasks]
     builder.priorities = [task.priority for task in tasks]
     builder.flags = [(REQUESTED if task.requested else 0) | (STREAM_OUTPUT if task.stream_output else 0)
-                     for task in tasks]
+                     | (NOTIFY_START if task.notify_start else 0) for task in tasks]
     if any(task.args_stored for task in tasks):
         builder.argsObjectIds = [task.args_object_id if task.args_stored else b"" for task in tasks]
     if any(task.retries for task in tasks):
@@ -329,6 +330,7 @@ def _decode_task_batch(reader) -> TaskBatch:
         flag = flags[index]
         task.requested = bool(flag & REQUESTED)
         task.stream_output = bool(flag & STREAM_OUTPUT)
+        task.notify_start = bool(flag & NOTIFY_START)
         task.retries = retries[index]
         task.dependent_count = dependent_counts[index]
         task.graph_id = graph_ids[index]
@@ -428,6 +430,7 @@ def make_task(task_id: bytes, client_id: bytes, function_id: bytes, args: bytes,
     task.graph_id = graph_id
     task.retries = 0
     task.dependent_count = 0
+    task.notify_start = False
     return task
 
 

@@ -5,9 +5,10 @@ starts (and owns) an embedded local cluster of ``max_workers`` workers. The
 futures it returns are standard ``concurrent.futures.Future`` objects, so
 ``wait``, ``as_completed`` and ``dask.compute(..., scheduler=executor)`` work.
 
-A task is "pending" until the engine reports it finished: the engine does not
-report starts, so ``Future.running()`` stays False and ``cancel()`` succeeds
-for any unfinished future (it then cancels the engine's task as well).
+A future is pending until a worker starts its task (the engine reports starts
+for executor tasks), then running, as with the standard library's pools:
+``cancel()`` succeeds for a pending future (and cancels the engine's task as
+well) and fails for a running one.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ class _ExecutorFuture(Future):
         if self.engine_future is not None:
             self.engine_future.cancel()
         return True
+
+
+def _mark_running(future: Future) -> None:
+    try:
+        future.set_running_or_notify_cancel()  # False (and no change) when already cancelled
+    except InvalidStateError:
+        pass
 
 
 # Worker side: executors whose initializer already ran in this process, with
@@ -145,12 +153,13 @@ class ScalerExecutor(Executor):
             if self._shutting_down:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             if self._initializer is None:
-                engine_future = self._client.submit(_call, fn, args, kwargs)
+                engine_future = self._client.submit_verbose(_call, (fn, args, kwargs), notify_start=True)
             else:
-                engine_future = self._client.submit(
-                    _call_initialized, self._executor_id, self._initializer, self._initargs, fn, args, kwargs
-                )
+                engine_future = self._client.submit_verbose(
+                    _call_initialized, (self._executor_id, self._initializer, self._initargs, fn, args, kwargs),
+                    notify_start=True)
             future.engine_future = engine_future
+            engine_future.on_start(lambda: _mark_running(future))
             self._pending.add(future)
         engine_future.add_done_callback(lambda done: self._engine_done(future, done))
         return future

@@ -275,3 +275,16 @@ def test_map_and_get_draw_a_progress_bar_when_asked(client, capsys):
     assert capsys.readouterr().err == "", "off by default"
     assert client.get({"a": 1, "b": (tasks.add, "a", 1)}, keys=["b"], progress=True) == {"b": 2}
     assert "1/1 keys" in capsys.readouterr().err
+
+
+def test_notify_start_makes_the_future_running(client, tmp_path):
+    marker = str(tmp_path / "started")
+    started = []
+    future = client.submit_verbose(tasks.write_marker_then_sleep, (marker, 1.0), notify_start=True)
+    future.on_start(lambda: started.append(True))
+    wait_until(lambda: future.running(), timeout=30, message="the task to be reported running")
+    assert started == [True]
+    assert not future.cancel(), "a running future cannot be cancelled, as in concurrent.futures"
+    assert future.result(timeout=30) > 0
+    plain = client.submit(tasks.sleep_and_return, 0.2, 1)
+    assert not plain.running() and plain.result(timeout=30) == 1

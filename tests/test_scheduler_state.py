@@ -437,3 +437,15 @@ def test_a_stalled_scheduler_does_not_declare_everyone_dead():
     for step in range(1, 21):  # but silence while we tick normally counts
         state.on_tick(now=20 + step * 0.5)
     assert worker_id(1) not in state.workers
+
+
+def test_task_started_reaches_only_the_owner():
+    state = make_state()
+    hello(state, 1)
+    submit(state, task(1))
+    sent(state)
+    state.on_message(worker_id(1), protocol.TaskStarted(task_ids=[tid(1), tid(99)]), now=0)
+    started = [(d, m) for d, m, _ in sent(state) if type(m) is protocol.TaskStarted]
+    assert started == [(CLIENT, protocol.TaskStarted(task_ids=[tid(1)]))]
+    state.on_message(worker_id(2), protocol.TaskStarted(task_ids=[tid(1)]), now=0)  # not its worker
+    assert not [m for _, m, _ in sent(state) if type(m) is protocol.TaskStarted]

@@ -94,12 +94,15 @@ class Client:
         return self.submit_verbose(fn, args, kwargs)
 
     def submit_verbose(self, fn: Callable, args: Sequence = (), kwargs: Optional[Dict[str, Any]] = None,
-                       capabilities: Optional[Dict[str, int]] = None) -> ScalerFuture:
+                       capabilities: Optional[Dict[str, int]] = None, *, notify_start: bool = False) -> ScalerFuture:
+        """submit with explicit arguments; `notify_start=True` makes the future RUNNING (and so no
+        longer cancellable, as in concurrent.futures) once a worker starts the task."""
         self._check_open()
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {fn!r}")
         function_id = self._function_id(fn)
         task, future = self._make_task(function_id, tuple(args), dict(kwargs or {}), capabilities)
+        task.notify_start = notify_start
         self._send_tasks([task], [future])
         return future
 

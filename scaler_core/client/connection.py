@@ -167,6 +167,11 @@ class ClientConnection:
                     self._on_result(result)
             elif kind is protocol.HeartbeatEcho:
                 pass
+            elif kind is protocol.TaskStarted:
+                for task_id in message.task_ids:
+                    future = self.futures.get(task_id)
+                    if future is not None:
+                        future._mark_started()
             elif kind is protocol.TaskLog:
                 stream = sys.stdout if message.stream == "stdout" else sys.stderr
                 stream.write(message.text)

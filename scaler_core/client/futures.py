@@ -20,9 +20,30 @@ class ScalerFuture(Future):
         self.task_id = task_id
         self._on_cancel = on_cancel
         self._profiling = None
+        self._start_callbacks = []
+
+    def on_start(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` when a worker starts the task (only for tasks submitted with
+        notify_start=True; the future then turns RUNNING, and like any running future of the
+        standard library can no longer be cancelled)."""
+        with self._condition:
+            if not self.running():
+                self._start_callbacks.append(callback)
+                return
+        callback()
+
+    def _mark_started(self) -> None:
+        with self._condition:
+            if self._state != "PENDING" or not self.set_running_or_notify_cancel():
+                return
+            callbacks, self._start_callbacks = self._start_callbacks, []
+        for callback in callbacks:
+            callback()
 
     def cancel(self) -> bool:
         with self._condition:
+            if self.running():
+                return False
             if self.done():
                 return self.cancelled()
         if self._on_cancel is not None:

@@ -28,7 +28,7 @@ ALLOWED_MESSAGES = {
     CLIENT: (protocol.ClientHello, protocol.TaskBatch, protocol.TaskCancel, protocol.Heartbeat,
              protocol.ClientDisconnect, protocol.ObjectDelete),
     WORKER: (protocol.WorkerHello, protocol.ResultBatch, protocol.Heartbeat, protocol.WorkerBlocked,
-             protocol.WorkerDisconnect, protocol.TaskLog, protocol.BalanceResponse),
+             protocol.WorkerDisconnect, protocol.TaskLog, protocol.BalanceResponse, protocol.TaskStarted),
     CLUSTER: (protocol.WorkerDied, protocol.Heartbeat),
 }
 
@@ -262,6 +262,16 @@ class SchedulerState:
             else:
                 self._enqueue(record)
         self._dispatch_needed = True
+
+    def _on_TaskStarted(self, sender, message, now):
+        by_client: Dict[bytes, List[bytes]] = {}
+        for task_id in message.task_ids:
+            record = self.tasks.get(task_id)
+            if record is not None and record.worker == sender and record.task.requested:
+                by_client.setdefault(record.client_id, []).append(task_id)
+        for client_id, task_ids in by_client.items():
+            if client_id in self.clients:
+                self.outbox.send(client_id, protocol.TaskStarted(task_ids=task_ids))
 
     def _on_TaskLog(self, sender, message, now):
         record = self.tasks.get(message.task_id)

@@ -119,6 +119,8 @@ class Worker:
                 if task is None:
                     continue
                 self.running[task_id] = time.monotonic()
+            if task.notify_start:
+                self._post(protocol.TaskStarted(task_ids=[task_id]))
             outcome = run_task(task, self.functions, self.objects.frames_of, self._post)
             with self.lock:
                 self.running.pop(task_id, None)
