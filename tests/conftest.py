@@ -19,8 +19,14 @@ def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
 
 
 def engine_children():
-    return [p for p in psutil.Process().children(recursive=True)
-            if "scaler_core.child_entry" in " ".join(p.cmdline() if p.is_running() else [])]
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and "scaler_core.child_entry" in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.Error:  # gone or a zombie meanwhile
+            pass
+    return found
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,7 +35,7 @@ def no_process_left_behind():
     leftovers = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        leftovers = [p for p in engine_children() if p.status() != psutil.STATUS_ZOMBIE]
+        leftovers = engine_children()
         if not leftovers:
             break
         time.sleep(0.1)
