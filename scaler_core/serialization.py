@@ -18,7 +18,7 @@ import itertools
 import os
 import pickle
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import cloudpickle
 from tblib import pickling_support

@@ -56,10 +56,6 @@ def send_encoded(socket: zmq.Socket, encoded: bytes, frames: Sequence[Any] = (),
     socket.send_multipart(parts, copy=False)
 
 
-def split_router_parts(parts: List[zmq.Frame]) -> Tuple[bytes, List[zmq.Frame]]:
-    return parts[0].bytes, parts[1:]
-
-
 def decode_parts(parts: List[Any]) -> Tuple[Any, List[Any]]:
     """Decode [protocol frame, payload...]; raises protocol.ProtocolError on garbage."""
     if not parts:

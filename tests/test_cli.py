@@ -11,7 +11,6 @@ import pytest
 from scaler_core import Client, config
 from scaler_core.transport import free_tcp_port
 
-from tests.conftest import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")

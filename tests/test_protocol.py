@@ -82,8 +82,6 @@ def test_columnar_batches_round_trip_every_task_field():
 
 
 def test_inconsistent_columns_are_a_protocol_error():
-    import capnp  # noqa: F401  (only to build a deliberately broken frame)
-
     builder = protocol._schema.Message.new_message()
     batch = builder.init("taskBatch")
     batch.taskIds = [b"a", b"b"]

@@ -2,8 +2,6 @@
 
 import pickle
 
-import pytest
-
 from scaler_core import protocol
 from scaler_core.errors import GraphError, NoWorkerError, WorkerDiedError
 from scaler_core.scheduler.outbox import OBJECT_STORAGE

@@ -1,7 +1,5 @@
 """CurveZMQ: unkeyed or wrong-keyed peers are refused; keyed ones work."""
 
-import socket
-
 import pytest
 import zmq
 

@@ -17,7 +17,7 @@ from scaler_core import protocol
 from scaler_core.client.connection import ClientConnection
 from scaler_core.client.futures import ScalerFuture
 from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
-from scaler_core.client.graph_refs import KeyRef, ObjectReference
+from scaler_core.client.graph_refs import ObjectReference
 from scaler_core.client.progress import ProgressBar
 from scaler_core.errors import ClientError, ConnectTimeoutError, SchedulerDiedError
 from scaler_core.security import CurveKeys
@@ -63,7 +63,8 @@ class Client:
         self._connection.start()
         self._connection.welcomed.wait(timeout_seconds + 5)
         if not self._connection.welcomed.is_set() or self._connection.closed.is_set():
-            self._connection.post("disconnect", False) if not self._connection.closed.is_set() else None
+            if not self._connection.closed.is_set():
+                self._connection.post("disconnect", False)
             self._connection.join(5)
             self._closed = True
             raise ConnectTimeoutError(f"could not connect to a scheduler at {address} within {timeout_seconds:g}s")

@@ -11,7 +11,6 @@ bind it to a trusted network only (127.0.0.1 by default).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 

@@ -13,7 +13,6 @@ import collections
 import heapq
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -246,7 +245,7 @@ class Worker:
         if self.storage is None:
             self._post(Outcome(task, "failed", dumps_exception(RuntimeError("worker got a task before its welcome"))))
             return
-        if not self.functions_has(task.function_id):
+        if not self.functions.has(task.function_id):
             missing.add(task.function_id)
         if task.args_stored:
             missing.add(task.args_object_id)
@@ -263,9 +262,6 @@ class Worker:
                 transport.send(self.storage, protocol.ObjectGet(object_ids=request))
         else:
             self._make_ready(task)
-
-    def functions_has(self, function_id: bytes) -> bool:
-        return self.functions._functions.get(function_id) is not None
 
     def _make_ready(self, task) -> None:
         with self.lock:

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from scaler_core import protocol
 from scaler_core.errors import SerializationError
@@ -38,6 +38,9 @@ class FunctionCache:
         self._functions: "OrderedDict[bytes, Callable]" = OrderedDict()
         self._capacity = capacity
         self._lock = threading.Lock()
+
+    def has(self, function_id: bytes) -> bool:
+        return function_id in self._functions
 
     def get(self, function_id: bytes, frames_of: Callable[[bytes], List]) -> Callable:
         with self._lock:
