@@ -372,21 +372,33 @@ class Worker:
             queued_tasks=queued + len(self.waiting_objects), blocked_tasks=blocked))
 
     def _flush_outgoing(self) -> None:
+        """Send what the runners queued: starts and results go out batched (all starts before
+        all results, so a task's start never arrives after its result); anything else in order."""
+        started: List[bytes] = []
         results = []
+
+        def send_batches():
+            if started:
+                transport.send(self.scheduler, protocol.TaskStarted(task_ids=list(started)))
+                started.clear()
+            if results:
+                transport.send(self.scheduler, protocol.ResultBatch(results=list(results)))
+                results.clear()
+
         while True:
             try:
                 item = self.outgoing.popleft()
             except IndexError:
                 break
-            if type(item) is Outcome:
+            kind = type(item)
+            if kind is Outcome:
                 results.append(self._package(item))
+            elif kind is protocol.TaskStarted:
+                started.extend(item.task_ids)
             else:
-                if results:
-                    transport.send(self.scheduler, protocol.ResultBatch(results=results))
-                    results = []
+                send_batches()
                 transport.send(self.scheduler, item)
-        if results:
-            transport.send(self.scheduler, protocol.ResultBatch(results=results))
+        send_batches()
 
     def _package(self, outcome: Outcome):
         task = outcome.task
