@@ -214,13 +214,13 @@ def test_nested_tree_with_clients_created_inside_tasks(client):
     assert client.submit(tasks.tree, 3, 2).result(timeout=120) == 8
 
 
-def test_stream_output_and_profiling(combo, capsys):
-    with Client(combo.address, stream_output=True) as streaming:
-        future = streaming.submit(tasks.noisy, "hello from a worker")
-        assert future.result(timeout=30) == 19
-        wait_until(lambda: "hello from a worker" in capsys.readouterr().out or True)
-        info = future.profiling_info()
-        assert info.duration_seconds >= 0 and info.peak_memory_bytes > 0
+def test_profiling_info(client):
+    future = client.submit(tasks.sleep_and_return, 0.2, 1)
+    with pytest.raises(RuntimeError):
+        future.profiling_info()
+    assert future.result(timeout=30) == 1
+    info = future.profiling_info()
+    assert 0.2 <= info.duration_seconds < 5 and info.cpu_seconds < 0.2 and info.peak_memory_bytes > 2**20
 
 
 def test_stream_output_reaches_the_caller(combo):
