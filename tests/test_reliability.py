@@ -114,17 +114,19 @@ def test_killed_client_has_its_tasks_cancelled():
             from scaler_core import Client
             from tests.helpers_tasks import sleep_and_return
             client = Client({cluster.address!r})
-            futures = [client.submit(sleep_and_return, 60) for _ in range(5)]
-            print("submitted", flush=True)
-            time.sleep(120)
+            futures = [client.submit_verbose(sleep_and_return, (60,), notify_start=True) for _ in range(5)]
+            deadline = time.monotonic() + 30
+            while not futures[0].running() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            print("running" if futures[0].running() else "not running", flush=True)
+            time.sleep(120)  # until killed
         """)
         victim = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                                   cwd=os.path.dirname(os.path.dirname(__file__)))
         try:
-            assert victim.stdout.readline().strip() == "submitted"
+            assert victim.stdout.readline().strip() == "running", "the victim holds the only worker"
             with Client(cluster.address) as survivor:
                 future = survivor.submit(tasks.square, 7)
-                time.sleep(0.5)  # let the victim's tasks reach the single worker first
                 victim.kill()
                 victim.wait()
                 assert future.result(timeout=30) == 49
