@@ -447,3 +447,27 @@ def test_task_started_reaches_only_the_owner():
     assert started == [(CLIENT, protocol.TaskStarted(task_ids=[tid(1)]))]
     state.on_message(worker_id(2), protocol.TaskStarted(task_ids=[tid(1)]), now=0)  # not its worker
     assert not [m for _, m, _ in sent(state) if type(m) is protocol.TaskStarted]
+
+
+def test_pending_count_follows_every_transition():
+    from scaler_core.scheduler.records import TaskState
+
+    def brute_force():
+        return sum(r.state in (TaskState.WAITING, TaskState.QUEUED) for r in state.tasks.values())
+
+    state = make_state(max_task_retries=5)
+    hello(state, 1)
+    submit(state, task(1), task(2), task(3, deps=(1,)), task(4, deps=(99,)), task(5), task(6))
+    sent(state)
+    assert state.task_counts()["pending"] == brute_force()
+    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[tid(5)]), now=0)
+    hello(state, 2)
+    sent(state)
+    state.on_message(b"K|cluster", protocol.WorkerDied(worker_id=worker_id(1)), now=0)
+    sent(state)
+    assert state.task_counts()["pending"] == brute_force()
+    for n in (1, 2, 3, 6):
+        if tid(n) in state.tasks and state.tasks[tid(n)].worker:
+            succeed(state, n, int(state.tasks[tid(n)].worker[-1:]))
+            sent(state)
+        assert state.task_counts()["pending"] == brute_force()

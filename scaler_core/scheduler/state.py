@@ -23,6 +23,7 @@ from scaler_core.serialization import dumps_exception
 logger = logging.getLogger(__name__)
 
 CLIENT, WORKER, CLUSTER = ord("C"), ord("W"), ord("K")
+_PENDING_STATES = (TaskState.WAITING, TaskState.QUEUED)
 
 ALLOWED_MESSAGES = {
     CLIENT: (protocol.ClientHello, protocol.TaskBatch, protocol.TaskCancel, protocol.Heartbeat,
@@ -58,6 +59,7 @@ class SchedulerState:
         self.ready: List = []  # heap of (-priority, sequence, task_id)
         self.outbox = Outbox()
         self.counts = {"succeeded": 0, "failed": 0, "cancelled": 0}
+        self.pending = 0  # tasks WAITING or QUEUED, kept as they move
         self.stopping = False
         self._sequence = 0
         self._dispatch_needed = False
@@ -330,6 +332,7 @@ class SchedulerState:
         self._sequence += 1
         record = TaskRecord(task, self._sequence)
         self.tasks[task.task_id] = record
+        self.pending += 1  # a new record starts WAITING
         client.tasks[task.task_id] = None
         failure = None
         record.pending_dependents = task.dependent_count
@@ -361,6 +364,8 @@ class SchedulerState:
             object_id=dependency.task_id, inline=dependency.result_inline or b"", stored=dependency.result_stored))
 
     def _enqueue(self, record: TaskRecord) -> None:
+        if record.state not in _PENDING_STATES:
+            self.pending += 1  # back from a worker (death, balancing)
         record.state = TaskState.QUEUED
         heapq.heappush(self.ready, (-record.task.priority, record.sequence, record.task_id))
         self._dispatch_needed = True
@@ -439,6 +444,7 @@ class SchedulerState:
                 self._fail_if_unrunnable(record, ())
 
     def _assign(self, record: TaskRecord, worker: WorkerRecord) -> None:
+        self.pending -= 1
         record.state = TaskState.ASSIGNED
         record.worker = worker.worker_id
         worker.assigned[record.task_id] = None
@@ -466,6 +472,8 @@ class SchedulerState:
             record, status, value, stored, profiling = stack.pop()
             if record.state == TaskState.DONE:
                 continue
+            if record.state in _PENDING_STATES:
+                self.pending -= 1
             record.state = TaskState.DONE
             record.status = status
             self.counts["succeeded" if status == "success" else "cancelled" if status == "cancelled" else "failed"] += 1
@@ -531,10 +539,6 @@ class SchedulerState:
         return loads
 
     def task_counts(self) -> Dict[str, int]:
-        pending = running = 0
-        for worker in self.workers.values():
-            running += len(worker.assigned)
-        for record in self.tasks.values():
-            if record.state in (TaskState.WAITING, TaskState.QUEUED):
-                pending += 1
-        return dict(self.counts, pending=pending, running=running)
+        """Counts by state, in time proportional to the number of workers (the monitor asks often)."""
+        running = sum(len(worker.assigned) for worker in self.workers.values())
+        return dict(self.counts, pending=self.pending, running=running)
