@@ -40,6 +40,20 @@ struct Task {
   notifyStart @15 :Bool;      # tell the client when a worker starts running it (TaskStarted)
 }
 
+struct GraphSubmit {
+  # client -> scheduler, before any task of the graph: the graph's shape, so the scheduler holds it
+  # as arrays. Node i's task id is graphId followed by i as 4 big-endian bytes; its payload comes
+  # later as a TaskBatch row with that id and this graphId (its `dependencies` left empty).
+  # Integer arrays travel as raw little-endian bytes (read without a per-element decode).
+  graphId @0 :Data;            # 16 bytes
+  nodeCount @1 :UInt32;
+  dependencyOffsets @2 :Data;  # (nodeCount + 1) int64: node i depends on entries
+                               # [offsets[i], offsets[i + 1]) of dependencyIndices
+  dependencyIndices @3 :Data;  # int32 node indices; each lower than its dependent's own index
+  priorities @4 :Data;         # nodeCount int32: higher runs first
+  requested @5 :Data;          # nodeCount bytes: 1 = the client wants this node's result
+}
+
 struct TaskBatch {
   # A batch of tasks, stored by column so that thousands of tasks encode and decode in a few list
   # operations: entry i of every per-task list belongs to task i (see `Task` for each meaning).
@@ -280,5 +294,6 @@ struct Message {
     balanceRequest @21 :BalanceRequest;
     balanceResponse @22 :BalanceResponse;
     taskStarted @23 :TaskStarted;
+    graphSubmit @24 :GraphSubmit;
   }
 }

@@ -50,6 +50,7 @@ def scheduler_main(argv: Optional[Sequence[str]] = None) -> None:
         protected=settings["protected"],
         adapter_webhook_url=settings["adapter_webhook_url"],
         adapter_idle_seconds=settings["adapter_idle_seconds"],
+        graph_frontier=settings["graph_frontier"],
     )
     try:
         run_scheduler(address, object_storage_address, settings["monitor_address"] or shift_port(address, 2),

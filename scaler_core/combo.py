@@ -31,7 +31,8 @@ class SchedulerClusterCombo:
                  death_timeout_seconds: float = 30.0, task_timeout_seconds: float = 0.0, max_task_retries: int = 3,
                  no_worker_grace_seconds: float = 30.0, worker_memory_limit_bytes: int = 0,
                  object_cache_bytes: int = 256 * 1024 * 1024, protected: bool = True, logging_level: str = "WARNING",
-                 logging_paths: Sequence[str] = ("/dev/stdout",), security: Optional[CurveKeys] = None):
+                 logging_paths: Sequence[str] = ("/dev/stdout",), security: Optional[CurveKeys] = None,
+                 graph_frontier: str = "auto"):
         n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
         if n_workers < 1:
             raise ValueError(f"n_workers must be at least 1, got {n_workers}")
@@ -55,7 +56,7 @@ class SchedulerClusterCombo:
         scheduler_settings = SchedulerSettings(
             heartbeat_interval_seconds=heartbeat_interval_seconds, worker_timeout_seconds=worker_timeout_seconds,
             client_timeout_seconds=client_timeout_seconds, max_task_retries=max_task_retries,
-            no_worker_grace_seconds=no_worker_grace_seconds, protected=protected)
+            no_worker_grace_seconds=no_worker_grace_seconds, protected=protected, graph_frontier=graph_frontier)
         worker_settings = WorkerSettings(
             heartbeat_interval_seconds=heartbeat_interval_seconds, death_timeout_seconds=death_timeout_seconds,
             task_timeout_seconds=task_timeout_seconds, memory_limit_bytes=worker_memory_limit_bytes,

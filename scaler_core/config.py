@@ -65,6 +65,8 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
             Option("adapter_webhook_url", str, "", "worker adapter to ask for workers while tasks queue "
                    "(e.g. http://127.0.0.1:8080)", "-awu"),
             Option("adapter_idle_seconds", float, 10.0, "release an adapter's worker group idle this long", "-ais"),
+            Option("graph_frontier", str, "auto", "how graph nodes release their dependents: GraphBLAS sparse "
+                   "products, pure Python, or auto (GraphBLAS for big graphs)", "-gf", ("auto", "python", "graphblas")),
         ] + SECURITY + LOGGING,
     },
     "cluster": {

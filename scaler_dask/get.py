@@ -245,6 +245,32 @@ class _CallbackTracker:
             callback(key, self.nodes, self.state)
 
     def finished(self, key: Any, result: Any) -> None:
+        """Report `key` done, after any dependency whose completion marker is still on its way.
+
+        An intermediate's marker is a task of its own, so it can finish after the intermediate's
+        dependents; Dask's callbacks must still see dependencies first."""
+        if key in self.state["finished"]:
+            return
+        finished, dependencies = self.state["finished"], self.state["dependencies"]
+        # Post-order walk (explicit stack: chains may be long) over unfinished intermediates.
+        late, seen = [], set()
+        stack = [(key, iter(dependencies[key]))]
+        while stack:
+            item, pending = stack[-1]
+            for dependency in pending:
+                if dependency not in finished and dependency not in self.wanted and dependency not in seen:
+                    seen.add(dependency)
+                    stack.append((dependency, iter(dependencies[dependency])))
+                    break
+            else:
+                stack.pop()
+                if item != key:
+                    late.append(item)
+        for dependency in late:
+            self._report_finished(dependency, None)
+        self._report_finished(key, result)
+
+    def _report_finished(self, key: Any, result: Any) -> None:
         state = self.state
         if key not in state["running"]:
             # Results can arrive before those of the key's dependencies.

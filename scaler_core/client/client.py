@@ -13,6 +13,8 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from scaler_core import protocol
 from scaler_core.client.connection import ClientConnection
 from scaler_core.client.futures import ScalerFuture
@@ -182,31 +184,39 @@ class Client:
         dependents are done. Raises GraphError / GraphCycleError before anything runs."""
         self._check_open()
         submission = GraphSubmission(tasks, keys, self._reference_of_objects, priorities)
-        ordered = submission.prepare()
-        base_priority = self._base_priority()
         graph_id = new_id()
+        ordered = submission.prepare(graph_id)
+        base_priority = self._base_priority()
+        node_priorities = np.fromiter((base_priority + submission.priority_of(key) for key in ordered),
+                                      dtype="<i4", count=len(ordered))
+        requested = np.fromiter((key in submission.requested for key in ordered), dtype=np.uint8, count=len(ordered))
+        # Every requested future exists before the scheduler hears of the graph: it may answer at once.
         futures: Dict[Any, ScalerFuture] = {}
-        batch_tasks, batch_futures = [], []
         for key in ordered:
+            if key in submission.requested:
+                futures[key] = ScalerFuture(submission.task_ids[key], self._cancel_task)
+        self._send_tasks([], list(futures.values()))
+        dep_indptr, dep_indices = submission.structure
+        self._connection.post("message", protocol.GraphSubmit(
+            graph_id=graph_id, node_count=len(ordered), dependency_offsets=dep_indptr.astype("<i8").tobytes(),
+            dependency_indices=dep_indices.astype("<i4").tobytes(), priorities=node_priorities.tobytes(),
+            requested=requested.tobytes()))
+        batch_tasks = []
+        for position, key in enumerate(ordered):
             fn, args, kwargs = tasks[key]
-            task_id = submission.task_ids[key]
-            requested = key in submission.requested
-            task, future = self._make_task(
-                self._function_id(fn), args, kwargs, capabilities, task_id=task_id,
-                reference_of=submission.reference_of, graph_task_ids=submission.task_id_set, requested=requested,
-                priority=base_priority + submission.priority_of(key), graph_id=graph_id,
-                future=requested)
-            task.dependent_count = submission.dependent_counts[key]
+            task, _ = self._make_task(
+                self._function_id(fn), args, kwargs, capabilities, task_id=submission.task_ids[key],
+                reference_of=submission.reference_of, graph_task_ids=submission.task_id_set,
+                requested=bool(requested[position]), priority=int(node_priorities[position]), graph_id=graph_id,
+                future=False)
+            task.dependencies = []  # the scheduler has them from GraphSubmit
             submission.submitted.add(key)
-            if future is not None:
-                futures[key] = future
             batch_tasks.append(task)
-            batch_futures.append(future)
             if len(batch_tasks) >= BATCH_SIZE:
-                self._send_tasks(batch_tasks, batch_futures)
-                batch_tasks, batch_futures = [], []
+                self._send_tasks(batch_tasks, ())
+                batch_tasks = []
         if batch_tasks:
-            self._send_tasks(batch_tasks, batch_futures)
+            self._send_tasks(batch_tasks, ())
         return futures
 
     # --- objects --------------------------------------------------------------------------------
@@ -305,11 +315,12 @@ class Client:
         scaler_future = ScalerFuture(task_id, self._cancel_task) if future else None
         return task, scaler_future
 
-    def _send_tasks(self, tasks: List, futures: List[Optional[ScalerFuture]]) -> None:
+    def _send_tasks(self, tasks: List, futures: Sequence[Optional[ScalerFuture]]) -> None:
         for future in futures:
             if future is not None:
                 self._connection.futures[future.task_id] = future
-        self._connection.post("encoded", protocol.encode(protocol.TaskBatch(tasks=tasks)))
+        if tasks:
+            self._connection.post("encoded", protocol.encode(protocol.TaskBatch(tasks=tasks)))
 
     def _cancel_task(self, task_id: bytes) -> None:
         if self._connection.futures.pop(task_id, None) is not None and not self._connection.closed.is_set():

@@ -10,7 +10,7 @@ import numpy as np
 from scaler_core.client.graph_order import CycleFound, cull_and_order
 from scaler_core.client.graph_refs import KeyRef
 from scaler_core.errors import GraphCycleError, GraphError
-from scaler_core.serialization import new_id
+from scaler_core.graph_ids import node_task_id
 
 
 class GraphSubmission:
@@ -31,7 +31,8 @@ class GraphSubmission:
         self.submitted = set()  # keys already handed to the scheduler, in dependency order
         self.ordering_path = ""
 
-    def prepare(self) -> List:
+    def prepare(self, graph_id: bytes) -> List:
+        """The needed keys in dependency order; fills task ids and the shape (`structure`)."""
         missing = [key for key in self.requested if key not in self.tasks]
         if missing:
             raise KeyError(missing[0] if len(missing) == 1 else missing)
@@ -62,8 +63,9 @@ class GraphSubmission:
             np.zeros(len(keys), dtype=np.int64)
         ordered = [keys[i] for i in order]
         self.dependent_counts = dict(zip(ordered, counts[order].tolist()))
-        for key in ordered:
-            task_id = new_id()
+        self.structure = _renumbered_dependencies(indptr, indices, np.asarray(order, dtype=np.int64), len(keys))
+        for position, key in enumerate(ordered):
+            task_id = node_task_id(graph_id, position)
             self.task_ids[key] = task_id
             self.task_id_set.add(task_id)
         return ordered
@@ -83,6 +85,17 @@ class GraphSubmission:
 
 
 _CONTAINERS = (list, tuple, set, frozenset)
+
+
+def _renumbered_dependencies(indptr: np.ndarray, indices: np.ndarray, order: np.ndarray, n: int):
+    """CSR dependencies of the ordered nodes, in their new numbering (position in `order`)."""
+    position = np.full(n, -1, dtype=np.int64)
+    position[order] = np.arange(len(order), dtype=np.int64)
+    degrees = (indptr[1:] - indptr[:-1])[order]
+    new_indptr = np.zeros(len(order) + 1, dtype=np.int64)
+    np.cumsum(degrees, out=new_indptr[1:])
+    gather = np.repeat(indptr[:-1][order] - new_indptr[:-1], degrees) + np.arange(int(new_indptr[-1]), dtype=np.int64)
+    return new_indptr, position[indices[gather]].astype(np.int32)
 
 
 def _key_refs(args, kwargs) -> List:

@@ -23,6 +23,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from scaler_core.graphblas_loader import graphblas_module as load_graphblas
+
 logger = logging.getLogger(__name__)
 
 GRAPHBLAS_MIN_NODES = 100_000
@@ -78,28 +80,8 @@ def order_python(indptr: Sequence[int], indices: Sequence[int], needed: np.ndarr
 
 # --- GraphBLAS ------------------------------------------------------------------------------------
 
-_graphblas = None
-_graphblas_checked = False
-
-
 def graphblas_module():
-    """python-graphblas if importable and sane here, else None (with one warning)."""
-    global _graphblas, _graphblas_checked
-    if _graphblas_checked:
-        return _graphblas
-    _graphblas_checked = True
-    try:
-        import graphblas
-
-        indptr, indices = np.array([0, 0, 1, 2]), np.array([0, 1])
-        order = order_graphblas(indptr, indices, np.ones(3, dtype=bool), module=graphblas)
-        if order != [0, 1, 2]:
-            raise RuntimeError(f"self-test ordered a 3-node chain as {order}")
-        _graphblas = graphblas
-    except Exception as error:  # noqa: BLE001 - any failure of the native library means "do not use"
-        logger.warning("GraphBLAS unavailable (%s); large graphs use the pure-Python path", error)
-        _graphblas = None
-    return _graphblas
+    return load_graphblas()
 
 
 def _edges(indptr: np.ndarray, indices: np.ndarray):

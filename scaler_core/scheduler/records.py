@@ -20,7 +20,7 @@ class TaskRecord:
     __slots__ = (
         "task", "state", "worker", "waiting_on", "dependents", "pending_dependents", "result_inline",
         "result_stored", "status", "error_value", "client_released", "cancel_requested", "no_worker_since",
-        "sequence", "balance_requested",
+        "sequence", "balance_requested", "graph", "node",
     )
 
     def __init__(self, task: "protocol.Task", sequence: int):
@@ -39,6 +39,8 @@ class TaskRecord:
         self.no_worker_since: Optional[float] = None
         self.sequence = sequence
         self.balance_requested = False
+        self.graph = None  # GraphTable when this record is a node of a declared graph
+        self.node = -1
 
     @property
     def task_id(self) -> bytes:
@@ -88,9 +90,10 @@ class WorkerRecord:
 
 
 class ClientRecord:
-    __slots__ = ("client_id", "last_seen", "tasks")
+    __slots__ = ("client_id", "last_seen", "tasks", "graphs")
 
     def __init__(self, client_id: bytes, now: float):
         self.client_id = client_id
         self.last_seen = now
         self.tasks: Dict[bytes, None] = {}
+        self.graphs: Dict[bytes, None] = {}

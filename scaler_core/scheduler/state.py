@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 
 from scaler_core import protocol
 from scaler_core.errors import GraphError, NoWorkerError, WorkerDiedError
+from scaler_core.scheduler.graph_tasks import GraphTasks
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
 from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
@@ -27,7 +28,7 @@ _PENDING_STATES = (TaskState.WAITING, TaskState.QUEUED)
 
 ALLOWED_MESSAGES = {
     CLIENT: (protocol.ClientHello, protocol.TaskBatch, protocol.TaskCancel, protocol.Heartbeat,
-             protocol.ClientDisconnect, protocol.ObjectDelete),
+             protocol.ClientDisconnect, protocol.ObjectDelete, protocol.GraphSubmit),
     WORKER: (protocol.WorkerHello, protocol.ResultBatch, protocol.Heartbeat, protocol.WorkerBlocked,
              protocol.WorkerDisconnect, protocol.TaskLog, protocol.BalanceResponse, protocol.TaskStarted),
     CLUSTER: (protocol.WorkerDied, protocol.Heartbeat),
@@ -46,17 +47,20 @@ class SchedulerSettings:
     protected: bool = True
     adapter_webhook_url: str = ""
     adapter_idle_seconds: float = 10.0
+    graph_frontier: str = "auto"  # "python", "graphblas", or "auto": chosen by graph size
 
 
-class SchedulerState:
+class SchedulerState(GraphTasks):
     def __init__(self, settings: SchedulerSettings, policy: Optional[AllocationPolicy] = None):
         self.settings = settings
         self.policy = policy or EvenLoadPolicy()
         self.tasks: Dict[bytes, TaskRecord] = {}
+        self.graphs: Dict[bytes, "GraphTable"] = {}  # declared graphs, held as arrays (graph_tasks)
+        self._dirty_graphs: Dict["GraphTable", None] = {}
         self.workers: Dict[bytes, WorkerRecord] = {}
         self.clients: Dict[bytes, ClientRecord] = {}
         self.clusters: Dict[bytes, float] = {}  # cluster supervisor -> last heartbeat
-        self.ready: List = []  # heap of (-priority, sequence, task_id)
+        self.ready: List = []  # heap of (-priority, sequence, task_id or GraphTable)
         self.outbox = Outbox()
         self.counts = {"succeeded": 0, "failed": 0, "cancelled": 0}
         self.pending = 0  # tasks WAITING or QUEUED, kept as they move
@@ -142,6 +146,8 @@ class SchedulerState:
             return
         for task in message.tasks:
             task.client_id = sender
+            if task.graph_id and self._add_graph_payload(client, task):
+                continue
             self._add_task(client, task)
         self._dispatch_needed = True
 
@@ -152,6 +158,10 @@ class SchedulerState:
             record = self.tasks.get(task_id)
             if record is not None and record.client_id == sender:
                 self._cancel(record)
+            elif record is None:
+                node = self._graph_node(task_id)
+                if node is not None and node[0].client_id == sender:
+                    self._cancel_graph_node(*node)
         self._dispatch_needed = True
 
     def _on_ObjectDelete(self, sender, message, now):
@@ -161,7 +171,10 @@ class SchedulerState:
         to_delete = []
         for object_id in message.object_ids:
             record = self.tasks.get(object_id)
-            if record is None:
+            node = self._graph_node(object_id) if record is None else None
+            if node is not None and node[0].client_id == sender:
+                self._release_graph_object(*node, to_delete)
+            elif record is None:
                 to_delete.append(object_id)  # the storage only deletes objects this client owns
             elif record.client_id == sender:
                 if record.pending_dependents > 0:
@@ -185,6 +198,7 @@ class SchedulerState:
         client = self.clients.pop(client_id, None)
         if client is None:
             return
+        self._drop_client_graphs(client)
         for task_id in list(client.tasks):
             record = self.tasks.get(task_id)
             if record is not None and record.state != TaskState.DONE:
@@ -372,6 +386,8 @@ class SchedulerState:
 
     def _dispatch(self) -> None:
         self._dispatch_needed = False
+        if self._dirty_graphs:
+            self._flush_graphs()
         if not self.workers:
             self._check_unrunnable_when_no_workers()
             return
@@ -380,6 +396,10 @@ class SchedulerState:
         scanned = 0
         while self.ready and scanned < 10000:
             entry = self.ready[0]
+            if type(entry[2]) is not bytes:
+                heapq.heappop(self.ready)
+                self._materialize_next(entry[2], entry)
+                continue
             record = self.tasks.get(entry[2])
             if record is None or record.state != TaskState.QUEUED or record.sequence != entry[1]:
                 heapq.heappop(self.ready)
@@ -472,6 +492,10 @@ class SchedulerState:
             record, status, value, stored, profiling = stack.pop()
             if record.state == TaskState.DONE:
                 continue
+            if record.graph is not None:
+                self._finish_graph_node(record.graph, record.node, status, value, stored, profiling,
+                                        notify_client, report)
+                continue
             if record.state in _PENDING_STATES:
                 self.pending -= 1
             record.state = TaskState.DONE
@@ -525,7 +549,7 @@ class SchedulerState:
 
     def queued_count(self) -> int:
         """Tasks waiting in the scheduler's queue (cheap upper bound: may count cancelled ones)."""
-        return len(self.ready)
+        return len(self.ready) + self.graph_ready_count()
 
     def group_loads(self):
         """Worker count and busy workers per cluster supervisor (a worker adapter's group)."""

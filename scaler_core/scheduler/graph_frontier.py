@@ -1,0 +1,155 @@
+"""How a graph's finished nodes release other nodes: the scheduler's two interchangeable paths.
+
+A graph of n nodes arrives as CSR arrays of dependencies (node i depends on
+``dep_indices[dep_indptr[i]:dep_indptr[i + 1]]``, always on lower indices). Two counters per node
+drive everything: `remaining` (dependencies not yet succeeded: at 0 the node may run) and `pending`
+(dependents not yet finished: at 0 its result may be dropped). A frontier answers, for a whole
+batch of finished nodes at once:
+
+* `complete(batch)`: successors whose last dependency just succeeded (newly ready);
+* `release(batch)`: dependencies whose last dependent just finished (result no longer needed);
+* `descendants(roots)`: every node downstream (a failure or a cancel reaches all of them).
+
+`PythonFrontier` walks flat `array` columns node by node: cheapest for small graphs and small
+batches. `GraphBLASFrontier` does each step as one sparse vector-matrix product over the batch
+(in-degree decrement and newly-ready set in bulk, no per-node Python work); it pays off for big
+graphs, where the scheduler hands it large batches. `make_frontier` picks by size (threshold
+measured with benchmarks/scheduler_graph.py, see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import array
+from typing import List, Sequence
+
+import numpy as np
+
+from scaler_core.graphblas_loader import graphblas_module
+
+# Graphs with at least this many nodes use the GraphBLAS frontier (when the library passed its self-test).
+GRAPHBLAS_MIN_NODES = 100_000
+
+
+def _int_array(values: np.ndarray) -> array.array:
+    column = array.array("q")
+    column.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return column
+
+
+def successor_csr(n: int, dep_indptr: np.ndarray, dep_indices: np.ndarray):
+    """Reverse adjacency: node i is a dependency of ``succ_indices[succ_indptr[i]:succ_indptr[i + 1]]``."""
+    dependents = np.repeat(np.arange(n, dtype=np.int64), np.diff(dep_indptr))
+    order = np.argsort(dep_indices, kind="stable")
+    succ_indices = dependents[order]
+    succ_indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(dep_indices, minlength=n), out=succ_indptr[1:])
+    return succ_indptr, succ_indices
+
+
+class PythonFrontier:
+    path = "python"
+
+    def __init__(self, n: int, dep_indptr: np.ndarray, dep_indices: np.ndarray):
+        succ_indptr, succ_indices = successor_csr(n, dep_indptr, dep_indices)
+        self._dep_ptr, self._dep_idx = _int_array(dep_indptr), _int_array(dep_indices)
+        self._succ_ptr, self._succ_idx = _int_array(succ_indptr), _int_array(succ_indices)
+        self._remaining = _int_array(np.diff(dep_indptr))
+        self._pending = _int_array(np.diff(succ_indptr))
+
+    def pending(self, node: int) -> int:
+        return self._pending[node]
+
+    def complete(self, batch: Sequence[int]) -> List[int]:
+        ready = []
+        ptr, idx, remaining = self._succ_ptr, self._succ_idx, self._remaining
+        for node in batch:
+            for successor in idx[ptr[node]:ptr[node + 1]]:
+                remaining[successor] -= 1
+                if remaining[successor] == 0:
+                    ready.append(successor)
+        return ready
+
+    def release(self, batch: Sequence[int]) -> List[int]:
+        unneeded = []
+        ptr, idx, pending = self._dep_ptr, self._dep_idx, self._pending
+        for node in batch:
+            for dependency in idx[ptr[node]:ptr[node + 1]]:
+                pending[dependency] -= 1
+                if pending[dependency] == 0:
+                    unneeded.append(dependency)
+        return unneeded
+
+    def descendants(self, roots: Sequence[int]) -> List[int]:
+        ptr, idx = self._succ_ptr, self._succ_idx
+        seen = set(roots)
+        stack = list(roots)
+        found = []
+        while stack:
+            node = stack.pop()
+            for successor in idx[ptr[node]:ptr[node + 1]]:
+                if successor not in seen:
+                    seen.add(successor)
+                    found.append(successor)
+                    stack.append(successor)
+        return found
+
+
+class GraphBLASFrontier:
+    path = "graphblas"
+
+    def __init__(self, n: int, dep_indptr: np.ndarray, dep_indices: np.ndarray, module=None):
+        gb = module or graphblas_module()
+        self._gb = gb
+        self._n = n
+        dependents = np.repeat(np.arange(n, dtype=np.int64), np.diff(dep_indptr))
+        dependencies = np.asarray(dep_indices, dtype=np.int64)
+        ones = np.ones(len(dependencies), dtype=np.int32)
+        # Both stored by row so that each product reads only the rows of the batch's nodes.
+        self._to_successors = gb.Matrix.from_coo(dependencies, dependents, ones, nrows=n, ncols=n, dup_op=gb.binary.plus)
+        self._to_dependencies = gb.Matrix.from_coo(dependents, dependencies, ones, nrows=n, ncols=n, dup_op=gb.binary.plus)
+        self._remaining = np.diff(dep_indptr).astype(np.int32)
+        self._pending = np.bincount(dependencies, minlength=n).astype(np.int32)
+
+    def pending(self, node: int) -> int:
+        return int(self._pending[node])
+
+    def _push(self, batch: Sequence[int], matrix):
+        nodes = np.asarray(batch, dtype=np.int64)
+        vector = self._gb.Vector.from_coo(nodes, np.ones(len(nodes), dtype=np.int32), size=self._n, dup_op=self._gb.binary.plus)
+        reached, counts = self._gb.semiring.plus_times(vector @ matrix).new().to_coo()
+        return reached.astype(np.int64, copy=False), counts
+
+    def complete(self, batch: Sequence[int]) -> List[int]:
+        if not len(batch):
+            return []
+        successors, counts = self._push(batch, self._to_successors)
+        self._remaining[successors] -= counts
+        return successors[self._remaining[successors] == 0].tolist()
+
+    def release(self, batch: Sequence[int]) -> List[int]:
+        if not len(batch):
+            return []
+        dependencies, counts = self._push(batch, self._to_dependencies)
+        self._pending[dependencies] -= counts
+        return dependencies[self._pending[dependencies] == 0].tolist()
+
+    def descendants(self, roots: Sequence[int]) -> List[int]:
+        seen = np.zeros(self._n, dtype=bool)
+        frontier = np.unique(np.asarray(roots, dtype=np.int64))
+        seen[frontier] = True
+        found = []
+        while len(frontier):
+            reached, _ = self._push(frontier, self._to_successors)
+            frontier = reached[~seen[reached]]
+            seen[frontier] = True
+            found.append(frontier)
+        return np.concatenate(found).tolist() if found else []
+
+
+def make_frontier(n: int, dep_indptr: np.ndarray, dep_indices: np.ndarray, force: str = ""):
+    """The frontier for a graph of n nodes: GraphBLAS from GRAPHBLAS_MIN_NODES on, if it works here."""
+    if force == "graphblas" or (not force and n >= GRAPHBLAS_MIN_NODES):
+        module = graphblas_module()
+        if module is not None:
+            return GraphBLASFrontier(n, dep_indptr, dep_indices, module)
+    return PythonFrontier(n, dep_indptr, dep_indices)

@@ -1,0 +1,205 @@
+"""A submitted graph held by the scheduler as arrays: one row index per node, no object per node.
+
+The client announces a graph's shape first (GraphSubmit: dependency CSR, priorities, requested
+flags), then streams the nodes' payloads in TaskBatch rows. Node i's task id is the graph id
+followed by i as 4 big-endian bytes, so ids map to rows without a dictionary. Per-node state lives
+in numpy columns; payloads are packed into one growing buffer; only the rare extras (stored
+argument blobs, object inputs, capabilities) and results still needed by dependents are kept in
+small dictionaries. A node becomes a `TaskRecord` only when it is handed to a worker.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from scaler_core import protocol
+from scaler_core.errors import GraphError
+from scaler_core.graph_ids import GRAPH_ID_BYTES, node_task_id
+from scaler_core.scheduler.graph_frontier import make_frontier
+from scaler_core.scheduler.records import TaskState
+
+MAX_GRAPH_NODES = 1 << 31
+
+_WAITING, _QUEUED, _ASSIGNED, _DONE = (int(state) for state in (
+    TaskState.WAITING, TaskState.QUEUED, TaskState.ASSIGNED, TaskState.DONE))
+_PRIORITY_SHIFT = 1 << 32  # ready-heap key: (-priority) * 2**32 + node index
+
+
+def _int_column(data: bytes, dtype, name: str, length: Optional[int] = None) -> np.ndarray:
+    size = np.dtype(dtype).itemsize
+    if len(data) % size:
+        raise GraphError(f"GraphSubmit.{name} is {len(data)} bytes, not a whole number of {size}-byte integers")
+    column = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
+    if length is not None and len(column) != length:
+        raise GraphError(f"GraphSubmit.{name} has {len(column)} entries, expected {length}")
+    return column.astype(dtype)
+
+
+class GraphTable:
+    def __init__(self, message: "protocol.GraphSubmit", client_id: bytes, force_path: str = ""):
+        n = message.node_count
+        if len(message.graph_id) != GRAPH_ID_BYTES:
+            raise GraphError(f"GraphSubmit.graphId must be {GRAPH_ID_BYTES} bytes, got {len(message.graph_id)}")
+        if not 0 < n < MAX_GRAPH_NODES:
+            raise GraphError(f"GraphSubmit.nodeCount must be between 1 and {MAX_GRAPH_NODES - 1}, got {n}")
+        dep_indptr = _int_column(message.dependency_offsets, np.int64, "dependencyOffsets", n + 1)
+        dep_indices = _int_column(message.dependency_indices, np.int32, "dependencyIndices").astype(np.int64)
+        if dep_indptr[0] != 0 or dep_indptr[-1] != len(dep_indices) or np.any(np.diff(dep_indptr) < 0):
+            raise GraphError("GraphSubmit.dependencyOffsets must rise from 0 to the number of dependency indices")
+        owners = np.repeat(np.arange(n, dtype=np.int64), np.diff(dep_indptr))
+        if len(dep_indices) and (dep_indices.min() < 0 or np.any(dep_indices >= owners)):
+            bad = int(np.flatnonzero((dep_indices < 0) | (dep_indices >= owners))[0])
+            raise GraphError(f"GraphSubmit: node {int(owners[bad])} depends on node {int(dep_indices[bad])}; "
+                             "every dependency must come earlier in node order (which also rules out cycles)")
+        self.graph_id = message.graph_id
+        self.client_id = client_id
+        self.n = n
+        self.dep_indptr = dep_indptr
+        self.dep_indices = dep_indices.astype(np.int32)
+        self.priorities = _int_column(message.priorities, np.int32, "priorities", n)
+        self.requested = _int_column(message.requested, np.uint8, "requested", n).astype(bool)
+        self.frontier = make_frontier(n, dep_indptr, dep_indices, force_path)
+        self.state = np.zeros(n, dtype=np.uint8)
+        self.dependencies_done = np.diff(dep_indptr) == 0
+        self.arrived = np.zeros(n, dtype=bool)
+        self.result_stored = np.zeros(n, dtype=bool)
+        self.client_released = np.zeros(n, dtype=bool)
+        self.results: Dict[int, bytes] = {}  # inline results of finished nodes whose dependents still need them
+        # payload columns
+        self.function_ids: List[bytes] = []
+        self._function_index: Dict[bytes, int] = {}
+        self.function_of = np.zeros(n, dtype=np.int32)
+        self.args_buffer = bytearray()
+        self.args_start = np.zeros(n, dtype=np.int64)
+        self.args_end = np.zeros(n, dtype=np.int64)
+        self.flags = np.zeros(n, dtype=np.uint8)  # bit 0 streamOutput, bit 1 notifyStart
+        self.extras: Dict[int, tuple] = {}  # node -> (args object id, object inputs, capabilities)
+        # progress
+        self.ready: List[int] = []  # heap of (-priority) * 2**32 + node
+        self.queued_entry = None  # this graph's entry in the scheduler's ready heap, if any
+        self.materialized: Dict[int, object] = {}  # node -> TaskRecord while a record exists
+        self.arrived_count = 0
+        self.done_count = 0
+        self.to_complete: List[int] = []  # succeeded, successors not yet told
+        self.to_release: List[int] = []  # finished, dependencies not yet told
+        self.dropped = False
+
+    # --- payloads -----------------------------------------------------------------------------
+
+    def add_payload(self, index: int, task: "protocol.Task") -> bool:
+        """Store node `index`'s payload; True when it is thereby ready to run."""
+        if not 0 <= index < self.n or self.arrived[index]:
+            raise GraphError(f"task row for node {index} of graph {self.graph_id.hex()} is out of range or repeated")
+        self.arrived[index] = True
+        self.arrived_count += 1
+        if self.state[index] == _DONE:
+            return False  # cancelled or failed upstream before its payload came
+        function_index = self._function_index.get(task.function_id)
+        if function_index is None:
+            function_index = self._function_index[task.function_id] = len(self.function_ids)
+            self.function_ids.append(task.function_id)
+        self.function_of[index] = function_index
+        self.args_start[index] = len(self.args_buffer)
+        self.args_buffer += task.args
+        self.args_end[index] = len(self.args_buffer)
+        self.flags[index] = task.stream_output | (task.notify_start << 1)
+        if task.args_stored or task.inputs or task.capabilities:
+            self.extras[index] = (task.args_object_id if task.args_stored else b"", list(task.inputs),
+                                  list(task.capabilities))
+        if self.dependencies_done[index]:
+            self._make_ready(index)
+            return True
+        return False
+
+    def _make_ready(self, index: int) -> None:
+        self.state[index] = _QUEUED
+        heapq.heappush(self.ready, -int(self.priorities[index]) * _PRIORITY_SHIFT + index)
+
+    def best_ready_key(self) -> Optional[int]:
+        """(-priority) of the best ready node, dropping nodes finished while they were queued."""
+        while self.ready and self.state[self.ready[0] % _PRIORITY_SHIFT] != _QUEUED:
+            heapq.heappop(self.ready)
+        return self.ready[0] // _PRIORITY_SHIFT if self.ready else None
+
+    def pop_ready(self) -> Optional[int]:
+        if self.best_ready_key() is None:
+            return None
+        return heapq.heappop(self.ready) % _PRIORITY_SHIFT
+
+    def task_for(self, index: int) -> "protocol.Task":
+        """The node as a Task row for a worker, with its dependencies' results as inputs."""
+        flags = int(self.flags[index])
+        task = protocol.make_task(
+            node_task_id(self.graph_id, index), self.client_id, self.function_ids[self.function_of[index]],
+            bytes(self.args_buffer[self.args_start[index]:self.args_end[index]]), int(self.priorities[index]),
+            bool(self.requested[index]), bool(flags & 1), self.graph_id)
+        task.notify_start = bool(flags & 2)
+        extra = self.extras.get(index)
+        if extra is not None:
+            args_object_id, inputs, capabilities = extra
+            if args_object_id:
+                task.args_stored = True
+                task.args_object_id = args_object_id
+            task.inputs.extend(inputs)
+            task.capabilities = capabilities
+        for dependency in self.dep_indices[self.dep_indptr[index]:self.dep_indptr[index + 1]].tolist():
+            task.inputs.append(protocol.ObjectInput(
+                object_id=node_task_id(self.graph_id, dependency), inline=self.results.get(dependency, b""),
+                stored=bool(self.result_stored[dependency])))
+        return task
+
+    # --- outcomes -----------------------------------------------------------------------------
+
+    def mark_done(self, index: int, success: bool, inline_value: Optional[bytes], stored: bool) -> None:
+        self.state[index] = _DONE
+        self.done_count += 1
+        if success:
+            self.result_stored[index] = stored
+            if not stored:
+                self.results[index] = inline_value
+            self.to_complete.append(index)
+        self.to_release.append(index)
+
+    def is_done(self, index: int) -> bool:
+        return self.state[index] == _DONE
+
+    def still_needed(self, index: int) -> bool:
+        return self.frontier.pending(index) > 0
+
+    def flush(self) -> Tuple[bool, List[int]]:
+        """Apply the batch of outcomes since the last flush, in bulk.
+
+        Returns (whether nodes became ready, finished nodes whose results nobody needs any more)."""
+        became_ready = False
+        if self.to_complete:
+            batch, self.to_complete = self.to_complete, []
+            for index in self.frontier.complete(batch):
+                self.dependencies_done[index] = True
+                if self.arrived[index] and self.state[index] == _WAITING:
+                    self._make_ready(index)
+                    became_ready = True
+        unneeded = []
+        if self.to_release:
+            batch, self.to_release = self.to_release, []
+            unneeded = [index for index in batch if self.frontier.pending(index) == 0]
+            unneeded.extend(index for index in self.frontier.release(batch) if self.state[index] == _DONE)
+        return became_ready, unneeded
+
+    def forget_result(self, index: int) -> None:
+        self.results.pop(index, None)
+
+    def finished(self) -> bool:
+        return (self.done_count == self.n and self.arrived_count == self.n and not self.to_release
+                and not self.materialized)
+
+    def descendants(self, index: int) -> List[int]:
+        return self.frontier.descendants([index])
+
+    def undone_count(self) -> int:
+        return self.n - self.done_count
+
+    def ready_count(self) -> int:
+        return len(self.ready)

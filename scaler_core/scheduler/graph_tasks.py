@@ -1,0 +1,200 @@
+"""The scheduler's handling of declared graphs (GraphSubmit + rows), mixed into SchedulerState.
+
+A graph lives in a GraphTable (arrays); the scheduler's ready heap holds one entry per graph with
+ready nodes, keyed by its best node's priority. When that entry comes up, the best node becomes a
+TaskRecord (`_materialize_next`) and from then on follows the plain-task path (assignment,
+balancing, worker death, cancel) until it finishes; its outcome goes back into the table.
+Successor release and result retention are applied per graph in bulk, once per dispatch round
+(`_flush_graphs`), so a burst of results is one frontier operation, not one per result.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from typing import List, Optional, Tuple
+
+from scaler_core import protocol
+from scaler_core.errors import GraphError
+from scaler_core.graph_ids import node_task_id, split_node_task_id
+from scaler_core.scheduler.graph_table import GraphTable
+from scaler_core.scheduler.outbox import OBJECT_STORAGE
+from scaler_core.scheduler.records import TaskRecord, TaskState
+from scaler_core.serialization import dumps_exception
+
+logger = logging.getLogger(__name__)
+
+
+class GraphTasks:
+    """Mixin for SchedulerState: needs tasks, graphs, clients, ready, outbox, counts, pending."""
+
+    def _on_GraphSubmit(self, sender, message, now):
+        client = self._client(sender)
+        if client is None or message.graph_id in self.graphs:
+            return
+        try:
+            frontier = self.settings.graph_frontier
+            graph = GraphTable(message, sender, "" if frontier == "auto" else frontier)
+        except GraphError as error:
+            logger.warning("scheduler: refused a graph from %r: %s", sender, error)
+            self._refuse_graph(sender, message, error)
+            return
+        self.graphs[graph.graph_id] = graph
+        client.graphs[graph.graph_id] = None
+        self.pending += graph.n
+
+    def _refuse_graph(self, client_id: bytes, message, error: GraphError) -> None:
+        """Fail every node the client asked for, so no future waits for a graph we will not run."""
+        value = dumps_exception(error)
+        requested = bytes(message.requested)
+        count = min(message.node_count, len(requested), 1 << 24)
+        for index in range(count):
+            if requested[index]:
+                self.outbox.result(client_id, protocol.TaskResult(
+                    task_id=node_task_id(message.graph_id, index), status="schedulerError", value=value,
+                    stored=False, profiling=protocol.Profiling()))
+
+    def _graph_node(self, task_id: bytes) -> Optional[Tuple[GraphTable, int]]:
+        split = split_node_task_id(task_id)
+        if split is None:
+            return None
+        graph = self.graphs.get(split[0])
+        if graph is None or split[1] >= graph.n:
+            return None
+        return graph, split[1]
+
+    def _add_graph_payload(self, client, task) -> bool:
+        """Store a row of a declared graph; False when the row belongs to no declared graph."""
+        found = self._graph_node(task.task_id)
+        if found is None or found[0].graph_id != task.graph_id or found[0].client_id != client.client_id:
+            return False
+        graph, index = found
+        try:
+            if graph.add_payload(index, task):
+                self._queue_graph(graph)
+        except GraphError as error:
+            logger.warning("scheduler: %s", error)
+        return True
+
+    def _queue_graph(self, graph: GraphTable) -> None:
+        """Keep the graph's entry in the ready heap in step with its best ready node."""
+        key = graph.best_ready_key()
+        if key is None:
+            return
+        entry = graph.queued_entry
+        if entry is not None and entry[0] <= key:
+            return
+        self._sequence += 1
+        graph.queued_entry = (key, self._sequence, graph)
+        heapq.heappush(self.ready, graph.queued_entry)
+        self._dispatch_needed = True
+
+    def _materialize_next(self, graph: GraphTable, entry) -> None:
+        """The graph's entry reached the top of the heap: its best node becomes a queued record."""
+        if graph.queued_entry is not entry or graph.dropped:
+            return  # stale: superseded by a better entry, or the graph is gone
+        graph.queued_entry = None
+        index = graph.pop_ready()
+        if index is not None:
+            self._sequence += 1
+            record = TaskRecord(graph.task_for(index), self._sequence)
+            record.state = TaskState.QUEUED  # already counted in `pending` since the graph arrived
+            record.graph, record.node = graph, index
+            graph.materialized[index] = record
+            self.tasks[record.task_id] = record
+            heapq.heappush(self.ready, (-record.task.priority, record.sequence, record.task_id))
+        self._queue_graph(graph)
+
+    def _finish_graph_node(self, graph: GraphTable, index: int, status: str, value: bytes, stored: bool,
+                           profiling, notify_client: bool = True, report=None) -> None:
+        """Record a node's outcome; a failure or cancel reaches every node downstream at once."""
+        self._settle_graph_node(graph, index, status, value, stored, profiling, notify_client, report)
+        if status != "success":
+            for descendant in graph.descendants(index):
+                self._settle_graph_node(graph, descendant, status, value, False, None, notify_client, None)
+        self._dirty_graphs[graph] = None
+        self._dispatch_needed = True
+
+    def _settle_graph_node(self, graph, index, status, value, stored, profiling, notify_client, report) -> None:
+        if graph.is_done(index):
+            return
+        record = graph.materialized.pop(index, None)
+        if record is None:
+            self.pending -= 1  # never left the table: it was waiting or queued
+        else:
+            if record.state in (TaskState.WAITING, TaskState.QUEUED):
+                self.pending -= 1
+            record.state = TaskState.DONE
+            del self.tasks[record.task_id]
+        success = status == "success"
+        graph.mark_done(index, success, None if stored else value, stored)
+        self.counts["succeeded" if success else "cancelled" if status == "cancelled" else "failed"] += 1
+        if graph.requested[index] and notify_client and graph.client_id in self.clients:
+            task_id = node_task_id(graph.graph_id, index)
+            if report is None or report.task_id != task_id:
+                report = protocol.TaskResult(
+                    task_id=task_id, status=status, value=value, stored=stored,
+                    profiling=profiling if profiling is not None else protocol.Profiling())
+            self.outbox.result(graph.client_id, report)
+
+    def _cancel_graph_node(self, graph: GraphTable, index: int) -> None:
+        record = graph.materialized.get(index)
+        if record is not None:
+            self._cancel(record)
+        elif not graph.is_done(index):
+            self._finish_graph_node(graph, index, "cancelled", b"", False, None)
+
+    def _flush_graphs(self) -> None:
+        """Apply the outcomes gathered since the last round to each touched graph, in bulk."""
+        dirty, self._dirty_graphs = self._dirty_graphs, {}
+        for graph in dirty:
+            if graph.dropped:
+                continue
+            became_ready, unneeded = graph.flush()
+            if became_ready:
+                self._queue_graph(graph)
+            deletes = []
+            client_gone = graph.client_id not in self.clients
+            for index in unneeded:
+                graph.forget_result(index)
+                if graph.result_stored[index] and (not graph.requested[index] or graph.client_released[index] or client_gone):
+                    deletes.append(node_task_id(graph.graph_id, index))
+            if deletes:
+                self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=deletes))
+            if graph.finished():
+                self._remove_graph(graph)
+
+    def _remove_graph(self, graph: GraphTable) -> None:
+        self.graphs.pop(graph.graph_id, None)
+        client = self.clients.get(graph.client_id)
+        if client is not None:
+            client.graphs.pop(graph.graph_id, None)
+
+    def _release_graph_object(self, graph: GraphTable, index: int, to_delete: List[bytes]) -> None:
+        """The client fetched a requested node's stored result and no longer needs it."""
+        if graph.is_done(index) and graph.still_needed(index):
+            graph.client_released[index] = True
+        else:
+            to_delete.append(node_task_id(graph.graph_id, index))
+
+    def _drop_client_graphs(self, client) -> None:
+        """The client left: cancel its running graph nodes and forget its graphs."""
+        for graph_id in list(client.graphs):
+            graph = self.graphs.pop(graph_id, None)
+            if graph is None:
+                continue
+            graph.dropped = True
+            assigned = 0
+            for record in graph.materialized.values():
+                if record.state == TaskState.ASSIGNED:
+                    assigned += 1
+                    record.graph = None  # finishes as a plain record; nobody waits for it
+                    client.tasks[record.task_id] = None
+                    self._cancel(record, notify_client=False)
+                else:
+                    del self.tasks[record.task_id]
+            self.pending -= graph.undone_count() - assigned
+        client.graphs.clear()
+
+    def graph_ready_count(self) -> int:
+        return sum(graph.ready_count() for graph in self.graphs.values())

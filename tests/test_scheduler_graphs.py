@@ -1,0 +1,287 @@
+"""Declared graphs (GraphSubmit) in the scheduler state machine, on both frontier paths."""
+
+import operator
+import pickle
+
+import numpy as np
+import pytest
+
+from scaler_core import Client, SchedulerClusterCombo, protocol
+from scaler_core.client.graph import convert_legacy_graph
+from scaler_core.errors import GraphError
+from scaler_core.graph_ids import node_task_id
+from scaler_core.scheduler.graph_frontier import GraphBLASFrontier, PythonFrontier, successor_csr
+from scaler_core.scheduler.outbox import OBJECT_STORAGE
+from scaler_core.scheduler.state import SchedulerSettings, SchedulerState
+from tests import helpers_tasks as tasks
+
+CLIENT = b"C|client-1"
+GRAPH = b"g" * 16
+PATHS = ["python", "graphblas"]
+
+
+def worker_id(n):
+    return b"W|host|%d" % n
+
+
+@pytest.fixture(params=PATHS)
+def state(request):
+    state = SchedulerState(SchedulerSettings(object_storage_address="tcp://127.0.0.1:1", graph_frontier=request.param))
+    state.on_message(CLIENT, protocol.ClientHello(), now=0.0)
+    return state
+
+
+def hello(state, n):
+    state.on_message(worker_id(n), protocol.WorkerHello(worker_id=worker_id(n), cluster_id=b"K|c"), now=0.0)
+
+
+def nid(index, graph=GRAPH):
+    return node_task_id(graph, index)
+
+
+def declare(state, dependencies, requested=None, priorities=None, graph=GRAPH):
+    """dependencies: list (per node) of lists of earlier node indices."""
+    n = len(dependencies)
+    indptr = np.cumsum([0] + [len(d) for d in dependencies]).astype("<i8")
+    indices = np.array([i for d in dependencies for i in d], dtype="<i4")
+    requested = [1] * n if requested is None else requested
+    state.on_message(CLIENT, protocol.GraphSubmit(
+        graph_id=graph, node_count=n, dependency_offsets=indptr.tobytes(), dependency_indices=indices.tobytes(),
+        priorities=np.array(priorities or [0] * n, dtype="<i4").tobytes(),
+        requested=bytes(requested)), now=0.0)
+
+
+def rows(state, indices, graph=GRAPH, requested=None):
+    tasks = [protocol.make_task(nid(i, graph), b"", b"f", b"args%d" % i, 0, True if requested is None else requested[i],
+                                False, graph) for i in indices]
+    state.on_message(CLIENT, protocol.TaskBatch(tasks=tasks), now=0.0)
+
+
+def take(state):
+    outgoing = state.take_outgoing()
+    dispatched = [t for dest, msg, _ in outgoing if type(msg) is protocol.TaskBatch for t in msg.tasks]
+    results = [r for dest, msg, _ in outgoing if type(msg) is protocol.ResultBatch and dest == CLIENT for r in msg.results]
+    deleted = [i for dest, msg, _ in outgoing if dest == OBJECT_STORAGE and type(msg) is protocol.ObjectDelete
+               for i in msg.object_ids]
+    return dispatched, results, deleted
+
+
+def finish(state, worker, index, status="success", value=b"v", stored=False):
+    result = protocol.TaskResult(task_id=nid(index), status=status, value=value, stored=stored,
+                                 profiling=protocol.Profiling(duration_seconds=1.0))
+    state.on_message(worker_id(worker), protocol.ResultBatch(results=[result]), now=0.0)
+
+
+def test_diamond_runs_in_order_with_inputs(state):
+    hello(state, 1)
+    declare(state, [[], [0], [0], [1, 2]])
+    rows(state, range(4))
+    dispatched, _, _ = take(state)
+    assert [t.task_id for t in dispatched] == [nid(0)]
+    assert dispatched[0].args == b"args0" and dispatched[0].function_id == b"f"
+    finish(state, 1, 0, value=b"zero")
+    dispatched, results, _ = take(state)
+    assert [r.task_id for r in results] == [nid(0)]
+    assert sorted(t.task_id for t in dispatched) == [nid(1), nid(2)]
+    assert all([(i.object_id, i.inline) for i in t.inputs] == [(nid(0), b"zero")] for t in dispatched)
+    finish(state, 1, 1, value=b"one")
+    finish(state, 1, 2, value=b"two", stored=True)
+    dispatched, _, _ = take(state)
+    assert [(i.object_id, i.inline, i.stored) for i in dispatched[0].inputs] == [
+        (nid(1), b"one", False), (nid(2), b"", True)]
+    finish(state, 1, 3)
+    take(state)
+    assert state.graphs == {} and state.tasks == {} and state.pending == 0
+
+
+def test_rows_may_arrive_after_their_dependencies_finished(state):
+    hello(state, 1)
+    declare(state, [[], [0]])
+    rows(state, [0])
+    take(state)
+    finish(state, 1, 0)
+    assert take(state)[0] == []
+    rows(state, [1])
+    assert [t.task_id for t in take(state)[0]] == [nid(1)]
+
+
+def test_priorities_order_ready_nodes(state):
+    hello(state, 1)
+    state.workers[worker_id(1)].limit = 1
+    declare(state, [[], [], []], priorities=[1, 5, 3])
+    rows(state, range(3))
+    order = []
+    for _ in range(3):
+        dispatched, _, _ = take(state)
+        order += [t.task_id for t in dispatched]
+        finish(state, 1, int.from_bytes(order[-1][-4:], "big"))
+    assert order == [nid(1), nid(2), nid(0)]
+
+
+def test_failure_reaches_every_descendant_once(state):
+    hello(state, 1)
+    chain = [[]] + [[i] for i in range(2000)]  # long chain: no recursion anywhere
+    declare(state, chain + [[0]], requested=[0] * 2000 + [1, 1])
+    rows(state, range(2002))
+    take(state)
+    error = pickle.dumps(ValueError("boom"))
+    finish(state, 1, 0, status="failed", value=error)
+    dispatched, results, _ = take(state)
+    assert dispatched == []
+    assert sorted(r.task_id for r in results) == [nid(2000), nid(2001)]
+    assert all(r.status == "failed" and r.value == error for r in results)
+    assert state.counts["failed"] == 2002 and state.pending == 0 and state.graphs == {}
+
+
+def test_cancel_a_waiting_node_cancels_its_descendants_only(state):
+    hello(state, 1)
+    declare(state, [[], [0], [1], []])
+    rows(state, range(4))
+    take(state)
+    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[nid(1)]), now=0.0)
+    _, results, _ = take(state)
+    assert sorted((r.task_id, r.status) for r in results) == [(nid(1), "cancelled"), (nid(2), "cancelled")]
+    finish(state, 1, 0)
+    finish(state, 1, 3)
+    take(state)
+    assert state.graphs == {} and state.pending == 0
+
+
+def test_cancel_a_running_node_goes_to_its_worker(state):
+    hello(state, 1)
+    declare(state, [[], [0]])
+    rows(state, range(2))
+    take(state)
+    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[nid(0)]), now=0.0)
+    outgoing = state.take_outgoing()
+    assert [(d, m.task_ids) for d, m, _ in outgoing if type(m) is protocol.TaskCancel] == [(worker_id(1), [nid(0)])]
+    finish(state, 1, 0, status="cancelled", value=b"")
+    _, results, _ = take(state)
+    assert sorted((r.task_id, r.status) for r in results) == [(nid(0), "cancelled"), (nid(1), "cancelled")]
+
+
+def test_stored_intermediate_deleted_once_its_dependents_finish(state):
+    hello(state, 1)
+    declare(state, [[], [0], [0]], requested=[0, 1, 1])
+    rows(state, range(3))
+    take(state)
+    finish(state, 1, 0, stored=True, value=b"")
+    take(state)
+    finish(state, 1, 1)
+    assert take(state)[2] == []
+    finish(state, 1, 2)
+    assert take(state)[2] == [nid(0)]
+
+
+def test_requested_stored_result_released_by_client_only_after_dependents(state):
+    hello(state, 1)
+    declare(state, [[], [0]])
+    rows(state, range(2))
+    take(state)
+    finish(state, 1, 0, stored=True, value=b"")
+    take(state)
+    state.on_message(CLIENT, protocol.ObjectDelete(object_ids=[nid(0)]), now=0.0)
+    assert take(state)[2] == [], "node 1 still needs it"
+    finish(state, 1, 1)
+    assert take(state)[2] == [nid(0)]
+
+
+def test_dead_worker_node_reruns_elsewhere(state):
+    hello(state, 1)
+    declare(state, [[], [0]])
+    rows(state, range(2))
+    take(state)
+    hello(state, 2)
+    state.on_message(b"K|c", protocol.WorkerDied(worker_id=worker_id(1), exit_code=-9), now=0.0)
+    dispatched, _, _ = take(state)
+    assert [t.task_id for t in dispatched] == [nid(0)] and dispatched[0].retries == 1
+    finish(state, 2, 0)
+    assert [t.task_id for t in take(state)[0]] == [nid(1)]
+
+
+def test_client_leaving_drops_its_graph_and_cancels_running_nodes(state):
+    hello(state, 1)
+    declare(state, [[], [], [0, 1]])
+    rows(state, range(3))
+    take(state)
+    state.on_message(CLIENT, protocol.ClientDisconnect(), now=0.0)
+    outgoing = state.take_outgoing()
+    assert sorted(i for _, m, _ in outgoing if type(m) is protocol.TaskCancel for i in m.task_ids) == [nid(0), nid(1)]
+    finish(state, 1, 0, status="cancelled", value=b"")
+    finish(state, 1, 1, status="cancelled", value=b"")
+    take(state)
+    assert state.graphs == {} and state.tasks == {} and state.pending == 0
+
+
+@pytest.mark.parametrize("shape", ["forward edge", "self edge", "short offsets"])
+def test_malformed_graph_is_refused_and_requested_nodes_fail(state, shape):
+    indptr = np.array([0, 0, 1], dtype="<i8")
+    indices = np.array([1 if shape == "forward edge" else 0], dtype="<i4")
+    if shape == "self edge":
+        indptr = np.array([0, 1, 1], dtype="<i8")
+    if shape == "short offsets":
+        indptr = indptr[:2]
+    state.on_message(CLIENT, protocol.GraphSubmit(
+        graph_id=GRAPH, node_count=2, dependency_offsets=indptr.tobytes(), dependency_indices=indices.tobytes(),
+        priorities=bytes(8), requested=b"\x01\x01"), now=0.0)
+    _, results, _ = take(state)
+    assert [r.status for r in results] == ["schedulerError"] * 2
+    assert isinstance(pickle.loads(results[0].value), GraphError)
+    assert state.graphs == {} and state.pending == 0
+
+
+def random_dag(n, seed=1):
+    rng = np.random.default_rng(seed)
+    return [sorted(set(rng.integers(0, i, size=min(i, 3)).tolist())) if i else [] for i in range(n)]
+
+
+def test_both_frontiers_agree_on_random_dags():
+    dependencies = random_dag(3000)
+    indptr = np.cumsum([0] + [len(d) for d in dependencies]).astype(np.int64)
+    indices = np.array([i for d in dependencies for i in d], dtype=np.int64)
+    frontiers = [PythonFrontier(3000, indptr, indices), GraphBLASFrontier(3000, indptr, indices)]
+    rng = np.random.default_rng(2)
+    ready = [i for i, d in enumerate(dependencies) if not d]
+    done = set()
+    while ready:
+        batch = rng.permutation(ready)[: max(1, len(ready) // 2)].tolist()
+        ready = [i for i in ready if i not in set(batch)]
+        done.update(batch)
+        answers = [sorted(f.complete(batch)) for f in frontiers]
+        released = [sorted(f.release(batch)) for f in frontiers]
+        assert answers[0] == answers[1] and released[0] == released[1]
+        ready += answers[0]
+    assert len(done) == 3000
+    assert sorted(frontiers[0].descendants([5])) == sorted(frontiers[1].descendants([5]))
+    succ_indptr, succ_indices = successor_csr(3000, indptr, indices)
+    assert int(succ_indptr[-1]) == len(indices)
+
+
+# --- end to end: a real cluster whose scheduler is forced onto each frontier path ---------------
+
+@pytest.fixture(scope="module", params=PATHS)
+def frontier_client(request):
+    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING", graph_frontier=request.param) as cluster:
+        with Client(cluster.address, timeout_seconds=30) as client:
+            yield client
+
+
+def test_graphs_end_to_end_on_each_frontier(frontier_client):
+    graph = {"x0": 1}
+    for n in range(1, 300):
+        graph[f"x{n}"] = (operator.add, f"x{n - 1}", 1)
+    graph["big"] = (np.ones, 100_000)  # a stored intermediate (above the inline threshold)
+    graph["sum"] = (np.sum, "big")
+    graph["both"] = (operator.add, "sum", "x299")
+    assert frontier_client.get(graph, keys=["both", "x150"]) == {"both": 100_300, "x150": 151}
+    graph["bad"] = (tasks.fail, "x10")
+    graph["after_bad"] = (operator.add, "bad", "x20")
+    with pytest.raises(tasks.CustomError):
+        frontier_client.get(graph, keys=["after_bad"])
+
+
+def test_graph_cancel_end_to_end_on_each_frontier(frontier_client):
+    graph = {"slow": (tasks.sleep_and_return, 30, 1), "next": (operator.neg, "slow")}
+    futures = frontier_client.submit_graph(convert_legacy_graph(graph), ["next", "slow"])
+    assert futures["next"].cancel() and futures["slow"].cancel()
+    assert frontier_client.submit(tasks.square, 4).result(timeout=30) == 16
