@@ -338,7 +338,7 @@ def _decode_task_batch(reader) -> TaskBatch:
             task.inputs = []
         else:
             (offsets, (ids, inline, stored)) = inputs
-            task.inputs = [_object_input(ids[i], inline[i], stored[i]) for i in range(offsets[index], offsets[index + 1])]
+            task.inputs = [make_object_input(ids[i], inline[i], stored[i]) for i in range(offsets[index], offsets[index + 1])]
         if dependencies is None:
             task.dependencies = []
         else:
@@ -354,7 +354,8 @@ def _decode_task_batch(reader) -> TaskBatch:
     return TaskBatch(tasks)
 
 
-def _object_input(object_id, inline, stored):
+def make_object_input(object_id: bytes, inline: bytes, stored: bool) -> "ObjectInput":
+    """An ObjectInput built without keyword parsing (hot path)."""
     item = ObjectInput.__new__(ObjectInput)
     item.object_id = object_id
     item.inline = inline

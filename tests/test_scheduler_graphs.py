@@ -25,7 +25,9 @@ def worker_id(n):
 
 
 @pytest.fixture(params=PATHS)
-def state(request):
+def state(request, monkeypatch):
+    # every batch as a sparse product, however small, so that path is what these tests exercise
+    monkeypatch.setattr(GraphBLASFrontier, "SPARSE_MIN_BATCH", 1)
     state = SchedulerState(SchedulerSettings(object_storage_address="tcp://127.0.0.1:1", graph_frontier=request.param))
     state.on_message(CLIENT, protocol.ClientHello(), now=0.0)
     return state
@@ -231,15 +233,20 @@ def test_malformed_graph_is_refused_and_requested_nodes_fail(state, shape):
 
 
 def random_dag(n, seed=1):
+    """A quarter of the nodes are roots, so batches get wide; the rest depend on 1-3 earlier nodes."""
     rng = np.random.default_rng(seed)
-    return [sorted(set(rng.integers(0, i, size=min(i, 3)).tolist())) if i else [] for i in range(n)]
+    return [sorted(set(rng.integers(0, i, size=1 + i % 3).tolist())) if i % 4 else [] for i in range(n)]
 
 
 def test_both_frontiers_agree_on_random_dags():
     dependencies = random_dag(3000)
     indptr = np.cumsum([0] + [len(d) for d in dependencies]).astype(np.int64)
     indices = np.array([i for d in dependencies for i in d], dtype=np.int64)
-    frontiers = [PythonFrontier(3000, indptr, indices), GraphBLASFrontier(3000, indptr, indices)]
+    sparse_only = GraphBLASFrontier(3000, indptr, indices)
+    sparse_only.SPARSE_MIN_BATCH = 1
+    hybrid = GraphBLASFrontier(3000, indptr, indices)
+    hybrid.SPARSE_MIN_BATCH = 8
+    frontiers = [PythonFrontier(3000, indptr, indices), sparse_only, hybrid]
     rng = np.random.default_rng(2)
     ready = [i for i, d in enumerate(dependencies) if not d]
     done = set()
@@ -249,10 +256,11 @@ def test_both_frontiers_agree_on_random_dags():
         done.update(batch)
         answers = [sorted(f.complete(batch)) for f in frontiers]
         released = [sorted(f.release(batch)) for f in frontiers]
-        assert answers[0] == answers[1] and released[0] == released[1]
+        assert answers[0] == answers[1] == answers[2] and released[0] == released[1] == released[2]
         ready += answers[0]
     assert len(done) == 3000
-    assert sorted(frontiers[0].descendants([5])) == sorted(frontiers[1].descendants([5]))
+    assert sorted(frontiers[0].descendants([5])) == sorted(frontiers[1].descendants([5])) == \
+        sorted(frontiers[2].descendants([5]))
     succ_indptr, succ_indices = successor_csr(3000, indptr, indices)
     assert int(succ_indptr[-1]) == len(indices)
 

@@ -13,7 +13,8 @@ batch of finished nodes at once:
 `PythonFrontier` walks flat `array` columns node by node: cheapest for small graphs and small
 batches. `GraphBLASFrontier` does each step as one sparse vector-matrix product over the batch
 (in-degree decrement and newly-ready set in bulk, no per-node Python work); it pays off for big
-graphs, where the scheduler hands it large batches. `make_frontier` picks by size (threshold
+batches, which big wide graphs produce, and falls back to the walk for small batches (a long
+chain finishes one node at a time: a product per node would cost ~100x the walk). `make_frontier` picks by size (threshold
 measured with benchmarks/scheduler_graph.py, see benchmarks/README.md).
 """
 
@@ -94,10 +95,17 @@ class PythonFrontier:
         return found
 
 
-class GraphBLASFrontier:
+class GraphBLASFrontier(PythonFrontier):
+    """Big batches as sparse products, small ones by the inherited array walk, on shared counters.
+
+    A sparse product costs ~130 us of fixed overhead (measured: benchmarks/scheduler_graph.py), so a
+    batch below SPARSE_MIN_BATCH nodes is cheaper to walk; both update the same counters."""
+
     path = "graphblas"
+    SPARSE_MIN_BATCH = 512
 
     def __init__(self, n: int, dep_indptr: np.ndarray, dep_indices: np.ndarray, module=None):
+        super().__init__(n, dep_indptr, dep_indices)
         gb = module or graphblas_module()
         self._gb = gb
         self._n = n
@@ -107,39 +115,47 @@ class GraphBLASFrontier:
         # Both stored by row so that each product reads only the rows of the batch's nodes.
         self._to_successors = gb.Matrix.from_coo(dependencies, dependents, ones, nrows=n, ncols=n, dup_op=gb.binary.plus)
         self._to_dependencies = gb.Matrix.from_coo(dependents, dependencies, ones, nrows=n, ncols=n, dup_op=gb.binary.plus)
-        self._remaining = np.diff(dep_indptr).astype(np.int32)
-        self._pending = np.bincount(dependencies, minlength=n).astype(np.int32)
-
-    def pending(self, node: int) -> int:
-        return int(self._pending[node])
+        # numpy counters for the bulk path, seen through memoryviews (fast scalar access) by the walk
+        self._remaining_array = np.diff(dep_indptr).astype(np.int64)
+        self._pending_array = np.bincount(dependencies, minlength=n).astype(np.int64)
+        self._remaining = memoryview(self._remaining_array)
+        self._pending = memoryview(self._pending_array)
 
     def _push(self, batch: Sequence[int], matrix):
         nodes = np.asarray(batch, dtype=np.int64)
-        vector = self._gb.Vector.from_coo(nodes, np.ones(len(nodes), dtype=np.int32), size=self._n, dup_op=self._gb.binary.plus)
+        vector = self._gb.Vector.from_coo(nodes, np.ones(len(nodes), dtype=np.int32), size=self._n,
+                                          dup_op=self._gb.binary.plus)
         reached, counts = self._gb.semiring.plus_times(vector @ matrix).new().to_coo()
         return reached.astype(np.int64, copy=False), counts
 
     def complete(self, batch: Sequence[int]) -> List[int]:
-        if not len(batch):
-            return []
+        if len(batch) < self.SPARSE_MIN_BATCH:
+            return super().complete(batch)
         successors, counts = self._push(batch, self._to_successors)
-        self._remaining[successors] -= counts
-        return successors[self._remaining[successors] == 0].tolist()
+        self._remaining_array[successors] -= counts
+        return successors[self._remaining_array[successors] == 0].tolist()
 
     def release(self, batch: Sequence[int]) -> List[int]:
-        if not len(batch):
-            return []
+        if len(batch) < self.SPARSE_MIN_BATCH:
+            return super().release(batch)
         dependencies, counts = self._push(batch, self._to_dependencies)
-        self._pending[dependencies] -= counts
-        return dependencies[self._pending[dependencies] == 0].tolist()
+        self._pending_array[dependencies] -= counts
+        return dependencies[self._pending_array[dependencies] == 0].tolist()
 
     def descendants(self, roots: Sequence[int]) -> List[int]:
+        """Level by level: each level is one product while it is wide, a walk while it is narrow."""
         seen = np.zeros(self._n, dtype=bool)
         frontier = np.unique(np.asarray(roots, dtype=np.int64))
         seen[frontier] = True
         found = []
+        ptr, idx = self._succ_ptr, self._succ_idx
         while len(frontier):
-            reached, _ = self._push(frontier, self._to_successors)
+            if len(frontier) >= self.SPARSE_MIN_BATCH:
+                reached, _ = self._push(frontier, self._to_successors)
+            else:
+                reached = np.fromiter((s for node in frontier.tolist() for s in idx[ptr[node]:ptr[node + 1]]),
+                                      dtype=np.int64)
+            reached = np.unique(reached)
             frontier = reached[~seen[reached]]
             seen[frontier] = True
             found.append(frontier)

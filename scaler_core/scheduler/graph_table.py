@@ -17,7 +17,7 @@ import numpy as np
 
 from scaler_core import protocol
 from scaler_core.errors import GraphError
-from scaler_core.graph_ids import GRAPH_ID_BYTES, node_task_id
+from scaler_core.graph_ids import GRAPH_ID_BYTES, NODE_INDEX_BYTES, node_task_id
 from scaler_core.scheduler.graph_frontier import make_frontier
 from scaler_core.scheduler.records import TaskState
 
@@ -132,10 +132,11 @@ class GraphTable:
     def task_for(self, index: int) -> "protocol.Task":
         """The node as a Task row for a worker, with its dependencies' results as inputs."""
         flags = int(self.flags[index])
+        graph_id = self.graph_id
         task = protocol.make_task(
-            node_task_id(self.graph_id, index), self.client_id, self.function_ids[self.function_of[index]],
+            graph_id + index.to_bytes(NODE_INDEX_BYTES, "big"), self.client_id, self.function_ids[self.function_of[index]],
             bytes(self.args_buffer[self.args_start[index]:self.args_end[index]]), int(self.priorities[index]),
-            bool(self.requested[index]), bool(flags & 1), self.graph_id)
+            bool(self.requested[index]), bool(flags & 1), graph_id)
         task.notify_start = bool(flags & 2)
         extra = self.extras.get(index)
         if extra is not None:
@@ -145,10 +146,13 @@ class GraphTable:
                 task.args_object_id = args_object_id
             task.inputs.extend(inputs)
             task.capabilities = capabilities
-        for dependency in self.dep_indices[self.dep_indptr[index]:self.dep_indptr[index + 1]].tolist():
-            task.inputs.append(protocol.ObjectInput(
-                object_id=node_task_id(self.graph_id, dependency), inline=self.results.get(dependency, b""),
-                stored=bool(self.result_stored[dependency])))
+        start, end = self.dep_indptr[index], self.dep_indptr[index + 1]
+        if end > start:
+            results, stored = self.results, self.result_stored
+            make_input = protocol.make_object_input
+            task.inputs.extend(
+                make_input(graph_id + dependency.to_bytes(NODE_INDEX_BYTES, "big"), results.get(dependency, b""), bool(stored[dependency]))
+                for dependency in self.dep_indices[start:end].tolist())
         return task
 
     # --- outcomes -----------------------------------------------------------------------------
