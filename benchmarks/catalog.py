@@ -76,6 +76,14 @@ def build_cases(quick):
             W + "w3_dask_collections:run_dask_collection", {"kind": kind, "size": size}, systems,
             [("seconds", "seconds", "lower"), ("tasks_per_s", "tasks/s", "higher")],
             not_applicable=["upstream"], timeout_factor=1.0 if size < 2000 else 3.0))
+    if not q:
+        # Issue 7: a dask.array computation of ~1M tasks through scaler_get (compare with W4.map-1M).
+        cases.append(Case(
+            "W3.array-1M", "W3", "dask.array graph, ~1M tasks", W + "w3_dask_collections:run_dask_collection",
+            {"kind": "array", "size": 6580}, ["ours", "distributed", "dask-threaded"],
+            [("seconds", "seconds", "lower"), ("tasks_per_s", "tasks/s", "higher"),
+             ("scheduler_peak_rss_mb", "scheduler peak RSS MB", "lower")],
+            not_applicable=["upstream"], timeout_factor=8.0))
     for n in ([5000] if q else [100_000, 1_000_000]):
         for shape in ("map", "chain", "tree", "random"):
             systems = CLUSTER_SYSTEMS if shape == "map" else GRAPH_SYSTEMS

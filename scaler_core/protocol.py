@@ -69,8 +69,13 @@ class ProtocolStruct:
 
     def __eq__(self, other):
         return type(self) is type(other) and all(
-            getattr(self, f.py_name) == getattr(other, f.py_name) for f in self._fields
+            _as_list(getattr(self, f.py_name)) == _as_list(getattr(other, f.py_name)) for f in self._fields
         )
+
+
+def _as_list(value):
+    # a list field may hold a shared empty tuple after decoding (see _decode_task_batch)
+    return list(value) if type(value) is tuple else value
 
 
 _MISSING = object()
@@ -298,6 +303,11 @@ def _ragged(reader, offsets_name, count, *columns):
     return offsets, values
 
 
+# Shared by every decoded task without inputs, dependencies or capabilities: a queued task then
+# carries no list objects of its own (3 x 56 bytes; see W7). Code that adds to them replaces the tuple.
+_NONE = ()
+
+
 def _decode_task_batch(reader) -> TaskBatch:
     task_ids = list(reader.taskIds)
     count = len(task_ids)
@@ -334,18 +344,18 @@ def _decode_task_batch(reader) -> TaskBatch:
         task.retries = retries[index]
         task.dependent_count = dependent_counts[index]
         task.graph_id = graph_ids[index]
-        if inputs is None:
-            task.inputs = []
+        if inputs is None or inputs[0][index] == inputs[0][index + 1]:
+            task.inputs = _NONE
         else:
             (offsets, (ids, inline, stored)) = inputs
             task.inputs = [make_object_input(ids[i], inline[i], stored[i]) for i in range(offsets[index], offsets[index + 1])]
-        if dependencies is None:
-            task.dependencies = []
+        if dependencies is None or dependencies[0][index] == dependencies[0][index + 1]:
+            task.dependencies = _NONE
         else:
             offsets, (ids,) = dependencies
             task.dependencies = ids[offsets[index]:offsets[index + 1]]
-        if capabilities is None:
-            task.capabilities = []
+        if capabilities is None or capabilities[0][index] == capabilities[0][index + 1]:
+            task.capabilities = _NONE
         else:
             offsets, (names, quantities) = capabilities
             task.capabilities = [Capability(name=names[i], quantity=quantities[i])

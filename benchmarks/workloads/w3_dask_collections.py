@@ -41,13 +41,16 @@ def _check(kind, value, expected):
 
 
 def run_dask_collection(system, kind, size):
+    import os
+
     import dask
     scheduler = system.dask_scheduler()
     collection, expected = build_array_graph(size) if kind == "array" else build_dataframe_graph(size)
     n_tasks = _count_tasks(collection)
     pids = all_process_pids()
+    scheduler_pid = system.scheduler_pid() or os.getpid()
     cpu_before = measure.cpu_seconds_of(pids)
-    with Stopwatch() as watch:
+    with measure.PeakRssMonitor({"scheduler": scheduler_pid}, interval_seconds=0.05) as monitor, Stopwatch() as watch:
         (value,) = dask.compute(collection, scheduler=scheduler)
     cpu_after = measure.cpu_seconds_of(pids)
     _check(kind, value, expected)
@@ -56,4 +59,6 @@ def run_dask_collection(system, kind, size):
         "seconds": round(watch.seconds, 4),
         "tasks_per_s": round(n_tasks / watch.seconds, 1),
         "cpu_ms_per_task": cpu_ms_per_task(cpu_before, cpu_after, n_tasks),
+        "scheduler_peak_rss_mb": monitor.peaks_mb().get("scheduler"),
+        "scheduler_in_client_process": scheduler_pid == os.getpid(),
     }

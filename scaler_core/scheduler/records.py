@@ -28,7 +28,7 @@ class TaskRecord:
         self.state = TaskState.WAITING
         self.worker: Optional[bytes] = None
         self.waiting_on = 0
-        self.dependents: List[bytes] = []
+        self.dependents: List[bytes] = ()  # becomes a list at the first dependent (most tasks have none)
         self.pending_dependents = 0  # dependents not yet finished: the result must stay available
         self.result_inline: Optional[bytes] = None
         self.result_stored = False

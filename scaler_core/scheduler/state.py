@@ -365,6 +365,8 @@ class SchedulerState(GraphTasks):
                 elif failure is None:
                     failure = (dependency.status, dependency.error_value)
             else:
+                if not dependency.dependents:
+                    dependency.dependents = []  # records start with a shared empty tuple
                 dependency.dependents.append(task.task_id)
                 record.waiting_on += 1
         if failure is not None:
@@ -374,8 +376,10 @@ class SchedulerState(GraphTasks):
 
     @staticmethod
     def _add_input(record: TaskRecord, dependency: TaskRecord) -> None:
-        record.task.inputs.append(protocol.ObjectInput(
-            object_id=dependency.task_id, inline=dependency.result_inline or b"", stored=dependency.result_stored))
+        if type(record.task.inputs) is tuple:
+            record.task.inputs = list(record.task.inputs)  # decoded tasks share one empty tuple
+        record.task.inputs.append(protocol.make_object_input(
+            dependency.task_id, dependency.result_inline or b"", dependency.result_stored))
 
     def _enqueue(self, record: TaskRecord) -> None:
         if record.state not in _PENDING_STATES:
@@ -525,7 +529,7 @@ class SchedulerState(GraphTasks):
                     continue  # cannot happen: a dependent only runs once this result exists
                 else:
                     stack.append((dependent, status, value, False, None))
-            record.dependents = []
+            record.dependents = ()
             for dependency_id in record.task.dependencies:
                 dependency = self.tasks.get(dependency_id)
                 if dependency is not None:
