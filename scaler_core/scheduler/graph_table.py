@@ -79,7 +79,8 @@ class GraphTable:
         self.extras: Dict[int, tuple] = {}  # node -> (args object id, object inputs, capabilities)
         # progress
         self.ready: List[int] = []  # heap of (-priority) * 2**32 + node
-        self.queued_entry = None  # this graph's entry in the scheduler's ready heap, if any
+        self.queued_entry = None  # this graph's entry in the scheduler's ready queue, if any
+        self.queued_key = None  # and the -priority it was queued at
         self.materialized: Dict[int, object] = {}  # node -> TaskRecord while a record exists
         self.arrived_count = 0
         self.done_count = 0

@@ -10,7 +10,6 @@ Successor release and result retention are applied per graph in bulk, once per d
 
 from __future__ import annotations
 
-import heapq
 import logging
 from typing import List, Optional, Tuple
 
@@ -81,28 +80,26 @@ class GraphTasks:
         key = graph.best_ready_key()
         if key is None:
             return
-        entry = graph.queued_entry
-        if entry is not None and entry[0] <= key:
-            return
-        self._sequence += 1
-        graph.queued_entry = (key, self._sequence, graph)
-        heapq.heappush(self.ready, graph.queued_entry)
+        if graph.queued_key is not None and graph.queued_key <= key:
+            return  # its entry already sits at this priority or a better one
+        graph.queued_entry = (graph,)  # a fresh object: an older entry of this graph becomes stale
+        graph.queued_key = key
+        self.ready.push(-key, graph.queued_entry)
         self._dispatch_needed = True
 
     def _materialize_next(self, graph: GraphTable, entry) -> None:
         """The graph's entry reached the top of the heap: its best node becomes a queued record."""
         if graph.queued_entry is not entry or graph.dropped:
             return  # stale: superseded by a better entry, or the graph is gone
-        graph.queued_entry = None
+        graph.queued_entry = graph.queued_key = None
         index = graph.pop_ready()
         if index is not None:
-            self._sequence += 1
-            record = TaskRecord(graph.task_for(index), self._sequence)
+            record = TaskRecord(graph.task_for(index))
             record.state = TaskState.QUEUED  # already counted in `pending` since the graph arrived
             record.graph, record.node = graph, index
             graph.materialized[index] = record
             self.tasks[record.task_id] = record
-            heapq.heappush(self.ready, (-record.task.priority, record.sequence, record.task_id))
+            self.ready.push(record.task.priority, record.task_id, front=True)
         self._queue_graph(graph)
 
     def _finish_graph_node(self, graph: GraphTable, index: int, status: str, value: bytes, stored: bool,

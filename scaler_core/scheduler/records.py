@@ -20,10 +20,10 @@ class TaskRecord:
     __slots__ = (
         "task", "state", "worker", "waiting_on", "dependents", "pending_dependents", "result_inline",
         "result_stored", "status", "error_value", "client_released", "cancel_requested", "no_worker_since",
-        "sequence", "balance_requested", "graph", "node",
+        "balance_requested", "graph", "node",
     )
 
-    def __init__(self, task: "protocol.Task", sequence: int):
+    def __init__(self, task: "protocol.Task"):
         self.task = task
         self.state = TaskState.WAITING
         self.worker: Optional[bytes] = None
@@ -37,7 +37,6 @@ class TaskRecord:
         self.client_released = False
         self.cancel_requested = False
         self.no_worker_since: Optional[float] = None
-        self.sequence = sequence
         self.balance_requested = False
         self.graph = None  # GraphTable when this record is a node of a declared graph
         self.node = -1

@@ -20,6 +20,7 @@ import psutil
 import zmq
 
 from scaler_core import protocol, transport
+from scaler_core.memory import QuietTrimmer
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
 from scaler_core.scheduler.policies import make_policy
 from scaler_core.scheduler.scaling import ScalingPolicy
@@ -58,6 +59,7 @@ class SchedulerServer:
         self.sent = collections.Counter()
         self.received = collections.Counter()
         self.process = psutil.Process()
+        self._trimmer = QuietTrimmer()  # returns the heap of a finished burst to the OS
         self.process.cpu_percent()
         self.scaling = ScalingPolicy(idle_seconds=settings.adapter_idle_seconds) \
             if settings.adapter_webhook_url else None
@@ -119,6 +121,7 @@ class SchedulerServer:
         now = time.monotonic()
         self.state.on_tick(now)
         self._flush()
+        self._trimmer.check()
         if self.monitor is not None and self.monitor_subscribers > 0:
             self._publish_status(now)
         if self.scaling is not None:
@@ -161,6 +164,7 @@ class SchedulerServer:
                 break
             handled += 1
             self._handle(parts, now)
+        self._trimmer.handled(handled)
         self._flush()
         if self.state.stopping:
             self._loop.call_later(0.2, self.stop)

@@ -8,7 +8,6 @@ the object storage server). Peers are told apart by the first byte of their Zero
 
 from __future__ import annotations
 
-import heapq
 import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -18,6 +17,7 @@ from scaler_core.errors import GraphError, NoWorkerError, WorkerDiedError
 from scaler_core.scheduler.graph_tasks import GraphTasks
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
 from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
+from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
 from scaler_core.serialization import dumps_exception
 
@@ -60,12 +60,11 @@ class SchedulerState(GraphTasks):
         self.workers: Dict[bytes, WorkerRecord] = {}
         self.clients: Dict[bytes, ClientRecord] = {}
         self.clusters: Dict[bytes, float] = {}  # cluster supervisor -> last heartbeat
-        self.ready: List = []  # heap of (-priority, sequence, task_id or GraphTable)
+        self.ready = ReadyQueue()  # task ids, and (graph,) entries for graphs with ready nodes
         self.outbox = Outbox()
         self.counts = {"succeeded": 0, "failed": 0, "cancelled": 0}
         self.pending = 0  # tasks WAITING or QUEUED, kept as they move
         self.stopping = False
-        self._sequence = 0
         self._dispatch_needed = False
         self._now = 0.0
         self._last_tick: Optional[float] = None
@@ -267,7 +266,7 @@ class SchedulerState(GraphTasks):
         worker = self.workers.get(sender)
         if worker is None:
             return
-        for task_id in message.task_ids:
+        for task_id in reversed(message.task_ids):  # each goes to the front of the queue: keep their order
             record = self.tasks.get(task_id)
             if record is None or record.worker != sender or record.state != TaskState.ASSIGNED:
                 continue
@@ -315,7 +314,7 @@ class SchedulerState(GraphTasks):
         task_ids = list(worker.assigned)
         # Only the oldest assigned task can have been running; the rest were queued behind it.
         suspect = next((task_id for task_id in task_ids if task_id not in returned), None)
-        for task_id in task_ids:
+        for task_id in reversed(task_ids):  # each goes to the front of the queue: keep their order
             record = self.tasks[task_id]
             self._unassign(record, worker)
             if record.cancel_requested:
@@ -343,8 +342,7 @@ class SchedulerState(GraphTasks):
     def _add_task(self, client: ClientRecord, task) -> None:
         if task.task_id in self.tasks:
             return
-        self._sequence += 1
-        record = TaskRecord(task, self._sequence)
+        record = TaskRecord(task)
         self.tasks[task.task_id] = record
         self.pending += 1  # a new record starts WAITING
         client.tasks[task.task_id] = None
@@ -382,10 +380,11 @@ class SchedulerState(GraphTasks):
             dependency.task_id, dependency.result_inline or b"", dependency.result_stored))
 
     def _enqueue(self, record: TaskRecord) -> None:
-        if record.state not in _PENDING_STATES:
-            self.pending += 1  # back from a worker (death, balancing)
+        returned = record.state not in _PENDING_STATES
+        if returned:
+            self.pending += 1  # back from a worker (death, balancing): it keeps its turn
         record.state = TaskState.QUEUED
-        heapq.heappush(self.ready, (-record.task.priority, record.sequence, record.task_id))
+        self.ready.push(record.task.priority, record.task_id, front=returned)
         self._dispatch_needed = True
 
     def _dispatch(self) -> None:
@@ -398,30 +397,31 @@ class SchedulerState(GraphTasks):
         workers = list(self.workers.values())
         deferred = []
         scanned = 0
-        while self.ready and scanned < 10000:
-            entry = self.ready[0]
-            if type(entry[2]) is not bytes:
-                heapq.heappop(self.ready)
-                self._materialize_next(entry[2], entry)
+        ready = self.ready
+        while ready and scanned < 10000:
+            item = ready.peek()
+            if type(item) is not bytes:
+                ready.pop()
+                self._materialize_next(item[0], item)
                 continue
-            record = self.tasks.get(entry[2])
-            if record is None or record.state != TaskState.QUEUED or record.sequence != entry[1]:
-                heapq.heappop(self.ready)
+            record = self.tasks.get(item)
+            if record is None or record.state != TaskState.QUEUED:
+                ready.pop()
                 continue
             worker = self.policy.choose(record, workers)
             if worker is not None:
-                heapq.heappop(self.ready)
+                ready.pop()
                 self._assign(record, worker)
                 continue
             if isinstance(self.policy, EvenLoadPolicy):
                 break  # every worker is full: nothing further in the queue can go either
-            heapq.heappop(self.ready)
+            ready.pop()
             scanned += 1
             if self._fail_if_unrunnable(record, workers):
                 continue
-            deferred.append(entry)
-        for entry in deferred:
-            heapq.heappush(self.ready, entry)
+            deferred.append(record)
+        for record in reversed(deferred):  # back to the front, in their order
+            ready.push(record.task.priority, record.task_id, front=True)
         self._balance(workers)
 
     def _balance(self, workers) -> None:
@@ -462,8 +462,8 @@ class SchedulerState(GraphTasks):
     def _check_unrunnable_when_no_workers(self) -> None:
         if self.workers or not self.ready or isinstance(self.policy, EvenLoadPolicy):
             return
-        for entry in list(self.ready):
-            record = self.tasks.get(entry[2])
+        for item in list(self.ready):
+            record = self.tasks.get(item) if type(item) is bytes else None
             if record is not None and record.state == TaskState.QUEUED and record.task.capabilities:
                 self._fail_if_unrunnable(record, ())
 

@@ -1,0 +1,21 @@
+"""Heap trimming after a busy spell (scaler_core.memory)."""
+
+from scaler_core import memory
+
+
+def test_trims_only_when_quiet_after_a_busy_spell(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "trim_heap", lambda: calls.append(1) or True)
+    trimmer = memory.QuietTrimmer(threshold=1000, quiet_below=10)
+    trimmer.handled(500)
+    assert not trimmer.check() and not trimmer.check(), "not busy enough yet"
+    trimmer.handled(5000)
+    assert not trimmer.check(), "still busy: messages arrived since the last check"
+    trimmer.handled(3)  # heartbeats only
+    assert trimmer.check() and calls == [1]
+    trimmer.handled(3)
+    assert not trimmer.check(), "nothing to give back until the next busy spell"
+
+
+def test_trim_heap_runs_here():
+    assert memory.trim_heap() in (True, False)
