@@ -22,9 +22,7 @@ containers inside one task's arguments.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +41,7 @@ from dask._task_spec import (
 )
 
 from scaler_core.client.graph_refs import KeyRef
+from scaler_core.memory import paused_gc  # noqa: F401 - re-exported for scaler_dask.get
 
 try:  # the engine's cycle error, so callers catching it catch ours too
     from scaler_core.errors import GraphCycleError as _EngineCycleError
@@ -65,23 +64,6 @@ class GraphPlan:
     nodes: dict = field(default_factory=dict)  # key -> GraphNode, culled
     postorder: list = field(default_factory=list)  # dependencies before dependents
     has_dependents: set = field(default_factory=set)  # keys some culled node needs
-
-
-@contextmanager
-def paused_gc():
-    """Pause the cyclic garbage collector while building large graphs.
-
-    Converting a graph allocates millions of small acyclic containers; each
-    allocation burst triggers collections that rescan the whole (large) heap,
-    which measured as two thirds of the conversion time of a 130k-task graph.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def normalize_graph(dsk: Any) -> Mapping:

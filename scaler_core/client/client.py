@@ -22,6 +22,7 @@ from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
 from scaler_core.client.graph_refs import ObjectReference
 from scaler_core.client.progress import ProgressBar
 from scaler_core.errors import ClientError, ConnectTimeoutError, SchedulerDiedError
+from scaler_core.memory import paused_gc
 from scaler_core.security import CurveKeys
 from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
 from scaler_core.worker import context as worker_context
@@ -183,6 +184,10 @@ class Client:
         Returns {key: future} for `keys`; every other task is an intermediate freed when its
         dependents are done. Raises GraphError / GraphCycleError before anything runs."""
         self._check_open()
+        with paused_gc():  # millions of short-lived acyclic objects: collections would rescan them all
+            return self._submit_graph(tasks, keys, priorities, capabilities)
+
+    def _submit_graph(self, tasks, keys, priorities, capabilities) -> Dict[Any, ScalerFuture]:
         submission = GraphSubmission(tasks, keys, self._reference_of_objects, priorities)
         graph_id = new_id()
         ordered = submission.prepare(graph_id)
@@ -208,7 +213,7 @@ class Client:
                 self._function_id(fn), args, kwargs, capabilities, task_id=submission.task_ids[key],
                 reference_of=submission.reference_of, graph_task_ids=submission.task_id_set,
                 requested=bool(requested[position]), priority=int(node_priorities[position]), graph_id=graph_id,
-                future=False)
+                future=False, expect_references=bool(dep_indptr[position + 1] > dep_indptr[position]))
             task.dependencies = []  # the scheduler has them from GraphSubmit
             submission.submitted.add(key)
             batch_tasks.append(task)
@@ -290,9 +295,10 @@ class Client:
 
     def _make_task(self, function_id: bytes, args: tuple, kwargs: dict, capabilities, *, task_id: bytes = b"",
                    reference_of=None, graph_task_ids=None, requested: bool = True, priority: Optional[int] = None,
-                   graph_id: bytes = b"", future: bool = True):
+                   graph_id: bytes = b"", future: bool = True, expect_references: bool = False):
         task_id = task_id or new_id()
-        frames, references = dumps_with_references((args, kwargs), reference_of or self._reference_of_objects)
+        frames, references = dumps_with_references((args, kwargs), reference_of or self._reference_of_objects,
+                                                   expect_references)
         task = protocol.make_task(task_id, self.client_id, function_id, b"",
                                   self._base_priority() if priority is None else priority, requested,
                                   self.stream_output, graph_id)
