@@ -83,7 +83,7 @@ def build_cases(quick):
             {"kind": "array", "size": 6580}, ["ours", "distributed", "dask-threaded"],
             [("seconds", "seconds", "lower"), ("tasks_per_s", "tasks/s", "higher"),
              ("scheduler_peak_rss_mb", "scheduler peak RSS MB", "lower")],
-            not_applicable=["upstream"], timeout_factor=8.0))
+            not_applicable=["upstream"], timeout_factor=5.0))
     for n in ([5000] if q else [100_000, 1_000_000]):
         for shape in ("map", "chain", "tree", "random"):
             systems = CLUSTER_SYSTEMS if shape == "map" else GRAPH_SYSTEMS
