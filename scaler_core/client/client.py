@@ -208,7 +208,7 @@ class Client:
             requested=requested.tobytes()))
         batch_tasks = []
         for position, key in enumerate(ordered):
-            fn, args, kwargs = tasks[key]
+            fn, args, kwargs = submission.spec(key)
             task, _ = self._make_task(
                 self._function_id(fn), args, kwargs, capabilities, task_id=submission.task_ids[key],
                 reference_of=submission.reference_of, graph_task_ids=submission.task_id_set,
