@@ -146,22 +146,44 @@ class ScalerExecutor(Executor):
         _live_executors.add(self)
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
-        future = _ExecutorFuture()
         with self._lock:
-            if self._broken_reason is not None:
-                raise BrokenScalerExecutor(self._broken_reason)
-            if self._shutting_down:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._check_accepting()
             if self._initializer is None:
                 engine_future = self._client.submit_verbose(_call, (fn, args, kwargs), notify_start=True)
             else:
                 engine_future = self._client.submit_verbose(
                     _call_initialized, (self._executor_id, self._initializer, self._initargs, fn, args, kwargs),
                     notify_start=True)
-            future.engine_future = engine_future
-            engine_future.on_start(lambda: _mark_running(future))
-            self._pending.add(future)
+            future = self._track(engine_future)
         engine_future.add_done_callback(lambda done: self._engine_done(future, done))
+        return future
+
+    def _submit_many(self, fn: Callable, argument_tuples: Iterable[tuple]) -> list:
+        """Many calls fn(*arguments) at once: one shipped function, tasks sent in batches."""
+        with self._lock:
+            self._check_accepting()
+            if self._initializer is None:
+                engine_futures = self._client.starmap_futures(fn, argument_tuples, notify_start=True)
+            else:
+                prefix = (self._executor_id, self._initializer, self._initargs, fn)
+                engine_futures = self._client.starmap_futures(
+                    _call_initialized, (prefix + (arguments, {}) for arguments in argument_tuples), notify_start=True)
+            futures = [self._track(engine_future) for engine_future in engine_futures]
+        for future, engine_future in zip(futures, engine_futures):
+            engine_future.add_done_callback(lambda done, future=future: self._engine_done(future, done))
+        return futures
+
+    def _check_accepting(self) -> None:
+        if self._broken_reason is not None:
+            raise BrokenScalerExecutor(self._broken_reason)
+        if self._shutting_down:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def _track(self, engine_future: Any) -> _ExecutorFuture:
+        future = _ExecutorFuture()
+        future.engine_future = engine_future
+        engine_future.on_start(lambda: _mark_running(future))
+        self._pending.add(future)
         return future
 
     def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None, chunksize: int = 1) -> Iterator:
@@ -172,12 +194,11 @@ class ScalerExecutor(Executor):
             raise ValueError("chunksize must be >= 1.")
         deadline = None if timeout is None else time.monotonic() + timeout
         if chunksize == 1:
-            futures = [self.submit(fn, *args) for args in zip(*iterables)]
+            futures = self._submit_many(fn, zip(*iterables))
         else:
             items = zip(*iterables)
-            futures = []
-            while chunk := list(itertools.islice(items, chunksize)):
-                futures.append(self.submit(_call_chunk, fn, chunk))
+            chunks = iter(lambda: list(itertools.islice(items, chunksize)), [])
+            futures = self._submit_many(_call_chunk, ((fn, chunk) for chunk in chunks))
         return self._results_in_order(futures, deadline, chunked=chunksize > 1)
 
     @staticmethod

@@ -131,8 +131,10 @@ class Client:
             raise
 
     def starmap_futures(self, fn: Callable, iterable: Iterable[Sequence],
-                        capabilities: Optional[Dict[str, int]] = None) -> List[ScalerFuture]:
-        """Submit fn(*item) for each item; the function is shipped once for the whole call."""
+                        capabilities: Optional[Dict[str, int]] = None, *,
+                        notify_start: bool = False) -> List[ScalerFuture]:
+        """Submit fn(*item) for each item; the function is shipped once for the whole call, the tasks
+        travel in batches. `notify_start` as for submit_verbose."""
         self._check_open()
         if not callable(fn):
             raise TypeError(f"map needs a callable, got {fn!r}")
@@ -146,6 +148,7 @@ class Client:
             tasks, chunk_futures = [], []
             for item in chunk:
                 task, future = self._make_task(function_id, tuple(item), {}, capabilities)
+                task.notify_start = notify_start
                 tasks.append(task)
                 chunk_futures.append(future)
             self._send_tasks(tasks, chunk_futures)
