@@ -47,6 +47,17 @@ def successor_csr(n: int, dep_indptr: np.ndarray, dep_indices: np.ndarray):
     return succ_indptr, succ_indices
 
 
+def _count_down(batch: Sequence[int], ptr, idx, counters) -> List[int]:
+    """Decrement the counter of every neighbour (in CSR ptr/idx) of each batch node; those reaching 0."""
+    reached_zero = []
+    for node in batch:
+        for neighbour in idx[ptr[node]:ptr[node + 1]]:
+            counters[neighbour] -= 1
+            if counters[neighbour] == 0:
+                reached_zero.append(neighbour)
+    return reached_zero
+
+
 class PythonFrontier:
     path = "python"
 
@@ -61,24 +72,10 @@ class PythonFrontier:
         return self._pending[node]
 
     def complete(self, batch: Sequence[int]) -> List[int]:
-        ready = []
-        ptr, idx, remaining = self._succ_ptr, self._succ_idx, self._remaining
-        for node in batch:
-            for successor in idx[ptr[node]:ptr[node + 1]]:
-                remaining[successor] -= 1
-                if remaining[successor] == 0:
-                    ready.append(successor)
-        return ready
+        return _count_down(batch, self._succ_ptr, self._succ_idx, self._remaining)
 
     def release(self, batch: Sequence[int]) -> List[int]:
-        unneeded = []
-        ptr, idx, pending = self._dep_ptr, self._dep_idx, self._pending
-        for node in batch:
-            for dependency in idx[ptr[node]:ptr[node + 1]]:
-                pending[dependency] -= 1
-                if pending[dependency] == 0:
-                    unneeded.append(dependency)
-        return unneeded
+        return _count_down(batch, self._dep_ptr, self._dep_idx, self._pending)
 
     def descendants(self, roots: Sequence[int]) -> List[int]:
         ptr, idx = self._succ_ptr, self._succ_idx
