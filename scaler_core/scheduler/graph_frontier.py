@@ -27,8 +27,10 @@ import numpy as np
 
 from scaler_core.graphblas_loader import graphblas_module
 
-# Graphs with at least this many nodes use the GraphBLAS frontier (when the library passed its self-test).
-GRAPHBLAS_MIN_NODES = 100_000
+# Graphs with at least this many nodes use the GraphBLAS frontier (when the library passed its self-test):
+# measured at parity with the walk on 2 workers there, ahead once more workers make rounds wider, and
+# never ahead below (benchmarks/README.md, "The scheduler's frontier").
+GRAPHBLAS_MIN_NODES = 1_000_000
 
 
 def _int_array(values: np.ndarray) -> array.array:
