@@ -70,7 +70,12 @@ class ClientConnection:
             was_empty = not self._commands
             self._commands.append(command)
             if was_empty and not self.closed.is_set():
-                self._wakeup_sender.send(b"")
+                try:
+                    # Never block here: the I/O thread may be closing (it can take this very command
+                    # without a wake-up), and a blocked send under the lock would deadlock its close.
+                    self._wakeup_sender.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # the I/O thread has wake-ups queued already, or is gone
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
