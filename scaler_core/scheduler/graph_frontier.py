@@ -130,16 +130,18 @@ class GraphBLASFrontier(PythonFrontier):
     def complete(self, batch: Sequence[int]) -> List[int]:
         if len(batch) < self.SPARSE_MIN_BATCH:
             return super().complete(batch)
-        successors, counts = self._push(batch, self._to_successors)
-        self._remaining_array[successors] -= counts
-        return successors[self._remaining_array[successors] == 0].tolist()
+        return self._sparse_count_down(batch, self._to_successors, self._remaining_array)
 
     def release(self, batch: Sequence[int]) -> List[int]:
         if len(batch) < self.SPARSE_MIN_BATCH:
             return super().release(batch)
-        dependencies, counts = self._push(batch, self._to_dependencies)
-        self._pending_array[dependencies] -= counts
-        return dependencies[self._pending_array[dependencies] == 0].tolist()
+        return self._sparse_count_down(batch, self._to_dependencies, self._pending_array)
+
+    def _sparse_count_down(self, batch: Sequence[int], matrix, counters: np.ndarray) -> List[int]:
+        """`_count_down` as one product: how many batch nodes each neighbour has, subtracted at once."""
+        neighbours, counts = self._push(batch, matrix)
+        counters[neighbours] -= counts
+        return neighbours[counters[neighbours] == 0].tolist()
 
     def descendants(self, roots: Sequence[int]) -> List[int]:
         """Level by level: each level is one product while it is wide, a walk while it is narrow."""
