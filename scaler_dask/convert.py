@@ -41,7 +41,6 @@ from dask._task_spec import (
 )
 
 from scaler_core.client.graph_refs import KeyRef
-from scaler_core.memory import paused_gc  # noqa: F401 - re-exported for scaler_dask.get
 
 try:  # the engine's cycle error, so callers catching it catch ours too
     from scaler_core.errors import GraphCycleError as _EngineCycleError

@@ -22,9 +22,10 @@ from dask.order import order
 
 from scaler_core.client.graph_refs import KeyRef
 from scaler_core.errors import SchedulerDiedError
+from scaler_core.memory import paused_gc
 from scaler_core.worker import context as worker_context
 from scaler_dask import cluster
-from scaler_dask.convert import GraphPlan, build_plan, flatten_keys, normalize_graph, paused_gc, to_engine_task
+from scaler_dask.convert import GraphPlan, build_plan, flatten_keys, normalize_graph, to_engine_task
 
 # dask.order costs ~35 us per task (6 s for 170k tasks). Above this size the
 # depth-first post-order of our own walk is used instead: it is computed anyway

@@ -217,7 +217,6 @@ class Client:
                 reference_of=submission.reference_of, graph_task_ids=submission.task_id_set,
                 requested=bool(requested[position]), priority=int(node_priorities[position]), graph_id=graph_id,
                 future=False, expect_references=bool(dep_indptr[position + 1] > dep_indptr[position]))
-            task.dependencies = []  # the scheduler has them from GraphSubmit
             submission.submitted.add(key)
             batch_tasks.append(task)
             if len(batch_tasks) >= BATCH_SIZE:
@@ -311,13 +310,10 @@ class Client:
             task.args_stored = True
             task.args_object_id = new_id()
             self._connection.post("put", task.args_object_id, frames)
-        dependencies = []
         for object_id in dict.fromkeys(references):
-            if graph_task_ids is not None and object_id in graph_task_ids:
-                dependencies.append(object_id)
-            else:
+            # graph nodes' results come as inputs from the scheduler, which has the shape (GraphSubmit)
+            if graph_task_ids is None or object_id not in graph_task_ids:
                 task.inputs.append(protocol.ObjectInput(object_id=object_id, stored=True))
-        task.dependencies = dependencies
         if capabilities:
             task.capabilities = [protocol.Capability(name=str(name), quantity=int(quantity))
                                  for name, quantity in capabilities.items()]

@@ -73,6 +73,13 @@ class PythonFrontier:
     def pending(self, node: int) -> int:
         return self._pending[node]
 
+    def remaining(self, node: int) -> int:
+        """Dependencies of `node` not yet succeeded (0: it may run once its payload is here)."""
+        return self._remaining[node]
+
+    def dependencies(self, node: int):
+        return self._dep_idx[self._dep_ptr[node]:self._dep_ptr[node + 1]]
+
     def complete(self, batch: Sequence[int]) -> List[int]:
         return _count_down(batch, self._succ_ptr, self._succ_idx, self._remaining)
 

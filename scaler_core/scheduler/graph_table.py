@@ -23,8 +23,7 @@ from scaler_core.scheduler.records import TaskState
 
 MAX_GRAPH_NODES = 1 << 31
 
-_WAITING, _QUEUED, _ASSIGNED, _DONE = (int(state) for state in (
-    TaskState.WAITING, TaskState.QUEUED, TaskState.ASSIGNED, TaskState.DONE))
+_WAITING, _QUEUED, _DONE = (int(state) for state in (TaskState.WAITING, TaskState.QUEUED, TaskState.DONE))
 _PRIORITY_SHIFT = 1 << 32  # ready-heap key: (-priority) * 2**32 + node index
 
 
@@ -57,13 +56,10 @@ class GraphTable:
         self.graph_id = message.graph_id
         self.client_id = client_id
         self.n = n
-        self.dep_indptr = dep_indptr
-        self.dep_indices = dep_indices.astype(np.int32)
         self.priorities = _int_column(message.priorities, np.int32, "priorities", n)
         self.requested = _int_column(message.requested, np.uint8, "requested", n).astype(bool)
         self.frontier = make_frontier(n, dep_indptr, dep_indices, force_path)
         self.state = np.zeros(n, dtype=np.uint8)
-        self.dependencies_done = np.diff(dep_indptr) == 0
         self.arrived = np.zeros(n, dtype=bool)
         self.result_stored = np.zeros(n, dtype=bool)
         self.client_released = np.zeros(n, dtype=bool)
@@ -110,7 +106,7 @@ class GraphTable:
         if task.args_stored or task.inputs or task.capabilities:
             self.extras[index] = (task.args_object_id if task.args_stored else b"", list(task.inputs),
                                   list(task.capabilities))
-        if self.dependencies_done[index]:
+        if self.frontier.remaining(index) == 0:
             self._make_ready(index)
             return True
         return False
@@ -147,13 +143,14 @@ class GraphTable:
                 task.args_object_id = args_object_id
             task.inputs.extend(inputs)
             task.capabilities = capabilities
-        start, end = self.dep_indptr[index], self.dep_indptr[index + 1]
-        if end > start:
+        dependencies = self.frontier.dependencies(index)
+        if dependencies:
             results, stored = self.results, self.result_stored
             make_input = protocol.make_object_input
             task.inputs.extend(
-                make_input(graph_id + dependency.to_bytes(NODE_INDEX_BYTES, "big"), results.get(dependency, b""), bool(stored[dependency]))
-                for dependency in self.dep_indices[start:end].tolist())
+                make_input(graph_id + dependency.to_bytes(NODE_INDEX_BYTES, "big"), results.get(dependency, b""),
+                           bool(stored[dependency]))
+                for dependency in dependencies)
         return task
 
     # --- outcomes -----------------------------------------------------------------------------
@@ -182,7 +179,6 @@ class GraphTable:
         if self.to_complete:
             batch, self.to_complete = self.to_complete, []
             for index in self.frontier.complete(batch):
-                self.dependencies_done[index] = True
                 if self.arrived[index] and self.state[index] == _WAITING:
                     self._make_ready(index)
                     became_ready = True

@@ -1,6 +1,6 @@
 """The scheduler's handling of declared graphs (GraphSubmit + rows), mixed into SchedulerState.
 
-A graph lives in a GraphTable (arrays); the scheduler's ready heap holds one entry per graph with
+A graph lives in a GraphTable (arrays); the scheduler's ready queue holds one entry per graph with
 ready nodes, keyed by its best node's priority. When that entry comes up, the best node becomes a
 TaskRecord (`_materialize_next`) and from then on follows the plain-task path (assignment,
 balancing, worker death, cancel) until it finishes; its outcome goes back into the table.
@@ -76,7 +76,7 @@ class GraphTasks:
         return True
 
     def _queue_graph(self, graph: GraphTable) -> None:
-        """Keep the graph's entry in the ready heap in step with its best ready node."""
+        """Keep the graph's entry in the ready queue in step with its best ready node."""
         key = graph.best_ready_key()
         if key is None:
             return
@@ -88,7 +88,7 @@ class GraphTasks:
         self._dispatch_needed = True
 
     def _materialize_next(self, graph: GraphTable, entry) -> None:
-        """The graph's entry reached the top of the heap: its best node becomes a queued record."""
+        """The graph's entry reached the front of the queue: its best node becomes a queued record."""
         if graph.queued_entry is not entry or graph.dropped:
             return  # stale: superseded by a better entry, or the graph is gone
         graph.queued_entry = graph.queued_key = None
