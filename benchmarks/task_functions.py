@@ -35,6 +35,13 @@ def busy_loop(iterations):
     return total
 
 
+def busy_loop_cpu_seconds(iterations):
+    """busy_loop that reports the CPU time its own thread spent on it, measured inside the worker."""
+    start = time.thread_time()
+    busy_loop(iterations)
+    return time.thread_time() - start
+
+
 def calibrate_busy_loop(target_seconds, probe_iterations=200_000):
     """Iterations of busy_loop that take about target_seconds on this (idle) core."""
     best = float("inf")

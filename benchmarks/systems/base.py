@@ -5,6 +5,7 @@ Methods a system cannot do raise NotSupported; the harness reports that cell as 
 """
 
 import os
+import time
 
 from benchmarks import task_functions
 
@@ -62,6 +63,15 @@ class SystemAdapter:
     # --- process discovery, for memory figures ---
     def scheduler_pid(self):
         return None
+
+    def wait_for_all_workers(self, timeout_seconds=60.0):
+        """Every worker connected and warm, so runs do not time worker start-up; polls with a deadline."""
+        deadline = time.monotonic() + timeout_seconds
+        seen = set()
+        while len(seen) < self.n_workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(seen)} of {self.n_workers} workers ran tasks within {timeout_seconds} s")
+            seen.update(self.map(task_functions.worker_pid_after_pause, [0.02] * (self.n_workers * 4)))
 
     def worker_pids(self):
         """Distinct pids that ran tasks; found by running short sleeping getpid tasks."""

@@ -21,7 +21,7 @@ class OursSystem(SystemAdapter):
         self.combo = SchedulerClusterCombo(address=None, n_workers=self.n_workers)
         self.address = self.combo.address
         self.client = Client(address=self.address)
-        self.map(abs, range(self.n_workers * 4))  # wait until workers are connected
+        self.wait_for_all_workers()
 
     def stop(self):
         self.client.disconnect()
@@ -63,7 +63,7 @@ class OursExecutorSystem(SystemAdapter):
         except Exception as error:  # noqa: BLE001
             raise SystemUnavailable(f"from scaler_dask import ScalerExecutor: {error!r}") from error
         self.executor = ScalerExecutor(max_workers=self.n_workers)
-        list(self.executor.map(abs, range(self.n_workers * 4)))
+        self.wait_for_all_workers()
 
     def stop(self):
         self.executor.shutdown(wait=False)

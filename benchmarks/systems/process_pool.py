@@ -14,7 +14,7 @@ class ProcessPoolSystem(SystemAdapter):
     def start(self):
         self.executor = concurrent.futures.ProcessPoolExecutor(
             self.n_workers, mp_context=multiprocessing.get_context("spawn"))
-        list(self.executor.map(abs, range(self.n_workers * 4)))  # spawn the workers before timing
+        self.wait_for_all_workers()  # spawn the workers before timing
 
     def stop(self):
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -17,7 +17,7 @@ class UpstreamScalerSystem(SystemAdapter):
         self.combo = SchedulerClusterCombo(n_workers=self.n_workers, logging_level="WARNING")
         self.address = self.combo.get_address()
         self.client = Client(address=self.address)
-        self.map(abs, range(self.n_workers * 4))  # wait until workers are connected
+        self.wait_for_all_workers()
 
     def stop(self):
         self.client.disconnect()
