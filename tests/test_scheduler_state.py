@@ -238,7 +238,8 @@ def test_worker_heartbeat_timeout_requeues():
     assert worker_id(1) in state.workers
     state.on_tick(now=6)
     assert worker_id(1) not in state.workers
-    assert state.tasks[tid(1)].state.name == "QUEUED"
+    from scaler_core.scheduler.records import TaskState
+    assert state.tasks[tid(1)].state == TaskState.QUEUED
 
 
 def test_stale_result_from_a_removed_worker_is_ignored():

@@ -38,19 +38,25 @@ class FunctionCache:
         self._functions: "OrderedDict[bytes, Callable]" = OrderedDict()
         self._capacity = capacity
         self._lock = threading.Lock()
+        self._last: Optional[bytes] = None  # most recently used id: already at the LRU end
 
     def has(self, function_id: bytes) -> bool:
         return function_id in self._functions
 
     def get(self, function_id: bytes, frames_of: Callable[[bytes], List]) -> Callable:
+        function = self._functions.get(function_id)  # a map's tasks share one function: no lock, no reordering
+        if function is not None and self._last == function_id:
+            return function
         with self._lock:
             function = self._functions.get(function_id)
             if function is not None:
                 self._functions.move_to_end(function_id)
+                self._last = function_id
                 return function
         function = loads_frames(frames_of(function_id))
         with self._lock:
             self._functions[function_id] = function
+            self._last = function_id
             while len(self._functions) > self._capacity:
                 self._functions.popitem(last=False)
         return function
@@ -95,7 +101,10 @@ def run_task(task, functions: FunctionCache, frames_of: Callable[[bytes], List],
 
     context.set_current_task_priority(task.priority)
     try:
-        with _maybe_stream(task, emit):
+        if task.stream_output:
+            with _streamed(task, emit):
+                value = function(*args, **kwargs)
+        else:
             value = function(*args, **kwargs)
     except BaseException as error:  # a task's SystemExit/KeyboardInterrupt is its failure, not ours
         return Outcome(task, "failed", dumps_exception(error), profiling=_profile(started, cpu_started))
@@ -119,10 +128,7 @@ def _profile(started: float, cpu_started: float) -> "protocol.Profiling":
 
 
 @contextlib.contextmanager
-def _maybe_stream(task, emit):
-    if not task.stream_output:
-        yield
-        return
+def _streamed(task, emit):
     with _redirect_lock:
         saved = sys.stdout, sys.stderr
         sys.stdout = _TaskOutput(task.task_id, "stdout", emit)
