@@ -76,6 +76,33 @@ def test_futures_are_standard(client):
     assert futures[0].exception() is None and futures[0].done()
 
 
+def test_many_threads_submitting_while_results_stream_in(client):
+    """User threads send task batches on the scheduler socket themselves when the I/O thread is
+    idle, and queue them when it is busy: whatever the interleaving, nothing is lost or mixed up."""
+    def submit_one_by_one(offset):
+        futures = [client.submit(operator.add, offset, n) for n in range(300)]
+        return [future.result(timeout=60) for future in futures]
+
+    def map_in_batches(offset):
+        return client.map(operator.add, [offset] * 2500, range(2500))
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        one_by_one = [pool.submit(submit_one_by_one, 1000 * k) for k in range(4)]
+        batched = [pool.submit(map_in_batches, 10_000 * k) for k in range(2)]
+        for k, future in enumerate(one_by_one):
+            assert future.result(timeout=120) == [1000 * k + n for n in range(300)]
+        for k, future in enumerate(batched):
+            assert future.result(timeout=120) == [10_000 * k + n for n in range(2500)]
+
+
+def test_callbacks_may_submit_from_the_io_thread(client):
+    """A done-callback runs on the client's I/O thread, which holds the socket: its submit queues."""
+    second = concurrent.futures.Future()
+    first = client.submit(tasks.square, 3)
+    first.add_done_callback(lambda done: second.set_result(client.submit(tasks.square, done.result())))
+    assert second.result(timeout=30).result(timeout=30) == 81
+
+
 def test_result_timeout(client):
     future = client.submit(tasks.sleep_and_return, 2, 1)
     with pytest.raises(concurrent.futures.TimeoutError):

@@ -332,7 +332,7 @@ class Client:
             if future is not None:
                 self._connection.futures[future.task_id] = future
         if tasks:
-            self._connection.post("encoded", protocol.encode(protocol.TaskBatch(tasks=tasks)))
+            self._connection.send_tasks(protocol.encode(protocol.TaskBatch(tasks=tasks)))
 
     def _cancel_task(self, task_id: bytes) -> None:
         if self._connection.futures.pop(task_id, None) is not None and not self._connection.closed.is_set():
