@@ -5,6 +5,12 @@ Only one task runs at a time; a second runner thread starts only while a running
 waiting on its own nested tasks, so the slot it holds is not wasted (and nested work cannot
 deadlock a full cluster). Tasks arrive ahead of time (the scheduler pipelines a few per worker) and
 their functions and stored arguments are fetched while earlier tasks run.
+
+A runner that finishes its last queued task while the I/O thread is idle in its poll sends the
+result itself (when nothing is queued before it and it needs no object storage), saving a thread
+hand-off on the latency-bound path. The scheduler socket is then used by two threads, never at once: the I/O thread holds
+`_io_lock` for everything but its poll, which waits on the socket's file descriptor rather than on
+the socket, and a runner only sends if it gets the lock without waiting.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ class Worker:
         self._wakeup_sender.setsockopt(zmq.LINGER, 0)
         self._wakeup_sender.connect(f"inproc://worker-wakeup-{id(self)}")
         self._post_lock = threading.Lock()
+        self._io_lock = threading.Lock()  # see the module docstring
+        self._scheduler_fd = self.scheduler.getsockopt(zmq.FD)
 
         self.objects = ObjectCache(settings.object_cache_bytes)
         self.functions = FunctionCache()
@@ -103,6 +111,29 @@ class Worker:
             if was_empty:
                 self._wakeup_sender.send(b"", copy=True)
 
+    def _deliver(self, outcome: Outcome) -> None:
+        """From a runner: send the outcome now if the I/O thread is idle, else queue it.
+
+        Only when no other task waits here: during a burst the I/O thread batches results (one
+        message per task would cost the scheduler more than the hand-off saves)."""
+        if outcome.frames is None and not self.ready and not self.outgoing \
+                and self._io_lock.acquire(blocking=False):
+            try:
+                if not self.outgoing:
+                    transport.send(self.scheduler, protocol.ResultBatch(results=[self._package(outcome)]))
+                    self._wake_if_input_pending()
+                    return
+            finally:
+                self._io_lock.release()
+        self._post(outcome)
+
+    def _wake_if_input_pending(self) -> None:
+        # zmq's file descriptor is edge-triggered: a send can take in arrived messages without it
+        # signalling again, so the polling thread must be told
+        if self.scheduler.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            with self._post_lock:
+                self._wakeup_sender.send(b"", copy=True)
+
     def _runner_loop(self) -> None:
         while True:
             with self.lock:
@@ -127,7 +158,7 @@ class Worker:
                 surplus = self.runner_count > 1 + self.blocked and self.idle_runners > 0
                 if surplus:
                     self.runner_count -= 1
-            self._post(outcome)
+            self._deliver(outcome)
             if surplus:
                 return
 
@@ -160,29 +191,34 @@ class Worker:
         with self.lock:
             self._start_runner()
         poller = self.poller = zmq.Poller()
-        poller.register(self.scheduler, zmq.POLLIN)
+        poller.register(self._scheduler_fd, zmq.POLLIN)  # the descriptor, not the socket: see above
         poller.register(self.wakeup_receiver, zmq.POLLIN)
         next_heartbeat = 0.0
         interval = self.settings.heartbeat_interval_seconds
+        input_pending = True
         try:
             while True:
                 now = time.monotonic()
-                if now >= next_heartbeat:
-                    if now - self.last_echo > self.settings.death_timeout_seconds:
-                        logger.error("worker %r: scheduler silent for %.0fs, exiting", self.worker_id,
-                                     self.settings.death_timeout_seconds)
+                timeout = 0 if input_pending else max(1, int((next_heartbeat - now) * 1000))
+                events = dict(poller.poll(timeout=timeout))
+                with self._io_lock:
+                    now = time.monotonic()
+                    if now >= next_heartbeat:
+                        if now - self.last_echo > self.settings.death_timeout_seconds:
+                            logger.error("worker %r: scheduler silent for %.0fs, exiting", self.worker_id,
+                                         self.settings.death_timeout_seconds)
+                            return
+                        self._send_heartbeat()
+                        self._check_limits(now)
+                        next_heartbeat = now + interval
+                    if self.wakeup_receiver in events:
+                        self._drain_wakeups()
+                    if not self._drain_scheduler():
                         return
-                    self._send_heartbeat()
-                    self._check_limits(now)
-                    next_heartbeat = now + interval
-                events = dict(poller.poll(timeout=max(1, int((next_heartbeat - now) * 1000))))
-                if self.wakeup_receiver in events:
-                    self._drain_wakeups()
-                if self.scheduler in events and not self._drain_scheduler():
-                    return
-                if self.storage is not None and self.storage in events:
-                    self._drain_storage()
-                self._flush_outgoing()
+                    if self.storage is not None and self.storage in events:
+                        self._drain_storage()
+                    self._flush_outgoing()
+                    input_pending = bool(self.scheduler.getsockopt(zmq.EVENTS) & zmq.POLLIN)
         finally:
             with self.lock:
                 self._stop = True
