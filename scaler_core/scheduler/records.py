@@ -21,8 +21,8 @@ class TaskState:
 class TaskRecord:
     __slots__ = (
         "task", "task_id", "client_id", "state", "worker", "waiting_on", "dependents", "pending_dependents",
-        "result_inline", "result_stored", "status", "error_value", "client_released", "cancel_requested", "no_worker_since",
-        "balance_requested", "graph", "node",
+        "result_inline", "result_stored", "status", "error_value", "client_released", "cancel_requested",
+        "no_worker_since", "balance_requested", "graph", "node",
     )
 
     def __init__(self, task: "protocol.Task"):

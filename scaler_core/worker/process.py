@@ -8,9 +8,9 @@ their functions and stored arguments are fetched while earlier tasks run.
 
 A runner that finishes its last queued task while the I/O thread is idle in its poll sends the
 result itself (when nothing is queued before it and it needs no object storage), saving a thread
-hand-off on the latency-bound path. The scheduler socket is then used by two threads, never at once: the I/O thread holds
-`_io_lock` for everything but its poll, which waits on the socket's file descriptor rather than on
-the socket, and a runner only sends if it gets the lock without waiting.
+hand-off on the latency-bound path. The scheduler socket is then used by two threads, never at
+once: the I/O thread holds `_io_lock` for everything but its poll, which waits on the socket's file
+descriptor rather than on the socket, and a runner only sends if it gets the lock without waiting.
 """
 
 from __future__ import annotations
@@ -132,7 +132,10 @@ class Worker:
         # signalling again, so the polling thread must be told
         if self.scheduler.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             with self._post_lock:
-                self._wakeup_sender.send(b"", copy=True)
+                try:
+                    self._wakeup_sender.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # wake-ups already queued: the I/O thread will look
 
     def _runner_loop(self) -> None:
         while True:
