@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import math
 import operator
+import threading
 import time
 import traceback
 
@@ -95,6 +96,34 @@ def test_many_threads_submitting_while_results_stream_in(client):
             assert future.result(timeout=120) == [10_000 * k + n for n in range(2500)]
 
 
+def test_disconnect_while_threads_submit_leaves_nobody_hanging(combo):
+    """Submitting threads race the close of the socket they may be sending on: each submit either
+    gives a future that settles or raises ClientError, and every thread ends."""
+    own = Client(combo.address, timeout_seconds=30)
+    started = threading.Event()
+
+    def keep_submitting():
+        outcomes = []
+        for n in range(100_000):
+            try:
+                future = own.submit(operator.add, n, 1)
+            except ClientError:
+                return outcomes
+            started.set()
+            outcomes.append(future)
+        return outcomes
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        submitters = [pool.submit(keep_submitting) for _ in range(3)]
+        assert started.wait(30)
+        own.disconnect()
+        for submitter in submitters:
+            futures = submitter.result(timeout=60)
+            done, not_done = concurrent.futures.wait(futures, timeout=60)
+            assert not not_done
+            assert all(f.cancelled() or f.exception() is not None or isinstance(f.result(), int) for f in done)
+
+
 def test_callbacks_may_submit_from_the_io_thread(client):
     """A done-callback runs on the client's I/O thread, which holds the socket: its submit queues."""
     second = concurrent.futures.Future()
@@ -164,6 +193,10 @@ def test_cancel_queued_and_running_tasks(client, combo):
         future.cancel()
     with pytest.raises(concurrent.futures.CancelledError):
         running.result(timeout=1)
+    # the standard helpers see cancelled futures as done at once (CANCELLED_AND_NOTIFIED)
+    done, not_done = concurrent.futures.wait([queued, running, *blockers], timeout=10)
+    assert not not_done
+    assert len(list(concurrent.futures.as_completed([queued, running], timeout=10))) == 2
     # workers that ran the cancelled tasks are replaced, and the cluster keeps working
     assert client.map(tasks.square, range(20)) == [n * n for n in range(20)]
 

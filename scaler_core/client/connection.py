@@ -19,7 +19,6 @@ import pickle
 import sys
 import threading
 import time
-from concurrent.futures import Future
 from typing import Dict, Optional
 
 import zmq
@@ -266,7 +265,7 @@ class ClientConnection:
                 return
             future.set_result(value)
         elif result.status == "cancelled":
-            Future.cancel(future)
+            future._cancel_and_notify()
         else:
             future.set_exception(loads_exception(result.value))
 
@@ -312,7 +311,7 @@ class ClientConnection:
             if future.done():
                 continue
             if closing:
-                Future.cancel(future)
+                future._cancel_and_notify()
             else:
                 future.set_exception(error)
 

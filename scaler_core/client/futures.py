@@ -48,7 +48,20 @@ class ScalerFuture(Future):
                 return self.cancelled()
         if self._on_cancel is not None:
             self._on_cancel(self.task_id)
-        return super().cancel()
+        return self._cancel_and_notify()
+
+    def _cancel_and_notify(self) -> bool:
+        """Cancel without telling the scheduler, and settle the state at once.
+
+        An executor moves a cancelled future to CANCELLED_AND_NOTIFIED when it drops the work;
+        concurrent.futures.wait() and as_completed() count only that state as done, so without
+        this step they would wait forever on a cancelled task."""
+        if not Future.cancel(self):
+            return False
+        with self._condition:
+            if self._state == "CANCELLED":
+                self.set_running_or_notify_cancel()
+        return True
 
     def result(self, timeout=None):
         if not self.done() and context.in_worker():
