@@ -69,3 +69,18 @@ def paused_gc():
     finally:
         if was_enabled:
             gc.enable()
+
+
+def freeze_heap():
+    """Keep the objects alive now (say, the futures of a large map) out of the cyclic collector's
+    passes until the returned function is called; the collector keeps running for new objects, so
+    other threads' cyclic garbage is still collected. Does nothing when something else froze the
+    heap already (its freeze stays)."""
+    if gc.get_freeze_count():
+        return _nothing_to_thaw
+    gc.freeze()
+    return gc.unfreeze
+
+
+def _nothing_to_thaw() -> None:
+    pass

@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import math
 import operator
+import sys
 import threading
 import time
 import traceback
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from scaler_core import Client, ClientError, ConnectTimeoutError, GraphCycleError, GraphError, SerializationError
+from scaler_core.errors import SchedulerDiedError
 from scaler_core.transport import free_tcp_port
 
 from tests import helpers_tasks as tasks
@@ -107,7 +109,7 @@ def test_disconnect_while_threads_submit_leaves_nobody_hanging(combo):
         for n in range(100_000):
             try:
                 future = own.submit(operator.add, n, 1)
-            except ClientError:
+            except (ClientError, SchedulerDiedError):  # closed before, or while, this submit ran
                 return outcomes
             started.set()
             outcomes.append(future)
@@ -122,6 +124,25 @@ def test_disconnect_while_threads_submit_leaves_nobody_hanging(combo):
             done, not_done = concurrent.futures.wait(futures, timeout=60)
             assert not not_done
             assert all(f.cancelled() or f.exception() is not None or isinstance(f.result(), int) for f in done)
+
+
+def test_cancels_racing_arriving_results_leave_the_client_working(client):
+    """A user's cancel can land between the I/O thread finding a future and resolving it."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the two threads as finely as possible
+    try:
+        for _ in range(20):
+            futures = client.starmap_futures(operator.add, [(n, 1) for n in range(3000)])
+            futures[0].result(timeout=30)  # results are streaming in now
+            for future in futures:
+                future.cancel()
+            done, not_done = concurrent.futures.wait(futures, timeout=60)
+            assert not not_done
+            assert all(f.cancelled() or f.result() == n + 1 for n, f in enumerate(futures))
+            assert not client._connection.closed.is_set()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert client.map(operator.add, range(10), range(10)) == [2 * n for n in range(10)]
 
 
 def test_callbacks_may_submit_from_the_io_thread(client):

@@ -64,14 +64,16 @@ class SystemAdapter:
     def scheduler_pid(self):
         return None
 
-    def wait_for_all_workers(self, timeout_seconds=60.0):
-        """Every worker connected and warm, so runs do not time worker start-up; polls with a deadline."""
+    def wait_for_all_workers(self, map_function=None, timeout_seconds=60.0):
+        """Every worker connected and warm (it has run a task of `task_functions`), so runs do not
+        time worker start-up; polls with a deadline. `map_function` defaults to this system's map."""
+        map_function = map_function or self.map
         deadline = time.monotonic() + timeout_seconds
         seen = set()
         while len(seen) < self.n_workers:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {len(seen)} of {self.n_workers} workers ran tasks within {timeout_seconds} s")
-            seen.update(self.map(task_functions.worker_pid_after_pause, [0.02] * (self.n_workers * 4)))
+            seen.update(map_function(task_functions.worker_pid_after_pause, [0.02] * (self.n_workers * 4)))
 
     def worker_pids(self):
         """Distinct pids that ran tasks; found by running short sleeping getpid tasks."""

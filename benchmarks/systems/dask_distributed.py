@@ -20,6 +20,7 @@ class DaskDistributedSystem(SystemAdapter):
                                     dashboard_address=None, silence_logs=logging.ERROR)
         self.client = Client(self.cluster)
         self.client.wait_for_workers(self.n_workers)
+        self.wait_for_all_workers()
 
     def stop(self):
         self.client.close(timeout=10)

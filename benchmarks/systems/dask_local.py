@@ -34,7 +34,7 @@ class DaskMultiprocessingSystem(SystemAdapter):
         # A persistent pool so process start-up is outside the timed region, like the clusters.
         self.pool = concurrent.futures.ProcessPoolExecutor(
             self.n_workers, mp_context=multiprocessing.get_context("spawn"))
-        list(self.pool.map(abs, range(self.n_workers * 4)))
+        self.wait_for_all_workers(lambda fn, items: list(self.pool.map(fn, items)))
 
     def stop(self):
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -22,7 +22,7 @@ from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
 from scaler_core.client.graph_refs import ObjectReference
 from scaler_core.client.progress import ProgressBar
 from scaler_core.errors import ClientError, ConnectTimeoutError, SchedulerDiedError
-from scaler_core.memory import paused_gc
+from scaler_core.memory import freeze_heap, paused_gc
 from scaler_core.security import CurveKeys
 from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
 from scaler_core.worker import context as worker_context
@@ -122,17 +122,21 @@ class Client:
     def starmap(self, fn: Callable, iterable: Iterable[Sequence], capabilities: Optional[Dict[str, int]] = None,
                 progress: bool = False) -> List[Any]:
         # Every task keeps a future (and its condition) alive until the end: the cyclic collector's
-        # full passes would rescan all of them again and again (measured 1.2 s of 3.7 s at 100k
-        # tasks). Paused for the whole call; the results themselves free by reference counting.
+        # passes would rescan all of them again and again while the results come in (measured 1.2 s
+        # of 3.7 s at 100k tasks). Submission pauses it; the futures then leave its sight (before it
+        # runs again) until the results are in.
         with paused_gc():
             futures = self.starmap_futures(fn, iterable, capabilities=capabilities)
+            thaw = freeze_heap()
+        try:
             if progress:
                 ProgressBar(len(futures)).track(futures)
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                self.cancel(futures)
-                raise
+            return [future.result() for future in futures]
+        except BaseException:
+            self.cancel(futures)
+            raise
+        finally:
+            thaw()
 
     def starmap_futures(self, fn: Callable, iterable: Iterable[Sequence],
                         capabilities: Optional[Dict[str, int]] = None, *,
@@ -328,9 +332,7 @@ class Client:
         return task, scaler_future
 
     def _send_tasks(self, tasks: List, futures: Sequence[Optional[ScalerFuture]]) -> None:
-        for future in futures:
-            if future is not None:
-                self._connection.futures[future.task_id] = future
+        self._connection.register(futures)
         if tasks:
             self._connection.send_tasks(protocol.encode(protocol.TaskBatch(tasks=tasks)))
 

@@ -85,6 +85,16 @@ class ClientConnection:
                 except zmq.Again:
                     pass  # the I/O thread has wake-ups queued already, or is gone
 
+    def register(self, futures) -> None:
+        """Track futures until their results come; refused once the connection is closed, so
+        none can slip in after `_fail` settled the others."""
+        with self._lock:
+            if self.closed.is_set():
+                raise self.failure or SchedulerDiedError("the client is closed")
+            for future in futures:
+                if future is not None:
+                    self.futures[future.task_id] = future
+
     def send_tasks(self, encoded_batch: bytes) -> None:
         """From a user thread: send now when the I/O thread is idle and nothing is queued before
         this batch (order kept), else queue it like any command."""
@@ -253,21 +263,20 @@ class ClientConnection:
             self._fetching[result.task_id] = result
             transport.send(self.storage, protocol.ObjectGet(object_ids=[result.task_id]))
             return
-        del self.futures[result.task_id]
+        if self.futures.pop(result.task_id, None) is None:
+            return  # a user's cancel took it meanwhile
         future._profiling = result.profiling
-        if future.done():
-            return
         if result.status == "success":
             try:
                 value = pickle.loads(result.value)
             except Exception as error:
-                future.set_exception(SerializationError(f"the task's result could not be unpickled here: {error!r}"))
+                future._settle(error=SerializationError(f"the task's result could not be unpickled here: {error!r}"))
                 return
-            future.set_result(value)
+            future._settle(value)
         elif result.status == "cancelled":
-            future._cancel_and_notify()
+            future._settle_cancelled()
         else:
-            future.set_exception(loads_exception(result.value))
+            future._settle(error=loads_exception(result.value))
 
     def _drain_storage(self) -> None:
         released = []
@@ -288,32 +297,32 @@ class ClientConnection:
                 continue
             released.append(message.object_id)
             future._profiling = result.profiling
-            if future.done():
-                continue
             if not message.found:
-                future.set_exception(LookupError(f"the result of task {message.object_id.hex()} is gone from the object storage"))
+                future._settle(error=LookupError(
+                    f"the result of task {message.object_id.hex()} is gone from the object storage"))
                 continue
             try:
-                future.set_result(loads_frames(frames))
+                value = loads_frames(frames)
             except Exception as error:
-                future.set_exception(SerializationError(f"the task's result could not be unpickled here: {error!r}"))
+                future._settle(error=SerializationError(f"the task's result could not be unpickled here: {error!r}"))
+                continue
+            future._settle(value)
         if released:
             transport.send(self.scheduler, protocol.ObjectDelete(object_ids=released))
 
     def _fail(self, error: BaseException, closing: bool = False) -> None:
         """Stop: every pending future fails with `error` (or is cancelled when we close on purpose)."""
-        self.failure = error
-        self._direct = False
-        self.closed.set()
+        with self._lock:  # no future registers once closed (see register)
+            self.failure = error
+            self._direct = False
+            self.closed.set()
+            futures, self.futures = self.futures, {}
         self.welcomed.set()  # release a constructor still waiting
-        futures, self.futures = self.futures, {}
-        for future in futures.values():
-            if future.done():
-                continue
+        for future in list(futures.values()):
             if closing:
-                future._cancel_and_notify()
+                future._settle_cancelled()
             else:
-                future.set_exception(error)
+                future._settle(error=error)
 
     def _close_sockets(self) -> None:
         for sock in (self.scheduler, self.storage, self._wakeup_receiver):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Callable, Optional
 
 from scaler_core.worker import context
@@ -55,13 +55,37 @@ class ScalerFuture(Future):
 
         An executor moves a cancelled future to CANCELLED_AND_NOTIFIED when it drops the work;
         concurrent.futures.wait() and as_completed() count only that state as done, so without
-        this step they would wait forever on a cancelled task."""
-        if not Future.cancel(self):
-            return False
+        this step they would wait forever on a cancelled task. Done-callbacks run after it, so a
+        callback may wait on the future too."""
         with self._condition:
-            if self._state == "CANCELLED":
-                self.set_running_or_notify_cancel()
+            if self._state in ("RUNNING", "FINISHED"):
+                return False
+            if self._state == "CANCELLED_AND_NOTIFIED":
+                return True
+            already_cancelled = self._state == "CANCELLED"
+            self._state = "CANCELLED"
+            self.set_running_or_notify_cancel()  # CANCELLED -> CANCELLED_AND_NOTIFIED, waiters told
+            self._condition.notify_all()
+        if not already_cancelled:
+            self._invoke_callbacks()
         return True
+
+    # --- called by the client's I/O thread; a user's cancel may have won the race ----------------
+
+    def _settle(self, value=None, error: Optional[BaseException] = None) -> None:
+        try:
+            if error is None:
+                self.set_result(value)
+            else:
+                self.set_exception(error)
+        except InvalidStateError:
+            pass  # cancelled (or settled) meanwhile
+
+    def _settle_cancelled(self) -> None:
+        """The task will give no result: cancelled, or when already RUNNING (no longer cancellable
+        by the standard rules) failed with CancelledError, so nobody waits forever."""
+        if not self._cancel_and_notify():
+            self._settle(error=CancelledError(f"task {self.task_id.hex()} was cancelled"))
 
     def result(self, timeout=None):
         if not self.done() and context.in_worker():
