@@ -49,7 +49,7 @@ def run_dask_collection(system, kind, size):
     # A warm cluster, as a user's session has after its first compute: the workers have imported
     # numpy/pandas/dask (a second or more per process, the whole timed run at 10k tasks) and every
     # system has cached what it caches. Untimed, the same for every system.
-    warm_collection, _ = build(20 if kind == "array" else 4)
+    warm_collection, _ = build(40 if kind == "array" else 16)  # 16 chunks / partitions: enough for every worker
     dask.compute(warm_collection, scheduler=scheduler)
     collection, expected = build(size)
     n_tasks = _count_tasks(collection)
