@@ -56,6 +56,13 @@ def send_encoded(socket: zmq.Socket, encoded: bytes, frames: Sequence[Any] = (),
     socket.send_multipart(parts, copy=False)
 
 
+def input_pending(socket: zmq.Socket) -> bool:
+    """Messages wait on `socket`. Whoever polls its file descriptor must ask after every send or
+    receive: the descriptor is edge-triggered, and a send can take in arrived messages without it
+    signalling again."""
+    return bool(socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+
+
 def decode_parts(parts: List[Any]) -> Tuple[Any, List[Any]]:
     """Decode [protocol frame, payload...]; raises protocol.ProtocolError on garbage."""
     if not parts:

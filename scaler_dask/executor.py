@@ -21,11 +21,11 @@ import time
 import uuid
 import weakref
 from concurrent.futures import BrokenExecutor, Executor, Future, InvalidStateError
-from concurrent.futures._base import CANCELLED  # the state name Future itself uses
 from concurrent.futures import wait as wait_for_futures
 from typing import Any, Callable, Iterable, Iterator
 
 from scaler_core import Client, SchedulerClusterCombo
+from scaler_core.client.futures import cancel_and_notify
 from scaler_core.errors import SchedulerDiedError
 
 
@@ -42,14 +42,8 @@ class _ExecutorFuture(Future):
         self.engine_future: Any = None
 
     def cancel(self) -> bool:
-        if not super().cancel():
+        if not cancel_and_notify(self):
             return False
-        with self._condition:
-            # Executors move cancelled futures to CANCELLED_AND_NOTIFIED when
-            # they drop them; doing it now lets wait()/as_completed() see the
-            # future as done at once.
-            if self._state == CANCELLED:
-                self.set_running_or_notify_cancel()
         if self.engine_future is not None:
             self.engine_future.cancel()
         return True

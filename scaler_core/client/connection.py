@@ -109,9 +109,7 @@ class ClientConnection:
         self.post("encoded", encoded_batch)
 
     def _wake_if_input_pending(self) -> None:
-        # zmq's file descriptor is edge-triggered: a send can take in arrived messages without it
-        # signalling again, so the polling thread must be told
-        if self.scheduler.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if transport.input_pending(self.scheduler):  # the polling I/O thread would not notice
             with self._lock:
                 if not self.closed.is_set():
                     try:
@@ -146,7 +144,7 @@ class ClientConnection:
                 with self._io_lock:
                     if not self._cycle(events, poller, started, now, heartbeat_due):
                         return
-                    input_pending = bool(self.scheduler.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+                    input_pending = transport.input_pending(self.scheduler)
         except Exception as error:  # never leave futures hanging on an unexpected bug
             logger.exception("client I/O thread crashed")
             self._fail(SchedulerDiedError(f"the client's I/O thread crashed: {error!r}"))

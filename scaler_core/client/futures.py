@@ -9,6 +9,26 @@ from typing import Callable, Optional
 from scaler_core.worker import context
 
 
+def cancel_and_notify(future: Future) -> bool:
+    """Future.cancel that also settles the state at once, as an executor does when it drops the work.
+
+    concurrent.futures.wait() and as_completed() count only CANCELLED_AND_NOTIFIED as done, so a
+    future left CANCELLED would keep them waiting forever. Done-callbacks run after the waiters are
+    told, so a callback may wait on the future too."""
+    with future._condition:
+        if future._state in ("RUNNING", "FINISHED"):
+            return False
+        if future._state == "CANCELLED_AND_NOTIFIED":
+            return True
+        already_cancelled = future._state == "CANCELLED"
+        future._state = "CANCELLED"
+        future.set_running_or_notify_cancel()  # CANCELLED -> CANCELLED_AND_NOTIFIED, waiters told
+        future._condition.notify_all()
+    if not already_cancelled:
+        future._invoke_callbacks()
+    return True
+
+
 class ScalerFuture(Future):
     """A concurrent.futures.Future for one task.
 
@@ -51,24 +71,8 @@ class ScalerFuture(Future):
         return self._cancel_and_notify()
 
     def _cancel_and_notify(self) -> bool:
-        """Cancel without telling the scheduler, and settle the state at once.
-
-        An executor moves a cancelled future to CANCELLED_AND_NOTIFIED when it drops the work;
-        concurrent.futures.wait() and as_completed() count only that state as done, so without
-        this step they would wait forever on a cancelled task. Done-callbacks run after it, so a
-        callback may wait on the future too."""
-        with self._condition:
-            if self._state in ("RUNNING", "FINISHED"):
-                return False
-            if self._state == "CANCELLED_AND_NOTIFIED":
-                return True
-            already_cancelled = self._state == "CANCELLED"
-            self._state = "CANCELLED"
-            self.set_running_or_notify_cancel()  # CANCELLED -> CANCELLED_AND_NOTIFIED, waiters told
-            self._condition.notify_all()
-        if not already_cancelled:
-            self._invoke_callbacks()
-        return True
+        """Cancel without telling the scheduler (see cancel_and_notify)."""
+        return cancel_and_notify(self)
 
     # --- called by the client's I/O thread; a user's cancel may have won the race ----------------
 

@@ -17,13 +17,13 @@ import numpy as np
 
 from scaler_core import protocol
 from scaler_core.errors import GraphError
-from scaler_core.graph_ids import GRAPH_ID_BYTES, NODE_INDEX_BYTES, node_task_id
+from scaler_core.graph_ids import GRAPH_ID_BYTES, NODE_INDEX_BYTES
 from scaler_core.scheduler.graph_frontier import make_frontier
 from scaler_core.scheduler.records import TaskState
 
 MAX_GRAPH_NODES = 1 << 31
 
-_WAITING, _QUEUED, _DONE = (int(state) for state in (TaskState.WAITING, TaskState.QUEUED, TaskState.DONE))
+_WAITING, _QUEUED, _DONE = TaskState.WAITING, TaskState.QUEUED, TaskState.DONE
 _PRIORITY_SHIFT = 1 << 32  # ready-heap key: (-priority) * 2**32 + node index
 
 

@@ -170,7 +170,7 @@ class SchedulerServer:
             self._loop.call_later(0.2, self.stop)
         # zmq's FD is edge-triggered: if anything is left (or arrived while we sent), go again
         # (call_soon lets timers such as the tick run in between)
-        if self.router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if transport.input_pending(self.router):
             self._loop.call_soon(self._on_router_readable)
 
     def _handle(self, parts, now: float) -> None:

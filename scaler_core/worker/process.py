@@ -128,9 +128,7 @@ class Worker:
         self._post(outcome)
 
     def _wake_if_input_pending(self) -> None:
-        # zmq's file descriptor is edge-triggered: a send can take in arrived messages without it
-        # signalling again, so the polling thread must be told
-        if self.scheduler.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if transport.input_pending(self.scheduler):  # the polling I/O thread would not notice
             with self._post_lock:
                 try:
                     self._wakeup_sender.send(b"", zmq.NOBLOCK)
@@ -221,7 +219,7 @@ class Worker:
                     if self.storage is not None and self.storage in events:
                         self._drain_storage()
                     self._flush_outgoing()
-                    input_pending = bool(self.scheduler.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+                    input_pending = transport.input_pending(self.scheduler)
         finally:
             with self.lock:
                 self._stop = True
