@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+import tomllib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,8 @@ import threading
 
 import numpy as np
 
+from scaler_core.optional import require
+
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
@@ -37,8 +39,7 @@ def graphblas_module():
             return _module
         _checked = True
         try:
-            import graphblas
-
+            graphblas = require("graphblas", "GraphBLAS for large graphs")
             _self_test(graphblas)
             _module = graphblas
         except Exception as error:  # noqa: BLE001 - any failure of the native library means "do not use"

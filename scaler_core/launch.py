@@ -8,6 +8,7 @@ from typing import List, Sequence
 
 from scaler_core.child import spawn
 from scaler_core.logging_setup import setup_logging
+from scaler_core.optional import require
 from scaler_core.security import CurveKeys
 from scaler_core.worker.cluster import run_cluster
 from scaler_core.worker.process import WorkerSettings
@@ -41,6 +42,8 @@ class ChildProcesses:
 
     def start_scheduler(self, address, object_storage_address, monitor_address, settings, allocate_policy,
                         event_loop, logging_level, logging_paths, keys: CurveKeys = CurveKeys()):
+        if event_loop == "uvloop":
+            require("uvloop", "--event-loop uvloop")  # fail here, not in a child whose error nobody reads
         return self._start(_scheduler_main, "scheduler", address, object_storage_address, monitor_address, settings,
                            allocate_policy, event_loop, logging_level, tuple(logging_paths), keys)
 

@@ -6,6 +6,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import termios
 import threading
 import time
 
+import pyte
 import pytest
 
 from scaler_core import Client, protocol
@@ -96,117 +98,31 @@ def test_title_line_tells_when_the_stream_is_silent():
 # --- in a pseudo-terminal --------------------------------------------------------------------------
 
 
-class Screen:
-    """Just enough of a VT100 to replay what curses sends for TERM=vt100 into rows of text."""
-
-    SEQUENCE = re.compile(rb"\x1b\[([?0-9;]*)([A-Za-z@])|\x1b[()][0-9A-Za-z]|\x1b([78=>DEMc])|([\x00-\x1f])")
-
-    def __init__(self, rows, columns):
-        self.rows, self.columns = rows, columns
-        self.cells = [[" "] * columns for _ in range(rows)]
-        self.row = self.column = 0
-        self.top, self.bottom = 0, rows - 1
-
-    def text(self):
-        return "\n".join("".join(line).rstrip() for line in self.cells)
-
-    def feed(self, data):
-        position = 0
-        for match in self.SEQUENCE.finditer(data):
-            self._write(data[position:match.start()].decode("utf-8", "replace"))
-            position = match.end()
-            if match.group(2):
-                self._csi(match.group(1).decode(), match.group(2).decode())
-            elif match.group(3):
-                self._escape(match.group(3).decode())
-            elif match.group(4):
-                self._control(match.group(4))
-        self._write(data[position:].decode("utf-8", "replace"))
-
-    def _write(self, text):
-        for character in text:
-            if self.column >= self.columns:
-                self.column = 0
-                self._line_feed()
-            self.cells[self.row][self.column] = character
-            self.column += 1
-
-    def _line_feed(self):
-        if self.row == self.bottom:
-            del self.cells[self.top]
-            self.cells.insert(self.bottom, [" "] * self.columns)
-        else:
-            self.row = min(self.rows - 1, self.row + 1)
-
-    def _reverse_line_feed(self):
-        if self.row == self.top:
-            del self.cells[self.bottom]
-            self.cells.insert(self.top, [" "] * self.columns)
-        else:
-            self.row = max(0, self.row - 1)
-
-    def _control(self, byte):
-        if byte == b"\r":
-            self.column = 0
-        elif byte == b"\n":
-            self._line_feed()
-        elif byte == b"\b":
-            self.column = max(0, self.column - 1)
-
-    def _escape(self, final):
-        if final == "M":
-            self._reverse_line_feed()
-        elif final in "DE":
-            self._line_feed()
-            self.column = 0 if final == "E" else self.column
-
-    def _csi(self, parameters, final):
-        if parameters.startswith("?"):
-            return  # private modes (keypad, wrap, alternate screen) do not change the text
-        numbers = [int(part) if part else 0 for part in parameters.split(";")] if parameters else []
-        count = max(1, numbers[0]) if numbers else 1
-        if final == "H" or final == "f":
-            row, column = (numbers + [1, 1])[:2]
-            self.row, self.column = max(1, row) - 1, max(1, column) - 1
-        elif final in "ABCD":
-            delta_row = {"A": -count, "B": count}.get(final, 0)
-            delta_column = {"C": count, "D": -count}.get(final, 0)
-            self.row = min(self.rows - 1, max(0, self.row + delta_row))
-            self.column = min(self.columns - 1, max(0, self.column + delta_column))
-        elif final == "K":
-            mode = numbers[0] if numbers else 0
-            start, end = {0: (self.column, self.columns), 1: (0, self.column + 1)}.get(mode, (0, self.columns))
-            self.cells[self.row][start:end] = [" "] * (end - start)
-        elif final == "J":
-            mode = numbers[0] if numbers else 0
-            rows = range(self.row + 1, self.rows) if mode == 0 else range(self.rows)
-            if mode == 0:
-                self.cells[self.row][self.column:] = [" "] * (self.columns - self.column)
-            for row in rows:
-                self.cells[row] = [" "] * self.columns
-        elif final == "r":
-            top, bottom = (numbers + [1, self.rows])[:2] if numbers else (1, self.rows)
-            self.top, self.bottom = max(1, top) - 1, min(self.rows, bottom or self.rows) - 1
-            self.row = self.column = 0
-
-
 class TopInTerminal:
-    """scaler_top running in a pseudo-terminal of a known size."""
+    """scaler_top running in a pseudo-terminal of a known size, its output replayed by pyte."""
 
-    def __init__(self, monitor_address, rows=45, columns=150):
-        self.screen = Screen(rows, columns)
+    def __init__(self, monitor_address, rows=45, columns=150, sigint_ignored=False):
+        self.screen = pyte.Screen(columns, rows)
+        self.stream = pyte.ByteStream(self.screen)
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "scaler_core.monitor.top", monitor_address],
-            stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=self._take_terminal,
-            env=dict(os.environ, TERM="vt100", LINES=str(rows), COLUMNS=str(columns)))
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            preexec_fn=self._take_terminal_ignoring_sigint if sigint_ignored else self._take_terminal,
+            env=dict(os.environ, TERM="xterm", LINES=str(rows), COLUMNS=str(columns)))
         os.close(slave)
 
     @staticmethod
     def _take_terminal():
         # in the child, after setsid: make the pty its controlling terminal, so Ctrl-C sends SIGINT
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    @staticmethod
+    def _take_terminal_ignoring_sigint():
+        # as a shell without job control starts a background command (`scaler_top ... &` in a script)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def text(self):
         """The screen after everything the program has written so far."""
@@ -217,8 +133,8 @@ class TopInTerminal:
                 break
             if not data:
                 break
-            self.screen.feed(data)
-        return self.screen.text()
+            self.stream.feed(data)
+        return "\n".join(line.rstrip() for line in self.screen.display)
 
     def press(self, key):
         os.write(self.master, key)
@@ -260,8 +176,9 @@ def test_scaler_top_in_a_terminal_follows_the_cluster(combo):
         top.close()
 
 
-def test_scaler_top_quits_on_ctrl_c(combo):
-    top = TopInTerminal(combo.monitor_address, rows=24, columns=80)
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["sigint-default", "sigint-ignored-on-start"])
+def test_scaler_top_quits_on_ctrl_c(combo, sigint_ignored):
+    top = TopInTerminal(combo.monitor_address, rows=24, columns=80, sigint_ignored=sigint_ignored)
     try:
         wait_until(lambda: "Total 2 worker(s)" in top.text(), 20, message="the first frame")
         top.press(b"\x03")
@@ -272,7 +189,8 @@ def test_scaler_top_quits_on_ctrl_c(combo):
 
 
 def test_scaler_top_without_a_terminal_prints_one_frame(combo):
-    command = shutil.which("scaler_top") or pytest.skip("scaler_top is not installed (pip install -e .)")
+    command = shutil.which("scaler_top", path=os.path.dirname(sys.executable)) or shutil.which("scaler_top") \
+        or pytest.skip("scaler_top is not installed (pip install -e .)")
     finished = subprocess.run([command, combo.monitor_address, "--timeout", "20"], capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert finished.returncode == 0, finished.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import graphlib
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -173,17 +174,14 @@ def _key_refs(args, kwargs) -> List:
 
 
 def _describe_cycle(unsorted, dependencies) -> Tuple[str, List]:
-    import networkx
-
-    graph = networkx.DiGraph()
-    for key in unsorted:
-        for dep in dependencies[key]:
-            if dep in unsorted:
-                graph.add_edge(key, dep)
+    sorter = graphlib.TopologicalSorter({key: [dep for dep in dependencies[key] if dep in unsorted]
+                                         for key in unsorted})
     try:
-        cycle = [edge[0] for edge in networkx.find_cycle(graph)]
-    except networkx.NetworkXNoCycle:  # pragma: no cover - unsorted keys always contain a cycle
-        cycle = sorted(unsorted, key=repr)
+        sorter.prepare()
+        cycle = sorted(unsorted, key=repr)  # pragma: no cover - unsorted keys always contain a cycle
+    except graphlib.CycleError as error:
+        # graphlib lists each dependency before its dependent; name each key before what it needs
+        cycle = list(reversed(error.args[1]))[:-1]
     return f"the graph has a cycle: {' -> '.join(map(repr, cycle + cycle[:1]))}", cycle
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import curses
 import logging
 import shutil
+import signal
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -215,6 +216,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     with subscriber:
         if not interactive:
             sys.exit(_print_one_frame(subscriber, float(settings["timeout"])))
+        # Ctrl-C must quit even when SIGINT was ignored on the way here: a shell without job control
+        # starts background commands that way, and Python then raises no KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             curses.wrapper(_run_view, subscriber, float(settings["timeout"]))
         except KeyboardInterrupt:

@@ -21,6 +21,7 @@ import zmq
 
 from scaler_core import protocol, transport
 from scaler_core.memory import QuietTrimmer
+from scaler_core.optional import require
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
 from scaler_core.scheduler.policies import make_policy
 from scaler_core.scheduler.scaling import ScalingPolicy
@@ -263,8 +264,6 @@ def run_scheduler(address: str, object_storage_address: str, monitor_address: Op
     """Run a scheduler in this process until it is stopped (signal or accepted remote shutdown)."""
     server = SchedulerServer(address, object_storage_address, monitor_address, settings, allocate_policy, keys)
     if event_loop == "uvloop":
-        import uvloop
-
-        uvloop.run(server.run())
+        require("uvloop", "--event-loop uvloop").run(server.run())
     else:
         asyncio.run(server.run())
