@@ -77,3 +77,11 @@ def initializer_calls(tag):
 
 def failing_initializer():
     raise CustomError(1, "initializer failed")
+
+
+class Result:
+    """A result that can be watched through a weak reference."""
+
+
+def make_result(_):
+    return Result()

@@ -8,9 +8,11 @@ sleeps to wait for a condition.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import (
     ALL_COMPLETED,
@@ -151,6 +153,16 @@ def test_map_of_nothing_is_empty(executor):
 @pytest.mark.parametrize("chunksize", [1, 3, 7, 100])
 def test_map_chunksize_keeps_order(executor, chunksize):
     assert list(executor.map(helpers.square, range(50), chunksize=chunksize)) == [x * x for x in range(50)]
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_keeps_no_reference_to_a_yielded_result(executor, chunksize):
+    # CPython issue 14406: once the caller lets go of a yielded result, it can be collected
+    for result in executor.map(helpers.make_result, range(10), chunksize=chunksize):
+        reference = weakref.ref(result)
+        del result
+        gc.collect()
+        poll_until(lambda: reference() is None, limit=10)
 
 
 def test_map_rejects_chunksize_below_one(executor):
@@ -336,6 +348,18 @@ def test_shutdown_cancel_futures_spares_running_work(make_executor, gate):
     executor.shutdown(wait=False, cancel_futures=True)
     gate.open()
     assert [future.result(timeout=RESULT_LIMIT) for future in running] == [gate.path] * len(running)
+
+
+def test_shutdown_cancel_futures_right_after_submitting(executor):
+    # The documentation: shutdown(cancel_futures=True) cancels the calls not started yet; calls
+    # already running complete. With 2 workers and 50 short calls, most never start, some do.
+    futures = [executor.submit(time.sleep, 0.1) for _ in range(50)]
+    executor.shutdown(wait=True, cancel_futures=True)
+    cancelled = [future for future in futures if future.cancelled()]
+    others = [future for future in futures if not future.cancelled()]
+    assert len(cancelled) > 20
+    assert others, "the calls that had started must complete"
+    assert all(future.done() and future.exception() is None for future in others)
 
 
 def test_shutdown_cancel_futures_keeps_finished_results(executor):

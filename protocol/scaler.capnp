@@ -123,6 +123,7 @@ struct TaskStarted {
 
 struct TaskCancel {
   taskIds @0 :List(Data);
+  pendingOnly @1 :Bool;      # cancel only tasks that have not started; running ones complete
 }
 
 struct TaskLog {

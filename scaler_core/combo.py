@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import atexit
 import os
+import time
 import weakref
 from typing import Dict, Optional, Sequence, Union
 
 from scaler_core.config import parse_capabilities
 from scaler_core.launch import ChildProcesses
+from scaler_core.monitor.stream import StatusSubscriber
 from scaler_core.scheduler.state import SchedulerSettings
 from scaler_core.security import CurveKeys
 from scaler_core.transport import free_tcp_port, parse_tcp_address, shift_port
@@ -74,6 +76,21 @@ class SchedulerClusterCombo:
 
     def get_address(self) -> str:
         return self.address
+
+    def wait_for_workers(self, n_workers: Optional[int] = None, timeout_seconds: float = 60.0) -> None:
+        """Return once `n_workers` (default: all of this combo's) are connected to the scheduler.
+
+        Read from the monitor stream; raises TimeoutError naming how many joined."""
+        wanted = self.n_workers if n_workers is None else n_workers
+        deadline = time.monotonic() + timeout_seconds
+        connected = 0
+        with StatusSubscriber(self.monitor_address) as subscriber:
+            while connected < wanted:
+                status = subscriber.wait_for_status(deadline - time.monotonic())
+                if status is None:
+                    raise TimeoutError(f"{connected} of {wanted} workers connected to {self.address} "
+                                       f"within {timeout_seconds} s")
+                connected = len(status.workers)
 
     def processes(self):
         """The live child processes (object storage, scheduler, cluster supervisor)."""

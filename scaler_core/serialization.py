@@ -24,7 +24,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import cloudpickle
 from tblib import pickling_support
 
-from scaler_core.client.graph_refs import KeyRef, ObjectReference
+from scaler_core.references import KeyRef, ObjectReference
 from scaler_core.errors import RemoteError, ScalerError, SerializationError
 
 # Measured (benchmarks/inline_threshold.py): below ~64 KiB carrying the bytes inside the message
@@ -41,13 +41,6 @@ _id_counter = itertools.count()
 def new_id() -> bytes:
     """A 16-byte id unique across processes: a random per-process prefix and a counter."""
     return _ID_PREFIX + next(_id_counter).to_bytes(8, "big")
-
-
-def reseed_ids() -> None:
-    """Call in a forked child so it does not repeat its parent's ids."""
-    global _ID_PREFIX, _id_counter
-    _ID_PREFIX = os.urandom(8)
-    _id_counter = itertools.count()
 
 
 def content_id(owner: bytes, payload: bytes) -> bytes:
@@ -136,7 +129,7 @@ def _plain_dumps(obj, buffer_callback=None) -> Optional[bytes]:
     return None if b"__main__" in data or _PLACEHOLDER_MODULE in data else data
 
 
-_PLACEHOLDER_MODULE = b"scaler_core.client.graph_refs"
+_PLACEHOLDER_MODULE = KeyRef.__module__.encode()  # found in a pickle that holds a placeholder
 _PLACEHOLDER_TYPES = (KeyRef, ObjectReference)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import dask
 
-from scaler_core import Client, SchedulerClusterCombo
+from scaler_core import Client, SchedulerClusterCombo, task_context
 
 ADDRESS_CONFIG_KEY = "scaler.address"
 ADDRESS_ENVIRONMENT_VARIABLE = "SCALER_ADDRESS"
@@ -44,11 +44,7 @@ def configured_address() -> str | None:
 
 def worker_scheduler_address() -> str | None:
     """The scheduler address when running inside an engine worker process."""
-    try:
-        from scaler_core.worker.context import current_scheduler_address
-    except ImportError:
-        return None
-    return current_scheduler_address()
+    return task_context.current_scheduler_address()
 
 
 def default_client() -> Any:

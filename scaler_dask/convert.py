@@ -40,12 +40,9 @@ from dask._task_spec import (
     convert_legacy_task,
 )
 
-from scaler_core.client.graph_refs import KeyRef
+from scaler_core.references import KeyRef
 
-try:  # the engine's cycle error, so callers catching it catch ours too
-    from scaler_core.errors import GraphCycleError as _EngineCycleError
-except ImportError:  # pragma: no cover - only while the engine is incomplete
-    _EngineCycleError = ValueError
+from scaler_core.errors import GraphCycleError as _EngineCycleError  # callers catching it catch ours too
 
 
 class GraphCycleError(_EngineCycleError, RuntimeError):

@@ -48,6 +48,12 @@ class _ExecutorFuture(Future):
             self.engine_future.cancel()
         return True
 
+    def cancel_if_not_started(self) -> None:
+        """Cancel unless a worker has already started the call, which then completes; the answer
+        comes from the worker, as the start may not have been reported here yet."""
+        if self.engine_future is not None and not self.running():
+            self.engine_future.cancel_if_pending()
+
 
 def _mark_running(future: Future) -> None:
     try:
@@ -79,6 +85,16 @@ def _call_initialized(executor_id: str, initializer: Callable, initargs: tuple, 
     if failure is not None:
         raise BrokenScalerExecutor(f"A worker's initializer failed: {failure!r}")
     return fn(*args, **kwargs)
+
+
+def _result_or_cancel(future: Future, deadline: float | None) -> Any:
+    try:
+        return future.result(None if deadline is None else deadline - time.monotonic())
+    except BaseException:
+        future.cancel()
+        raise
+    finally:
+        del future  # the traceback of a raised error must not keep the future (and its result) alive
 
 
 def _call_chunk(fn: Callable, chunk: list) -> list:
@@ -128,10 +144,13 @@ class ScalerExecutor(Executor):
         self._broken_reason: str | None = None
         self._torn_down = False
         self._cluster = None
-        if address is None:
-            self._cluster = SchedulerClusterCombo(n_workers=self._max_workers)
-            address = self._cluster.address
         try:
+            if address is None:
+                self._cluster = SchedulerClusterCombo(n_workers=self._max_workers)
+                # ready when constructed, as a process pool is: work submitted at once has workers
+                # to start on, so shutdown(cancel_futures=True) right after submitting spares some
+                self._cluster.wait_for_workers()
+                address = self._cluster.address
             self._client = Client(address=address)
         except BaseException:
             if self._cluster is not None:
@@ -197,19 +216,18 @@ class ScalerExecutor(Executor):
 
     @staticmethod
     def _results_in_order(futures: list, deadline: float | None, chunked: bool) -> Iterator:
+        # Nothing here may keep a result once it is yielded (CPython issue 14406): no local names a
+        # yielded value or its future, and a chunk's list gives up each item as it goes out.
         futures.reverse()
         try:
             while futures:
-                future = futures.pop()
-                try:
-                    result = future.result(None if deadline is None else deadline - time.monotonic())
-                except BaseException:
-                    future.cancel()
-                    raise
                 if chunked:
-                    yield from result
+                    chunk = _result_or_cancel(futures.pop(), deadline)
+                    chunk.reverse()
+                    while chunk:
+                        yield chunk.pop()
                 else:
-                    yield result
+                    yield _result_or_cancel(futures.pop(), deadline)
         finally:
             for future in futures:
                 future.cancel()
@@ -220,7 +238,7 @@ class ScalerExecutor(Executor):
             pending = list(self._pending)
         if cancel_futures:
             for future in pending:
-                future.cancel()
+                future.cancel_if_not_started()
         if wait:
             wait_for_futures(pending)
             self._tear_down()

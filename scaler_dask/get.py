@@ -20,10 +20,10 @@ from dask._task_spec import DataNode
 from dask.callbacks import local_callbacks, unpack_callbacks
 from dask.order import order
 
-from scaler_core.client.graph_refs import KeyRef
+from scaler_core.references import KeyRef
 from scaler_core.errors import SchedulerDiedError
 from scaler_core.memory import paused_gc
-from scaler_core.worker import context as worker_context
+from scaler_core import task_context as worker_context
 from scaler_dask import cluster
 from scaler_dask.convert import GraphPlan, build_plan, flatten_keys, normalize_graph, to_engine_task
 

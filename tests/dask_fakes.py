@@ -11,7 +11,7 @@ from concurrent.futures import Future
 
 import cloudpickle
 
-from scaler_core.client.graph_refs import KeyRef
+from scaler_core.references import KeyRef
 
 
 def _substitute(value, results):

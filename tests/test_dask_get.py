@@ -112,7 +112,7 @@ def test_only_needed_tasks_are_shipped():
 
 
 def test_simple_tasks_ship_their_function_and_complex_ones_the_node():
-    from scaler_core.client.graph_refs import KeyRef
+    from scaler_core.references import KeyRef
 
     simple = Task("s", add, TaskRef("a"), 2)
     assert to_engine_task(simple) == (add, (KeyRef("a"), 2), {})

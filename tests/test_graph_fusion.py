@@ -55,7 +55,7 @@ def test_find_chains_on_arrays():
 
 def test_run_chain_evaluates_in_a_loop():
     from scaler_core.serialization import dumps_with_references
-    from scaler_core.client.graph_refs import KeyRef
+    from scaler_core.references import KeyRef
 
     step, _ = dumps_with_references(((KeyRef("p"), KeyRef("p")), {}), lambda obj: graph_fusion.PREVIOUS, True)
     assert graph_fusion.run_chain([abs] + [operator.add] * 5000, (-1,), {}, [step[0]] * 5000) == 2 ** 5000

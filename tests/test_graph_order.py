@@ -108,13 +108,3 @@ def test_cancel_a_graph_on_each_path(client, ordering_path):
     futures = client.submit_graph(convert_legacy_graph(graph), ["next", "slow"])
     assert futures["next"].cancel() and futures["slow"].cancel()
     assert client.submit(tasks.square, 4).result(timeout=30) == 16
-
-
-@pytest.mark.parametrize("shape", ["chain", "tree", "random"])
-def test_graphblas_culling_matches_python(shape):
-    dependencies = {"chain": chain(3000), "tree": tree(2048), "random": random_dag(5000)}[shape]
-    roots = [len(dependencies) - 1, len(dependencies) // 3]
-    indptr, indices = csr(dependencies)
-    expected = graph_order.ancestors_python(indptr.tolist(), indices.tolist(), roots, len(dependencies))
-    got = graph_order.ancestors_graphblas(indptr, indices, roots, len(dependencies))
-    assert np.array_equal(expected, got)

@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from scaler_core.client.graph_refs import KeyRef
+from scaler_core.references import KeyRef
 from scaler_core.errors import SerializationError
 from scaler_core.serialization import dumps_with_references, loads_with_references
 

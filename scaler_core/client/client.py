@@ -19,13 +19,13 @@ from scaler_core import protocol
 from scaler_core.client.connection import ClientConnection
 from scaler_core.client.futures import ScalerFuture
 from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
-from scaler_core.client.graph_refs import ObjectReference
+from scaler_core.references import ObjectReference
 from scaler_core.client.progress import ProgressBar
 from scaler_core.errors import ClientError, ConnectTimeoutError, SchedulerDiedError
 from scaler_core.memory import freeze_heap, paused_gc
 from scaler_core.security import CurveKeys
 from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
-from scaler_core.worker import context as worker_context
+from scaler_core import task_context as worker_context
 
 logger = logging.getLogger(__name__)
 
@@ -336,10 +336,12 @@ class Client:
         if tasks:
             self._connection.send_tasks(protocol.encode(protocol.TaskBatch(tasks=tasks)))
 
-    def _cancel_task(self, task_id: bytes) -> None:
-        if self._connection.futures.pop(task_id, None) is not None and not self._connection.closed.is_set():
+    def _cancel_task(self, task_id: bytes, pending_only: bool) -> None:
+        # a pending-only cancel keeps the future registered: its result or its cancellation is still to come
+        known = self._connection.futures.get(task_id) if pending_only else self._connection.futures.pop(task_id, None)
+        if known is not None and not self._connection.closed.is_set():
             try:
-                self._connection.post("message", protocol.TaskCancel(task_ids=[task_id]))
+                self._connection.post("message", protocol.TaskCancel(task_ids=[task_id], pending_only=pending_only))
             except SchedulerDiedError:
                 pass
 

@@ -56,7 +56,6 @@ class ClientConnection:
 
         self.futures: Dict[bytes, "object"] = {}      # task id -> ScalerFuture, until resolved
         self._fetching: Dict[bytes, protocol.TaskResult] = {}
-        self.welcome: Optional[protocol.Welcome] = None
         self.welcomed = threading.Event()
         self.shutdown_response: Optional[protocol.ShutdownResponse] = None
         self.shutdown_answered = threading.Event()
@@ -236,7 +235,6 @@ class ClientConnection:
                 stream.write(message.text)
                 stream.flush()
             elif kind is protocol.Welcome:
-                self.welcome = message
                 if self.storage is None:
                     self.storage = transport.configure(self.context.socket(zmq.DEALER),
                                                        identity=self.client_id + b"|os", linger_ms=1000)

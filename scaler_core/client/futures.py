@@ -6,7 +6,7 @@ import asyncio
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Callable, Optional
 
-from scaler_core.worker import context
+from scaler_core import task_context as context
 
 
 def cancel_and_notify(future: Future) -> bool:
@@ -35,7 +35,7 @@ class ScalerFuture(Future):
     `cancel()` works for queued and running tasks (a running task's worker process is replaced).
     Inside a worker, waiting on a future frees the worker's slot for other work while it waits."""
 
-    def __init__(self, task_id: bytes, on_cancel: Optional[Callable[[bytes], None]] = None):
+    def __init__(self, task_id: bytes, on_cancel: Optional[Callable[[bytes, bool], None]] = None):
         super().__init__()
         self.task_id = task_id
         self._on_cancel = on_cancel
@@ -67,8 +67,20 @@ class ScalerFuture(Future):
             if self.done():
                 return self.cancelled()
         if self._on_cancel is not None:
-            self._on_cancel(self.task_id)
+            self._on_cancel(self.task_id, False)
         return self._cancel_and_notify()
+
+    def cancel_if_pending(self) -> None:
+        """Ask for the task to be cancelled only if no worker has started it yet.
+
+        Unlike `cancel()` this decides nothing here: the future settles as cancelled when the
+        task had not started, and otherwise runs to its result (what `Executor.shutdown(
+        cancel_futures=True)` promises for calls already running)."""
+        with self._condition:
+            if self._state != "PENDING":
+                return
+        if self._on_cancel is not None:
+            self._on_cancel(self.task_id, True)
 
     def _cancel_and_notify(self) -> bool:
         """Cancel without telling the scheduler (see cancel_and_notify)."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from scaler_core.client.graph_fusion import PREVIOUS, find_chains, run_chain
 from scaler_core.client.graph_order import CycleFound, cull_and_order
-from scaler_core.client.graph_refs import KeyRef
+from scaler_core.references import KeyRef
 from scaler_core.errors import GraphCycleError, GraphError, ScalerError
 from scaler_core.graph_ids import node_task_id
 from scaler_core.serialization import dumps_with_references
@@ -33,7 +33,6 @@ class GraphSubmission:
         self.task_id_set = set()
         self.submitted = set()  # keys already handed to the scheduler, in dependency order
         self.fused: Dict[Any, Tuple[Callable, tuple, dict]] = {}  # chain tail -> the fused chain's task
-        self.ordering_path = ""
 
     def prepare(self, graph_id: bytes) -> List:
         """The needed keys in dependency order; fills task ids and the shape (`structure`)."""
@@ -56,7 +55,7 @@ class GraphSubmission:
         indptr = np.frombuffer(offsets, dtype=np.int64)
         indices = np.frombuffer(flat, dtype=np.int64)
         try:
-            needed, order, self.ordering_path = cull_and_order(indptr, indices, [index[k] for k in self.requested])
+            needed, order, _ = cull_and_order(indptr, indices, [index[k] for k in self.requested])
         except CycleFound as cycle:
             on_cycle = [keys[i] for i in cycle.remaining.tolist()]
             dependencies = {keys[i]: [keys[j] for j in indices[indptr[i]:indptr[i + 1]].tolist()]

@@ -5,9 +5,9 @@ A graph of n nodes is given as CSR arrays of dependencies: node i depends on
 requested nodes and (b) a dependency order of those ancestors:
 
 * the pure-Python path walks Python lists, one node at a time (Kahn's algorithm);
-* the GraphBLAS path works a whole frontier at once: one sparse matrix-vector product finds the
-  dependencies of every frontier node (`ancestors_graphblas`), or decrements the in-degree of
-  every successor of every finished node and yields the newly ready set (`order_graphblas`).
+* the GraphBLAS path orders a whole frontier at once: one sparse matrix-vector product
+  decrements the in-degree of every successor of every finished node and yields the newly ready
+  set (`order_graphblas`). Culling always walks in Python (see `cull_and_order`).
 
 GraphBLAS pays off for ordering wide graphs; a deep, narrow graph means many tiny frontiers, so
 that path hands over to the Python one when the frontiers stay small. The ordering path is chosen
@@ -87,36 +87,6 @@ def graphblas_module():
 def _edges(indptr: np.ndarray, indices: np.ndarray):
     dependents = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
     return indices.astype(np.int64, copy=False), dependents
-
-
-def ancestors_graphblas(indptr: np.ndarray, indices: np.ndarray, roots: Sequence[int], n: int, module=None) -> np.ndarray:
-    gb = module or graphblas_module()
-    deps, dependents = _edges(indptr, indices)
-    # A[dependency, dependent] = 1: A @ v marks the dependencies of the nodes set in v
-    matrix = gb.Matrix.from_coo(deps, dependents, np.ones(len(deps), dtype=np.int8), nrows=n, ncols=n, dup_op=gb.binary.any)
-    needed = np.zeros(n, dtype=bool)
-    frontier = np.unique(np.asarray(roots, dtype=np.int64))
-    needed[frontier] = True
-    small_levels = 0
-    while len(frontier):
-        vector = gb.Vector.from_coo(frontier, np.ones(len(frontier), dtype=np.int8), size=n)
-        reached, _ = gb.semiring.any_pair(matrix @ vector).new().to_coo()
-        reached = reached.astype(np.int64)
-        frontier = reached[~needed[reached]]
-        needed[frontier] = True
-        small_levels = small_levels + 1 if len(frontier) < SMALL_FRONTIER else 0
-        if small_levels > 16:
-            # a deep, narrow stretch: walk the rest node by node in Python
-            indptr_list, indices_list = indptr.tolist(), indices.tolist()
-            stack = frontier.tolist()
-            while stack:
-                node = stack.pop()
-                for dep in indices_list[indptr_list[node]:indptr_list[node + 1]]:
-                    if not needed[dep]:
-                        needed[dep] = True
-                        stack.append(dep)
-            break
-    return needed
 
 
 def order_graphblas(indptr: np.ndarray, indices: np.ndarray, needed: np.ndarray, module=None) -> List[int]:

@@ -16,7 +16,6 @@ class ObjectStore:
         self.by_owner: Dict[bytes, Set[bytes]] = collections.defaultdict(set)
         self.waiting: Dict[bytes, List[Tuple[bytes, float]]] = {}  # id -> [(requester, deadline)]
         self.dead_owners: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()
-        self.bytes_stored = 0
 
     def put(self, object_id: bytes, owner: bytes, frames: Sequence) -> List[bytes]:
         """Store an object; returns the requesters that were waiting for it."""
@@ -26,7 +25,6 @@ class ObjectStore:
         frames = list(frames)
         self.objects[object_id] = (owner, frames)
         self.by_owner[owner].add(object_id)
-        self.bytes_stored += sum(len(frame) for frame in frames)
         return [requester for requester, _ in self.waiting.pop(object_id, [])]
 
     def get(self, object_id: bytes) -> Optional[List]:
@@ -40,8 +38,7 @@ class ObjectStore:
         entry = self.objects.pop(object_id, None)
         if entry is None:
             return
-        owner, frames = entry
-        self.bytes_stored -= sum(len(frame) for frame in frames)
+        owner, _ = entry
         owned = self.by_owner.get(owner)
         if owned is not None:
             owned.discard(object_id)

@@ -22,7 +22,7 @@ class TaskRecord:
     __slots__ = (
         "task", "task_id", "client_id", "state", "worker", "waiting_on", "dependents", "pending_dependents",
         "result_inline", "result_stored", "status", "error_value", "client_released", "cancel_requested",
-        "no_worker_since", "balance_requested", "graph", "node",
+        "cancel_pending_only", "started", "no_worker_since", "balance_requested", "graph", "node",
     )
 
     def __init__(self, task: "protocol.Task"):
@@ -40,6 +40,8 @@ class TaskRecord:
         self.error_value: bytes = b""
         self.client_released = False
         self.cancel_requested = False
+        self.cancel_pending_only = False  # the cancel asked for spares the task once it has started
+        self.started = False  # its worker reported the start (only tasks sent with notify_start)
         self.no_worker_since: Optional[float] = None
         self.balance_requested = False
         self.graph = None  # GraphTable when this record is a node of a declared graph

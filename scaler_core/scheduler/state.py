@@ -156,7 +156,9 @@ class SchedulerState(GraphTasks):
         for task_id in message.task_ids:
             record = self.tasks.get(task_id)
             if record is not None and record.client_id == sender:
-                self._cancel(record)
+                if message.pending_only and self._dispatch_needed:
+                    self._dispatch()  # work a free worker would get this round counts as started
+                self._cancel(record, pending_only=message.pending_only)
             elif record is None:
                 node = self._graph_node(task_id)
                 if node is not None and node[0].client_id == sender:
@@ -282,8 +284,10 @@ class SchedulerState(GraphTasks):
         by_client: Dict[bytes, List[bytes]] = {}
         for task_id in message.task_ids:
             record = self.tasks.get(task_id)
-            if record is not None and record.worker == sender and record.task.requested:
-                by_client.setdefault(record.client_id, []).append(task_id)
+            if record is not None and record.worker == sender:
+                record.started = True
+                if record.task.requested:
+                    by_client.setdefault(record.client_id, []).append(task_id)
         for client_id, task_ids in by_client.items():
             if client_id in self.clients:
                 self.outbox.send(client_id, protocol.TaskStarted(task_ids=task_ids))
@@ -317,9 +321,10 @@ class SchedulerState(GraphTasks):
         for task_id in reversed(task_ids):  # each goes to the front of the queue: keep their order
             record = self.tasks[task_id]
             self._unassign(record, worker)
-            if record.cancel_requested:
+            if record.cancel_requested and not (record.cancel_pending_only and task_id == suspect):
                 self._finish(record, "cancelled", b"", False, None)
                 continue
+            record.cancel_requested = record.cancel_pending_only = False  # it may have been running: run it again
             if task_id == suspect:
                 record.task.retries += 1
                 if record.task.retries >= self.settings.max_task_retries:
@@ -336,6 +341,7 @@ class SchedulerState(GraphTasks):
         self.policy.on_release(record, worker)
         record.worker = None
         record.balance_requested = False
+        record.started = False
 
     # --- tasks ----------------------------------------------------------------------------------
 
@@ -476,13 +482,18 @@ class SchedulerState(GraphTasks):
         self.policy.on_assign(record, worker)
         self.outbox.task(worker.worker_id, record.task)
 
-    def _cancel(self, record: TaskRecord, notify_client: bool = True) -> None:
+    def _cancel(self, record: TaskRecord, notify_client: bool = True, pending_only: bool = False) -> None:
+        """Cancel a task; `pending_only` spares it once it has started (its worker has the last word)."""
         if record.state == TaskState.DONE:
             return
         if record.state == TaskState.ASSIGNED:
-            if not record.cancel_requested:
+            if pending_only and record.started:
+                return
+            if not record.cancel_requested or (record.cancel_pending_only and not pending_only):
                 record.cancel_requested = True
-                self.outbox.send(record.worker, protocol.TaskCancel(task_ids=[record.task_id]))
+                record.cancel_pending_only = pending_only
+                self.outbox.send(record.worker, protocol.TaskCancel(task_ids=[record.task_id],
+                                                                    pending_only=pending_only))
             return
         self._finish(record, "cancelled", b"", False, None, notify_client=notify_client)
 

@@ -31,7 +31,7 @@ from scaler_core import protocol, transport
 from scaler_core.errors import TaskTimeoutError
 from scaler_core.security import CurveKeys, secure_client
 from scaler_core.serialization import dumps_exception
-from scaler_core.worker import context
+from scaler_core import task_context as context
 from scaler_core.worker.objects import ObjectCache
 from scaler_core.worker.runner import FunctionCache, Outcome, run_task
 
@@ -249,7 +249,7 @@ class Worker:
                     self._accept_task(task)
             elif kind is protocol.TaskCancel:
                 for task_id in message.task_ids:
-                    self._cancel(task_id)
+                    self._cancel(task_id, message.pending_only)
             elif kind is protocol.BalanceRequest:
                 self._give_back(message.task_ids)
             elif kind is protocol.HeartbeatEcho:
@@ -337,12 +337,14 @@ class Worker:
                     del self.waiting_objects[task_id]
                     self._make_ready(self.tasks[task_id])
 
-    def _cancel(self, task_id: bytes) -> None:
+    def _cancel(self, task_id: bytes, pending_only: bool = False) -> None:
         task = self.tasks.get(task_id)
         if task is None:
             return
         with self.lock:
             is_running = task_id in self.running
+            if pending_only and (is_running or task_id == self._next_to_start()):
+                return  # it completes and reports its result as usual
             if not is_running:
                 self.ready = [entry for entry in self.ready if entry[2] != task_id]
                 heapq.heapify(self.ready)
@@ -353,6 +355,16 @@ class Worker:
             return
         self.waiting_objects.pop(task_id, None)
         self._post(Outcome(task, "cancelled"))
+
+    def _next_to_start(self) -> Optional[bytes]:
+        """The task a free slot takes next: as good as started (a process pool's call queue counts
+        as running too). While nothing is ready, the oldest task still fetching its inputs. Needs
+        `self.lock`."""
+        if len(self.running) >= 1 + self.blocked:
+            return None
+        if self.ready:
+            return self.ready[0][2]
+        return next((task_id for task_id in self.tasks if task_id not in self.running), None)
 
     def _give_back(self, task_ids) -> None:
         """Return the requested tasks that have not started; they will not run here."""

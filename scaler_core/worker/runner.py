@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional
 from scaler_core import protocol
 from scaler_core.errors import SerializationError
 from scaler_core.serialization import dumps_exception, dumps_value, loads_frames, loads_with_references
-from scaler_core.worker import context
+from scaler_core import task_context as context
 
 
 class Outcome:
