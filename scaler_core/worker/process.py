@@ -1,10 +1,11 @@
-"""One worker process: an I/O thread that talks to the scheduler and object storage, and runner
-threads that execute tasks one at a time.
+"""One worker process: the I/O shell around `WorkerState` (state.py), which makes every decision.
 
-Only one task runs at a time; a second runner thread starts only while a running task is blocked
-waiting on its own nested tasks, so the slot it holds is not wasted (and nested work cannot
-deadlock a full cluster). Tasks arrive ahead of time (the scheduler pipelines a few per worker) and
-their functions and stored arguments are fetched while earlier tasks run.
+An I/O thread talks to the scheduler and the object storage; runner threads execute tasks one at
+a time. Both feed events to the state under one lock and carry out the instructions it returns:
+the I/O thread sends at once (task starts and results batched per cycle), a runner queues what it
+got for the I/O thread. Only one task runs at a time; a second runner thread starts only while a
+running task is blocked waiting on its own nested tasks, so the slot it holds is not wasted (and
+nested work cannot deadlock a full cluster).
 
 A runner that finishes its last queued task while the I/O thread is idle in its poll sends the
 result itself (when nothing is queued before it and it needs no object storage), saving a thread
@@ -16,24 +17,24 @@ descriptor rather than on the socket, and a runner only sends if it gets the loc
 from __future__ import annotations
 
 import collections
-import heapq
 import logging
 import os
 import socket
 import threading
 import time
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional
 
 import psutil
 import zmq
 
 from scaler_core import protocol, transport
-from scaler_core.errors import TaskTimeoutError
-from scaler_core.security import CurveKeys, secure_client
-from scaler_core.serialization import dumps_exception
 from scaler_core import task_context as context
+from scaler_core.security import CurveKeys, secure_client
 from scaler_core.worker.objects import ObjectCache
-from scaler_core.worker.runner import FunctionCache, Outcome, run_task
+from scaler_core.worker.runner import FunctionCache, run_task
+from scaler_core.worker.state import (
+    ConnectStorage, Result, Started, Stop, ToScheduler, ToStorage, WakeRunners, WorkerLimits, WorkerState,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,12 @@ class WorkerSettings:
         self.keys = keys
 
 
+class _Stopped(Exception):
+    def __init__(self, stop: Stop):
+        super().__init__(stop.reason)
+        self.stop = stop
+
+
 class Worker:
     def __init__(self, scheduler_address: str, worker_id: bytes, settings: WorkerSettings, cluster_id: bytes = b""):
         self.scheduler_address = scheduler_address
@@ -79,53 +86,52 @@ class Worker:
 
         self.objects = ObjectCache(settings.object_cache_bytes)
         self.functions = FunctionCache()
-        self.waiting_objects: Dict[bytes, Set[bytes]] = {}  # task id -> object ids still missing
-        self.tasks: Dict[bytes, protocol.Task] = {}         # every task this worker holds
-        self.requested_objects: Set[bytes] = set()
-
-        # shared with runner threads, under `lock`
-        self.lock = threading.Condition()
-        self.ready: List = []                  # heap of (-priority, sequence, task id)
-        self.running: Dict[bytes, float] = {}  # task id -> start time
-        self.blocked = 0
+        self.lock = threading.Condition()  # every call into `state`; runners wait on it for work
+        self.state = WorkerState(self.objects, self.functions, WorkerLimits(
+            death_timeout_seconds=settings.death_timeout_seconds, task_timeout_seconds=settings.task_timeout_seconds,
+            memory_limit_bytes=settings.memory_limit_bytes), last_echo=time.monotonic())
         self.idle_runners = 0
         self.runner_count = 0
-        self.outgoing: collections.deque = collections.deque()
-        self._sequence = 0
+        self.outgoing: collections.deque = collections.deque()  # instructions queued by runners
         self._stop = False
+        self._started: List[bytes] = []  # batched per I/O cycle: all starts go before all results
+        self._results: List = []
 
         self.process = psutil.Process()
         self.process.cpu_percent()
-        self.last_echo = time.monotonic()
 
     # --- runner side ----------------------------------------------------------------------------
 
-    def _post(self, item) -> None:
-        """Called from any thread: queue an outgoing item and wake the I/O thread.
+    def _post(self, *instructions) -> None:
+        """Called from any thread: queue instructions (or plain messages) for the I/O thread.
 
         Only the item that finds the queue empty sends a wake-up: the I/O thread drains everything
         queued by then, so a burst of results costs one wake-up."""
         with self._post_lock:
             was_empty = not self.outgoing
-            self.outgoing.append(item)
-            if was_empty:
+            self.outgoing.extend(instructions)
+            if was_empty and instructions:
                 self._wakeup_sender.send(b"", copy=True)
 
-    def _deliver(self, outcome: Outcome) -> None:
-        """From a runner: send the outcome now if the I/O thread is idle, else queue it.
+    def _emit(self, message) -> None:
+        """A task's own message (its printed output) for the scheduler."""
+        self._post(ToScheduler(message))
+
+    def _deliver(self, instructions: List) -> None:
+        """From a runner: send a lone result now if the I/O thread is idle, else queue it.
 
         Only when no other task waits here: during a burst the I/O thread batches results (one
         message per task would cost the scheduler more than the hand-off saves)."""
-        if outcome.frames is None and not self.ready and not self.outgoing \
-                and self._io_lock.acquire(blocking=False):
+        if len(instructions) == 1 and type(instructions[0]) is Result and not self.state.ready \
+                and not self.outgoing and self._io_lock.acquire(blocking=False):
             try:
                 if not self.outgoing:
-                    transport.send(self.scheduler, protocol.ResultBatch(results=[self._package(outcome)]))
+                    transport.send(self.scheduler, protocol.ResultBatch(results=[instructions[0].result]))
                     self._wake_if_input_pending()
                     return
             finally:
                 self._io_lock.release()
-        self._post(outcome)
+        self._post(*instructions)
 
     def _wake_if_input_pending(self) -> None:
         if transport.input_pending(self.scheduler):  # the polling I/O thread would not notice
@@ -136,45 +142,46 @@ class Worker:
                     pass  # wake-ups already queued: the I/O thread will look
 
     def _runner_loop(self) -> None:
+        state = self.state
         while True:
             with self.lock:
                 self.idle_runners += 1
-                while not self._stop and not (self.ready and len(self.running) < 1 + self.blocked):
+                while not self._stop and not state.can_start():
                     self.lock.wait()
                 self.idle_runners -= 1
                 if self._stop:
                     self.runner_count -= 1
                     return
-                task_id = heapq.heappop(self.ready)[2]
-                task = self.tasks.get(task_id)
-                if task is None:
-                    continue
-                self.running[task_id] = time.monotonic()
-            if task.notify_start:
-                self._post(protocol.TaskStarted(task_ids=[task_id]))
-            outcome = run_task(task, self.functions, self.objects.frames_of, self._post)
+                task, instructions = state.take_next(time.monotonic())
+            if task is None:
+                continue
+            if instructions:
+                self._post(*instructions)
+            outcome = run_task(task, self.functions, self.objects.frames_of, self._emit)
             with self.lock:
-                self.running.pop(task_id, None)
-                self.lock.notify_all()
-                surplus = self.runner_count > 1 + self.blocked and self.idle_runners > 0
+                instructions = state.finish(outcome)
+                if type(instructions[-1]) is WakeRunners:
+                    instructions.pop()
+                    self.lock.notify_all()
+                surplus = self.runner_count > 1 + state.blocked and self.idle_runners > 0
                 if surplus:
                     self.runner_count -= 1
-            self._deliver(outcome)
+            self._deliver(instructions)
             if surplus:
                 return
 
     def _on_block(self) -> None:
         with self.lock:
-            self.blocked += 1
+            instructions = self.state.on_block()
             if self.idle_runners == 0:
                 self._start_runner()
             self.lock.notify_all()
-        self._post(protocol.WorkerBlocked(blocked_tasks=self.blocked))
+        self._post(*[item for item in instructions if type(item) is not WakeRunners])
 
     def _on_unblock(self) -> None:
         with self.lock:
-            self.blocked -= 1
-        self._post(protocol.WorkerBlocked(blocked_tasks=self.blocked))
+            instructions = self.state.on_unblock()
+        self._post(*instructions)
 
     def _start_runner(self) -> None:
         self.runner_count += 1
@@ -205,25 +212,73 @@ class Worker:
                 with self._io_lock:
                     now = time.monotonic()
                     if now >= next_heartbeat:
-                        if now - self.last_echo > self.settings.death_timeout_seconds:
-                            logger.error("worker %r: scheduler silent for %.0fs, exiting", self.worker_id,
-                                         self.settings.death_timeout_seconds)
-                            return
-                        self._send_heartbeat()
-                        self._check_limits(now)
+                        self._tick(now)
                         next_heartbeat = now + interval
                     if self.wakeup_receiver in events:
                         self._drain_wakeups()
-                    if not self._drain_scheduler():
-                        return
+                    self._drain_scheduler()
                     if self.storage is not None and self.storage in events:
                         self._drain_storage()
                     self._flush_outgoing()
                     input_pending = transport.input_pending(self.scheduler)
+        except _Stopped as stopped:
+            with self._io_lock:
+                self._leave(stopped.stop)
         finally:
             with self.lock:
                 self._stop = True
                 self.lock.notify_all()
+
+    def _leave(self, stop: Stop) -> None:
+        """Everything runners queued goes first: the scheduler ignores what follows the goodbye."""
+        self._flush_outgoing()
+        if stop.goodbye is not None:
+            transport.send(self.scheduler, stop.goodbye)
+        (logger.error if stop.unexpected else logger.info)("worker %r: %s; exiting", self.worker_id, stop.reason)
+        if stop.replace:
+            # os._exit skips zmq's own shutdown: flush what is queued (bounded by linger) first
+            self.context.destroy(linger=stop.linger_ms)
+            os._exit(EXIT_REPLACE_ME)
+
+    def _tick(self, now: float) -> None:
+        self._carry_out(self._decide(self.state.on_tick, now, self.process.cpu_percent(),
+                                     self.process.memory_info().rss))
+
+    def _decide(self, event, *args) -> List:
+        """One event into the state, under the lock; runners are woken here if work became ready."""
+        with self.lock:
+            instructions = event(*args)
+            if instructions and type(instructions[-1]) is WakeRunners:
+                instructions.pop()
+                self.lock.notify_all()
+        return instructions
+
+    def _carry_out(self, instructions) -> None:
+        """Do what the state asked, on the I/O thread. Starts and results wait for the batch."""
+        for instruction in instructions:
+            kind = type(instruction)
+            if kind is Result:
+                self._results.append(instruction.result)
+            elif kind is Started:
+                self._started.append(instruction.task_id)
+            elif kind is ToScheduler:
+                self._send_batches()
+                transport.send(self.scheduler, instruction.message)
+            elif kind is ToStorage:
+                transport.send(self.storage, instruction.message, instruction.frames)
+            elif kind is ConnectStorage:
+                self._connect_storage(instruction.address)
+            elif kind is Stop:
+                self._send_batches()
+                raise _Stopped(instruction)
+
+    def _send_batches(self) -> None:
+        if self._started:
+            transport.send(self.scheduler, protocol.TaskStarted(task_ids=self._started))
+            self._started = []
+        if self._results:
+            transport.send(self.scheduler, protocol.ResultBatch(results=self._results))
+            self._results = []
 
     def _drain_wakeups(self) -> None:
         while True:
@@ -232,12 +287,13 @@ class Worker:
             except zmq.Again:
                 return
 
-    def _drain_scheduler(self) -> bool:
+    def _drain_scheduler(self) -> None:
+        state = self.state
         for _ in range(1024):  # bounded, so heartbeats and results still go out under a flood
             try:
                 parts = self.scheduler.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return True
+                return
             try:
                 message, _ = transport.decode_parts(parts)
             except protocol.ProtocolError as error:
@@ -245,66 +301,27 @@ class Worker:
                 continue
             kind = type(message)
             if kind is protocol.TaskBatch:
-                for task in message.tasks:
-                    self._accept_task(task)
+                instructions = self._decide(state.on_tasks, message.tasks)
             elif kind is protocol.TaskCancel:
-                for task_id in message.task_ids:
-                    self._cancel(task_id, message.pending_only)
+                instructions = self._decide(state.on_cancel, message.task_ids, message.pending_only)
             elif kind is protocol.BalanceRequest:
-                self._give_back(message.task_ids)
+                instructions = self._decide(state.on_balance_request, message.task_ids)
             elif kind is protocol.HeartbeatEcho:
-                self.last_echo = time.monotonic()
+                instructions = self._decide(state.on_heartbeat_echo, time.monotonic())
             elif kind is protocol.Welcome:
-                self.last_echo = time.monotonic()
-                self._connect_storage(message.object_storage_address)
+                instructions = self._decide(state.on_welcome, time.monotonic(), message.object_storage_address)
             elif kind is protocol.SchedulerShutdown:
-                logger.info("worker %r: scheduler says %s; exiting", self.worker_id, message.reason)
-                if message.reconnect:
-                    self.context.destroy(linger=0)
-                    os._exit(EXIT_REPLACE_ME)  # a fresh worker takes this one's place
-                return False
-        return True
+                instructions = self._decide(state.on_scheduler_shutdown, message.reason, message.reconnect)
+            else:
+                continue
+            self._carry_out(instructions)
 
     def _connect_storage(self, address: str) -> None:
-        if self.storage is not None:
-            return
         self.storage = transport.configure(self.context.socket(zmq.DEALER), identity=self.worker_id + b"|os",
                                            linger_ms=2000)
         secure_client(self.storage, self.settings.keys)
         self.storage.connect(address)
         self.poller.register(self.storage, zmq.POLLIN)
-
-    def _accept_task(self, task) -> None:
-        if task.task_id in self.tasks:
-            return
-        self.tasks[task.task_id] = task
-        missing = set()
-        if self.storage is None:
-            self._post(Outcome(task, "failed", dumps_exception(RuntimeError("worker got a task before its welcome"))))
-            return
-        if not self.functions.has(task.function_id):
-            missing.add(task.function_id)
-        if task.args_stored:
-            missing.add(task.args_object_id)
-        for item in task.inputs:
-            if item.stored:
-                missing.add(item.object_id)
-        self.objects.pin(_object_ids_of(task))
-        missing = {object_id for object_id in missing if not self.objects.has(object_id)}
-        if missing:
-            self.waiting_objects[task.task_id] = missing
-            request = [object_id for object_id in missing if object_id not in self.requested_objects]
-            if request:
-                self.requested_objects.update(request)
-                transport.send(self.storage, protocol.ObjectGet(object_ids=request))
-        else:
-            self._make_ready(task)
-
-    def _make_ready(self, task) -> None:
-        with self.lock:
-            self._sequence += 1
-            heapq.heappush(self.ready, (-task.priority, self._sequence, task.task_id))
-            self.lock.notify()
 
     def _drain_storage(self) -> None:
         while True:
@@ -317,152 +334,15 @@ class Worker:
             except protocol.ProtocolError as error:
                 logger.warning("worker: dropped malformed message from object storage: %s", error)
                 continue
-            if type(message) is not protocol.ObjectData:
-                continue
-            object_id = message.object_id
-            self.requested_objects.discard(object_id)
-            if message.found:
-                self.objects.put(object_id, frames)
-            for task_id, missing in list(self.waiting_objects.items()):
-                if object_id not in missing:
-                    continue
-                if not message.found:
-                    del self.waiting_objects[task_id]
-                    task = self.tasks.get(task_id)
-                    error = LookupError(f"object {object_id.hex()} needed by the task is not in the object storage")
-                    self._post(Outcome(task, "failed", dumps_exception(error)))
-                    continue
-                missing.discard(object_id)
-                if not missing:
-                    del self.waiting_objects[task_id]
-                    self._make_ready(self.tasks[task_id])
-
-    def _cancel(self, task_id: bytes, pending_only: bool = False) -> None:
-        task = self.tasks.get(task_id)
-        if task is None:
-            return
-        with self.lock:
-            is_running = task_id in self.running
-            if pending_only and (is_running or task_id == self._next_to_start()):
-                return  # it completes and reports its result as usual
-            if not is_running:
-                self.ready = [entry for entry in self.ready if entry[2] != task_id]
-                heapq.heapify(self.ready)
-        if is_running:
-            # A running Python call cannot be interrupted safely: report it cancelled and make way
-            # for a fresh process (the cluster restarts it), handing back everything not started.
-            self._exit_after(task, "cancelled", b"", "task cancelled while running")
-            return
-        self.waiting_objects.pop(task_id, None)
-        self._post(Outcome(task, "cancelled"))
-
-    def _next_to_start(self) -> Optional[bytes]:
-        """The task a free slot takes next: as good as started (a process pool's call queue counts
-        as running too). While nothing is ready, the oldest task still fetching its inputs. Needs
-        `self.lock`."""
-        if len(self.running) >= 1 + self.blocked:
-            return None
-        if self.ready:
-            return self.ready[0][2]
-        return next((task_id for task_id in self.tasks if task_id not in self.running), None)
-
-    def _give_back(self, task_ids) -> None:
-        """Return the requested tasks that have not started; they will not run here."""
-        wanted = set(task_ids)
-        with self.lock:
-            returned = [entry[2] for entry in self.ready if entry[2] in wanted]
-            if returned:
-                returned_set = set(returned)
-                self.ready = [entry for entry in self.ready if entry[2] not in returned_set]
-                heapq.heapify(self.ready)
-        returned += [task_id for task_id in wanted if task_id in self.waiting_objects]
-        for task_id in returned:
-            self.waiting_objects.pop(task_id, None)
-            task = self.tasks.pop(task_id, None)
-            if task is not None:
-                self.objects.unpin(_object_ids_of(task))
-        self._post(protocol.BalanceResponse(task_ids=returned))
-
-    def _exit_after(self, task, status: str, value: bytes, reason: str) -> None:
-        self._post(Outcome(task, status, value))
-        self._flush_outgoing()
-        with self.lock:
-            returned = [task_id for task_id in self.tasks if task_id != task.task_id and task_id not in self.running]
-        transport.send(self.scheduler, protocol.WorkerDisconnect(returned_tasks=returned, reason=reason))
-        # os._exit skips zmq's own shutdown: flush what is queued (bounded by linger) first
-        self.context.destroy(linger=2000)
-        os._exit(EXIT_REPLACE_ME)
-
-    def _check_limits(self, now: float) -> None:
-        timeout = self.settings.task_timeout_seconds
-        if timeout > 0:
-            with self.lock:
-                overdue = [task_id for task_id, started in self.running.items() if now - started > timeout]
-            if overdue:
-                task = self.tasks[overdue[0]]
-                error = TaskTimeoutError(f"task exceeded the task timeout of {timeout:g}s and was stopped")
-                self._exit_after(task, "timeout", dumps_exception(error), "task timeout")
-        limit = self.settings.memory_limit_bytes
-        if limit > 0 and self.running:
-            rss = self.process.memory_info().rss
-            if rss > limit:
-                with self.lock:
-                    task_id = next(iter(self.running))
-                error = MemoryError(f"the worker's memory ({rss / 2**20:.0f} MiB) exceeded its limit of "
-                                    f"{limit / 2**20:.0f} MiB while running this task; it was stopped")
-                self._exit_after(self.tasks[task_id], "failed", dumps_exception(error), "memory limit")
-
-    def _send_heartbeat(self) -> None:
-        with self.lock:
-            queued = len(self.ready)
-            blocked = self.blocked
-        transport.send(self.scheduler, protocol.Heartbeat(
-            cpu_percent=self.process.cpu_percent(), rss_bytes=self.process.memory_info().rss,
-            queued_tasks=queued + len(self.waiting_objects), blocked_tasks=blocked))
+            if type(message) is protocol.ObjectData:
+                self._carry_out(self._decide(self.state.on_object, message.object_id, message.found, frames))
 
     def _flush_outgoing(self) -> None:
-        """Send what the runners queued: starts and results go out batched (all starts before
-        all results, so a task's start never arrives after its result); anything else in order."""
-        started: List[bytes] = []
-        results = []
-
-        def send_batches():
-            if started:
-                transport.send(self.scheduler, protocol.TaskStarted(task_ids=list(started)))
-                started.clear()
-            if results:
-                transport.send(self.scheduler, protocol.ResultBatch(results=list(results)))
-                results.clear()
-
+        """Carry out what the runners queued, then send this cycle's batches."""
         while True:
             try:
-                item = self.outgoing.popleft()
+                instruction = self.outgoing.popleft()
             except IndexError:
                 break
-            kind = type(item)
-            if kind is Outcome:
-                results.append(self._package(item))
-            elif kind is protocol.TaskStarted:
-                started.extend(item.task_ids)
-            else:
-                send_batches()
-                transport.send(self.scheduler, item)
-        send_batches()
-
-    def _package(self, outcome: Outcome):
-        task = outcome.task
-        if self.tasks.pop(task.task_id, None) is not None:
-            self.objects.unpin(_object_ids_of(task))
-        stored = outcome.frames is not None
-        if stored:
-            transport.send(self.storage, protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id),
-                           outcome.frames)
-        return protocol.make_result(task.task_id, outcome.status, outcome.inline, stored, outcome.profiling)
-
-
-def _object_ids_of(task) -> List[bytes]:
-    ids = [task.function_id]
-    if task.args_stored:
-        ids.append(task.args_object_id)
-    ids.extend(item.object_id for item in task.inputs if item.stored)
-    return ids
+            self._carry_out((instruction,))
+        self._send_batches()

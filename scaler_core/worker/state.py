@@ -1,0 +1,303 @@
+"""A worker's decisions, without sockets or threads: events in, instructions out.
+
+`WorkerState` knows the tasks this worker holds and where each one is in its life here:
+
+    accepted -> waiting for objects -> ready -> running -> reported
+         \\____________________________/
+          cancelled / given back / failed (an input is missing)
+
+The worker process (`process.py`) feeds it what arrives from the scheduler and the object
+storage, what its runner threads report and the passing of time, and carries out the returned
+instructions. Runner threads call `take_next` and `finish` as well, so the process serialises
+every call with one lock; nothing in here blocks, sleeps or touches a socket.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from scaler_core import protocol
+from scaler_core.errors import TaskTimeoutError
+from scaler_core.serialization import dumps_exception
+from scaler_core.worker.objects import ObjectCache
+from scaler_core.worker.runner import FunctionCache, Outcome
+
+# --- instructions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToScheduler:
+    message: object
+
+
+@dataclass(frozen=True)
+class ToStorage:
+    message: object
+    frames: Sequence = ()
+
+
+@dataclass(frozen=True)
+class Result:
+    """One TaskResult for the scheduler; the process batches them into ResultBatch messages."""
+    result: object
+
+
+@dataclass(frozen=True)
+class Started:
+    """A task sent with notify_start began running; batched into TaskStarted messages."""
+    task_id: bytes
+
+
+@dataclass(frozen=True)
+class ConnectStorage:
+    address: str
+
+
+@dataclass(frozen=True)
+class WakeRunners:
+    """A task became ready: a waiting runner may take it."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Leave the process: send what is queued, then `goodbye` (if any), then exit. `replace`: exit
+    so the cluster starts a fresh worker (this one stopped a running task); else the scheduler is
+    gone or told us to stop. `unexpected`: worth an error in the log."""
+    reason: str
+    replace: bool = False
+    goodbye: object = None
+    linger_ms: int = 2000
+    unexpected: bool = False
+
+
+Instruction = object
+
+
+@dataclass
+class WorkerLimits:
+    death_timeout_seconds: float = 30.0
+    task_timeout_seconds: float = 0.0
+    memory_limit_bytes: int = 0
+
+
+@dataclass
+class WorkerState:
+    objects: ObjectCache
+    functions: FunctionCache
+    limits: WorkerLimits = field(default_factory=WorkerLimits)
+    last_echo: float = 0.0
+
+    def __post_init__(self):
+        self.tasks: Dict[bytes, "protocol.Task"] = {}      # every task held, in arrival order
+        self.waiting_objects: Dict[bytes, Set[bytes]] = {}  # task id -> object ids still missing
+        self.requested_objects: Set[bytes] = set()
+        self.ready: List[Tuple[int, int, bytes]] = []       # heap of (-priority, arrival, task id)
+        self.running: Dict[bytes, float] = {}               # task id -> start time
+        self.blocked = 0  # running tasks waiting on nested tasks: each lends its slot to another
+        self.storage_address: Optional[str] = None
+        self._arrivals = 0
+
+    # --- from the scheduler -------------------------------------------------------------------
+
+    def on_welcome(self, now: float, storage_address: str) -> List[Instruction]:
+        self.last_echo = now
+        if self.storage_address is not None:
+            return []
+        self.storage_address = storage_address
+        return [ConnectStorage(storage_address)]
+
+    def on_heartbeat_echo(self, now: float) -> List[Instruction]:
+        self.last_echo = now
+        return []
+
+    def on_tasks(self, tasks: Sequence) -> List[Instruction]:
+        instructions: List[Instruction] = []
+        fetch: List[bytes] = []
+        became_ready = False
+        for task in tasks:
+            if task.task_id in self.tasks:
+                continue
+            self.tasks[task.task_id] = task
+            if self.storage_address is None:
+                error = RuntimeError("worker got a task before its welcome")
+                instructions += self._report(Outcome(task, "failed", dumps_exception(error)))
+                continue
+            needed = _object_ids_of(task)
+            self.objects.pin(needed)
+            missing = {object_id for object_id in needed
+                       if not (self.objects.has(object_id) or
+                               (object_id == task.function_id and self.functions.has(object_id)))}
+            if missing:
+                self.waiting_objects[task.task_id] = missing
+                fresh = [object_id for object_id in missing if object_id not in self.requested_objects]
+                self.requested_objects.update(fresh)
+                fetch += fresh
+            else:
+                self._make_ready(task)
+                became_ready = True
+        if fetch:
+            instructions.append(ToStorage(protocol.ObjectGet(object_ids=fetch)))
+        if became_ready:
+            instructions.append(WakeRunners())
+        return instructions
+
+    def on_cancel(self, task_ids: Sequence[bytes], pending_only: bool) -> List[Instruction]:
+        instructions: List[Instruction] = []
+        for task_id in task_ids:
+            task = self.tasks.get(task_id)
+            if task is None:
+                continue
+            is_running = task_id in self.running
+            if pending_only and (is_running or task_id == self.next_to_start()):
+                continue  # as good as started: it completes and reports its result as usual
+            if is_running:
+                # A running Python call cannot be interrupted safely: report it cancelled and make
+                # way for a fresh process, handing back everything not started.
+                return instructions + self._stop_with(Outcome(task, "cancelled"), "task cancelled while running")
+            self._forget_unstarted(task_id)
+            instructions += self._report(Outcome(task, "cancelled"))
+        return instructions
+
+    def on_balance_request(self, task_ids: Sequence[bytes]) -> List[Instruction]:
+        """Give back the requested tasks that have not started; they will not run here."""
+        wanted = set(task_ids)
+        returned = [entry[2] for entry in self.ready if entry[2] in wanted]
+        returned += [task_id for task_id in task_ids if task_id in self.waiting_objects]
+        for task_id in returned:
+            self._forget_unstarted(task_id)
+            task = self.tasks.pop(task_id)
+            self.objects.unpin(_object_ids_of(task))
+        return [ToScheduler(protocol.BalanceResponse(task_ids=returned))]
+
+    def on_scheduler_shutdown(self, reason: str, reconnect: bool) -> List[Instruction]:
+        # reconnect: the scheduler dropped us (it thought us dead); a fresh worker takes our place
+        return [Stop(f"scheduler says {reason}", replace=reconnect, linger_ms=0)]
+
+    # --- from the object storage --------------------------------------------------------------
+
+    def on_object(self, object_id: bytes, found: bool, frames: Sequence) -> List[Instruction]:
+        self.requested_objects.discard(object_id)
+        if found:
+            self.objects.put(object_id, list(frames))
+        instructions: List[Instruction] = []
+        became_ready = False
+        for task_id, missing in list(self.waiting_objects.items()):
+            if object_id not in missing:
+                continue
+            if not found:
+                del self.waiting_objects[task_id]
+                error = LookupError(f"object {object_id.hex()} needed by the task is not in the object storage")
+                instructions += self._report(Outcome(self.tasks[task_id], "failed", dumps_exception(error)))
+                continue
+            missing.discard(object_id)
+            if not missing:
+                del self.waiting_objects[task_id]
+                self._make_ready(self.tasks[task_id])
+                became_ready = True
+        if became_ready:
+            instructions.append(WakeRunners())
+        return instructions
+
+    # --- from the runner threads --------------------------------------------------------------
+
+    def can_start(self) -> bool:
+        return bool(self.ready) and len(self.running) < 1 + self.blocked
+
+    def take_next(self, now: float) -> Tuple[Optional["protocol.Task"], List[Instruction]]:
+        """The task a free runner runs next, or None when nothing may start now."""
+        while self.can_start():
+            task = self.tasks.get(heapq.heappop(self.ready)[2])
+            if task is None:
+                continue
+            self.running[task.task_id] = now
+            return task, [Started(task.task_id)] if task.notify_start else []
+        return None, []
+
+    def finish(self, outcome: Outcome) -> List[Instruction]:
+        self.running.pop(outcome.task.task_id, None)
+        return self._report(outcome) + ([WakeRunners()] if self.can_start() else [])
+
+    def on_block(self) -> List[Instruction]:
+        self.blocked += 1
+        return [ToScheduler(protocol.WorkerBlocked(blocked_tasks=self.blocked))] + \
+            ([WakeRunners()] if self.can_start() else [])
+
+    def on_unblock(self) -> List[Instruction]:
+        self.blocked -= 1
+        return [ToScheduler(protocol.WorkerBlocked(blocked_tasks=self.blocked))]
+
+    # --- time ---------------------------------------------------------------------------------
+
+    def on_tick(self, now: float, cpu_percent: float, rss_bytes: int) -> List[Instruction]:
+        """Once a heartbeat interval: report load, enforce the limits, notice a silent scheduler."""
+        if now - self.last_echo > self.limits.death_timeout_seconds:
+            return [Stop(f"scheduler silent for {self.limits.death_timeout_seconds:.0f}s", unexpected=True)]
+        instructions: List[Instruction] = [ToScheduler(protocol.Heartbeat(
+            cpu_percent=cpu_percent, rss_bytes=rss_bytes, queued_tasks=len(self.ready) + len(self.waiting_objects),
+            blocked_tasks=self.blocked))]
+        timeout = self.limits.task_timeout_seconds
+        if timeout > 0:
+            overdue = [task_id for task_id, started in self.running.items() if now - started > timeout]
+            if overdue:
+                error = TaskTimeoutError(f"task exceeded the task timeout of {timeout:g}s and was stopped")
+                outcome = Outcome(self.tasks[overdue[0]], "timeout", dumps_exception(error))
+                return instructions + self._stop_with(outcome, "task timeout")
+        limit = self.limits.memory_limit_bytes
+        if limit > 0 and self.running and rss_bytes > limit:
+            error = MemoryError(f"the worker's memory ({rss_bytes / 2**20:.0f} MiB) exceeded its limit of "
+                                f"{limit / 2**20:.0f} MiB while running this task; it was stopped")
+            outcome = Outcome(self.tasks[next(iter(self.running))], "failed", dumps_exception(error))
+            return instructions + self._stop_with(outcome, "memory limit")
+        return instructions
+
+    # --- decisions shared by the events above -------------------------------------------------
+
+    def next_to_start(self) -> Optional[bytes]:
+        """The task a free slot takes next: as good as started (a process pool's call queue counts
+        as running too). While nothing is ready, the oldest task still fetching its inputs."""
+        if len(self.running) >= 1 + self.blocked:
+            return None
+        if self.ready:
+            return self.ready[0][2]
+        return next((task_id for task_id in self.tasks if task_id not in self.running), None)
+
+    def _make_ready(self, task) -> None:
+        self._arrivals += 1
+        heapq.heappush(self.ready, (-task.priority, self._arrivals, task.task_id))
+
+    def _forget_unstarted(self, task_id: bytes) -> None:
+        if any(entry[2] == task_id for entry in self.ready):
+            self.ready = [entry for entry in self.ready if entry[2] != task_id]
+            heapq.heapify(self.ready)
+        self.waiting_objects.pop(task_id, None)
+
+    def _report(self, outcome: Outcome) -> List[Instruction]:
+        """The task is done here: unpin its inputs and send its result (a large one to the storage)."""
+        task = outcome.task
+        if self.tasks.pop(task.task_id, None) is not None:
+            self.objects.unpin(_object_ids_of(task))
+        instructions: List[Instruction] = []
+        stored = outcome.frames is not None
+        if stored:
+            instructions.append(ToStorage(protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id),
+                                          outcome.frames))
+        instructions.append(Result(protocol.make_result(task.task_id, outcome.status, outcome.inline, stored,
+                                                        outcome.profiling)))
+        return instructions
+
+    def _stop_with(self, outcome: Outcome, reason: str) -> List[Instruction]:
+        """Report `outcome`, hand back every task not running, and leave for a fresh process."""
+        instructions = self._report(outcome)
+        returned = [task_id for task_id in self.tasks if task_id not in self.running]
+        goodbye = protocol.WorkerDisconnect(returned_tasks=returned, reason=reason)
+        return instructions + [Stop(reason, replace=True, goodbye=goodbye)]
+
+
+def _object_ids_of(task) -> List[bytes]:
+    ids = [task.function_id]
+    if task.args_stored:
+        ids.append(task.args_object_id)
+    ids.extend(item.object_id for item in task.inputs if item.stored)
+    return ids

@@ -1,0 +1,216 @@
+"""The worker's decisions, driven directly: events in, instructions out; no sockets, no threads."""
+
+import pickle
+
+import pytest
+
+from scaler_core import protocol
+from scaler_core.errors import TaskTimeoutError
+from scaler_core.worker.objects import ObjectCache
+from scaler_core.worker.runner import FunctionCache, Outcome
+from scaler_core.worker.state import (
+    ConnectStorage, Result, Started, Stop, ToScheduler, ToStorage, WakeRunners, WorkerLimits, WorkerState,
+)
+
+FUNCTION = b"f" * 16
+STORAGE = "tcp://127.0.0.1:1"
+
+
+def tid(n):
+    return b"t%015d" % n
+
+
+def task(n, priority=0, notify_start=False, stored_input=None):
+    inputs = [protocol.ObjectInput(object_id=stored_input, stored=True)] if stored_input else []
+    return protocol.Task(task_id=tid(n), client_id=b"C|client", function_id=FUNCTION, args=b"a",
+                         priority=priority, notify_start=notify_start, inputs=inputs)
+
+
+def welcomed(limits=None, function_cached=True):
+    state = WorkerState(ObjectCache(1 << 20), FunctionCache(), limits or WorkerLimits())
+    assert state.on_welcome(0.0, STORAGE) == [ConnectStorage(STORAGE)]
+    if function_cached:
+        state.on_object(FUNCTION, True, [pickle.dumps(len)])
+    return state
+
+
+def of_kind(instructions, kind):
+    return [item for item in instructions if type(item) is kind]
+
+
+def results(instructions):
+    return [(item.result.task_id, item.result.status) for item in of_kind(instructions, Result)]
+
+
+def run_next(state, now=0.0):
+    started, instructions = state.take_next(now)
+    return started, instructions
+
+
+def test_a_task_before_the_welcome_fails_with_a_clear_error():
+    state = WorkerState(ObjectCache(1 << 20), FunctionCache())
+    instructions = state.on_tasks([task(1)])
+    (result,) = of_kind(instructions, Result)
+    assert result.result.status == "failed" and b"before its welcome" in result.result.value
+    assert state.tasks == {}
+
+
+def test_the_welcome_connects_the_storage_once():
+    state = welcomed()
+    assert state.on_welcome(1.0, STORAGE) == [] and state.last_echo == 1.0
+
+
+def test_missing_objects_are_fetched_once_then_the_task_is_ready():
+    state = welcomed(function_cached=False)
+    instructions = state.on_tasks([task(1, stored_input=b"x" * 16), task(2, stored_input=b"x" * 16)])
+    (fetch,) = of_kind(instructions, ToStorage)
+    assert sorted(fetch.message.object_ids) == sorted([FUNCTION, b"x" * 16])
+    assert not state.can_start()
+    assert state.on_object(FUNCTION, True, [pickle.dumps(len)]) == []
+    assert state.on_object(b"x" * 16, True, [pickle.dumps(3)]) == [WakeRunners()]
+    started, _ = run_next(state)
+    assert started.task_id == tid(1)
+
+
+def test_an_object_the_storage_does_not_have_fails_the_tasks_that_need_it():
+    state = welcomed()
+    state.on_tasks([task(1, stored_input=b"y" * 16)])
+    instructions = state.on_object(b"y" * 16, False, [])
+    assert results(instructions) == [(tid(1), "failed")]
+    assert b"not in the object storage" in of_kind(instructions, Result)[0].result.value
+    assert state.tasks == {} and not state.can_start()
+
+
+def test_one_task_runs_at_a_time_in_priority_order_and_reports_its_start():
+    state = welcomed()
+    assert state.on_tasks([task(1), task(2, priority=5, notify_start=True), task(3)]) == [WakeRunners()]
+    first, instructions = run_next(state, now=1.0)
+    assert first.task_id == tid(2) and instructions == [Started(tid(2))]
+    assert run_next(state) == (None, []), "the single slot is taken"
+    finished = state.finish(Outcome(first, "success", inline=b"r"))
+    assert results(finished) == [(tid(2), "success")] and finished[-1] == WakeRunners()
+    second, instructions = run_next(state)
+    assert second.task_id == tid(1) and instructions == []
+
+
+def test_a_blocked_task_lends_its_slot():
+    state = welcomed()
+    state.on_tasks([task(1), task(2)])
+    run_next(state)
+    instructions = state.on_block()
+    assert of_kind(instructions, ToScheduler)[0].message.blocked_tasks == 1 and instructions[-1] == WakeRunners()
+    second, _ = run_next(state)
+    assert second.task_id == tid(2)
+    assert of_kind(state.on_unblock(), ToScheduler)[0].message.blocked_tasks == 0
+
+
+def test_a_large_result_goes_to_the_storage_before_its_report():
+    state = welcomed()
+    state.on_tasks([task(1)])
+    started, _ = run_next(state)
+    instructions = state.finish(Outcome(started, "success", frames=[b"big"]))
+    put, report = instructions[0], instructions[1]
+    assert type(put) is ToStorage and put.message.object_id == tid(1) and put.frames == [b"big"]
+    assert type(report) is Result and report.result.stored
+
+
+def test_cancel_of_a_queued_task_reports_it_cancelled():
+    state = welcomed()
+    state.on_tasks([task(1), task(2)])
+    assert results(state.on_cancel([tid(2)], pending_only=False)) == [(tid(2), "cancelled")]
+    started, _ = run_next(state)
+    state.finish(Outcome(started, "success"))
+    assert not state.can_start() and state.tasks == {}
+
+
+def test_cancel_of_a_running_task_replaces_the_process_and_hands_back_the_rest():
+    state = welcomed()
+    state.on_tasks([task(1), task(2), task(3)])
+    run_next(state)
+    instructions = state.on_cancel([tid(1)], pending_only=False)
+    assert results(instructions) == [(tid(1), "cancelled")]
+    (stop,) = of_kind(instructions, Stop)
+    assert stop.replace and stop.goodbye.returned_tasks == [tid(2), tid(3)]
+
+
+def test_pending_only_cancel_spares_the_running_task_and_the_next_one_a_free_slot_takes():
+    state = welcomed()
+    state.on_tasks([task(1), task(2), task(3)])
+    assert state.on_cancel([tid(1), tid(2), tid(3)], pending_only=True) != []
+    # nothing ran yet: task 1 is what the free slot takes now, so it counts as started
+    assert list(state.tasks) == [tid(1)]
+    state.on_tasks([task(4), task(5)])
+    running, _ = run_next(state)
+    assert running.task_id == tid(1)
+    instructions = state.on_cancel([tid(1), tid(4)], pending_only=True)
+    assert results(instructions) == [(tid(4), "cancelled")] and not of_kind(instructions, Stop)
+
+
+def test_pending_only_cancel_while_inputs_are_fetched_spares_the_oldest():
+    state = welcomed(function_cached=False)
+    state.on_tasks([task(1), task(2)])
+    instructions = state.on_cancel([tid(1), tid(2)], pending_only=True)
+    assert results(instructions) == [(tid(2), "cancelled")]
+    assert state.on_object(FUNCTION, True, [pickle.dumps(len)]) == [WakeRunners()]
+
+
+def test_balance_gives_back_only_what_has_not_started():
+    state = welcomed()
+    state.on_tasks([task(1), task(2), task(3, stored_input=b"z" * 16)])
+    run_next(state)
+    (response,) = state.on_balance_request([tid(1), tid(2), tid(3), tid(9)])
+    assert sorted(response.message.task_ids) == [tid(2), tid(3)]
+    assert list(state.tasks) == [tid(1)] and state.waiting_objects == {}
+
+
+def test_tick_reports_load_and_notices_a_silent_scheduler():
+    state = welcomed(WorkerLimits(death_timeout_seconds=30))
+    state.on_tasks([task(1), task(2), task(3, stored_input=b"z" * 16)])
+    (heartbeat,) = state.on_tick(10.0, cpu_percent=12.5, rss_bytes=100)
+    assert heartbeat.message.queued_tasks == 3 and heartbeat.message.rss_bytes == 100
+    state.on_heartbeat_echo(20.0)
+    assert not of_kind(state.on_tick(45.0, 0.0, 100), Stop)
+    (stop,) = of_kind(state.on_tick(51.0, 0.0, 100), Stop)
+    assert stop.unexpected and not stop.replace
+
+
+def test_a_task_over_its_timeout_fails_and_the_process_is_replaced():
+    state = welcomed(WorkerLimits(task_timeout_seconds=5))
+    state.on_tasks([task(1)])
+    run_next(state, now=0.0)
+    assert not of_kind(state.on_tick(4.0, 0.0, 100), Stop)
+    instructions = state.on_tick(6.0, 0.0, 100)
+    assert results(instructions) == [(tid(1), "timeout")]
+    assert isinstance(pickle.loads(of_kind(instructions, Result)[0].result.value), TaskTimeoutError)
+    assert of_kind(instructions, Stop)[0].replace
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_the_memory_limit_stops_only_a_running_task(running):
+    state = welcomed(WorkerLimits(memory_limit_bytes=1000))
+    state.on_tasks([task(1)])
+    if running:
+        run_next(state)
+    instructions = state.on_tick(1.0, 0.0, rss_bytes=2000)
+    assert bool(of_kind(instructions, Stop)) == running
+    if running:
+        assert isinstance(pickle.loads(of_kind(instructions, Result)[0].result.value), MemoryError)
+
+
+def test_scheduler_shutdown_stops_and_asks_for_a_successor_only_on_reconnect():
+    state = welcomed()
+    assert state.on_scheduler_shutdown("bye", reconnect=False)[0].replace is False
+    assert state.on_scheduler_shutdown("you were dropped", reconnect=True)[0].replace is True
+
+
+def test_inputs_stay_pinned_while_a_task_holds_them():
+    cache = ObjectCache(10)
+    state = WorkerState(cache, FunctionCache())
+    state.on_welcome(0.0, STORAGE)
+    state.on_tasks([task(1, stored_input=b"p" * 16)])
+    state.on_object(FUNCTION, True, [b"12345678"])
+    state.on_object(b"p" * 16, True, [b"12345678"])  # 16 bytes in a budget of 10, but both pinned
+    assert cache.has(FUNCTION) and cache.has(b"p" * 16)
+    started, _ = run_next(state)
+    state.finish(Outcome(started, "success"))
+    assert [cache.has(FUNCTION), cache.has(b"p" * 16)] == [False, True], "unpinned when reported: LRU goes"
