@@ -14,6 +14,7 @@ from scaler_core.errors import (
     ConnectTimeoutError,
     GraphCycleError,
     GraphError,
+    NoSchedulerAddressError,
     NoWorkerError,
     RemoteError,
     SchedulerDiedError,
@@ -38,7 +39,7 @@ _LAZY = {
 
 __all__ = [
     "Client", "SchedulerClusterCombo", "ScalerFuture", "KeyRef", "ObjectReference", "ClientError",
-    "ConnectTimeoutError", "GraphCycleError", "GraphError", "NoWorkerError", "RemoteError", "SchedulerDiedError",
+    "ConnectTimeoutError", "GraphCycleError", "GraphError", "NoSchedulerAddressError", "NoWorkerError", "RemoteError", "SchedulerDiedError",
     "SerializationError", "TaskTimeoutError", "WorkerDiedError",
 ]
 

@@ -36,8 +36,8 @@ class SchedulerClusterCombo:
                  logging_paths: Sequence[str] = ("/dev/stdout",), security: Optional[CurveKeys] = None,
                  graph_frontier: str = "auto"):
         n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
-        if n_workers < 1:
-            raise ValueError(f"n_workers must be at least 1, got {n_workers}")
+        if n_workers < 0:
+            raise ValueError(f"n_workers must be 0 or more, got {n_workers}")
         if address is None:
             address = f"tcp://127.0.0.1:{free_tcp_port()}"
             object_storage_address = object_storage_address or f"tcp://127.0.0.1:{free_tcp_port()}"
@@ -67,8 +67,9 @@ class SchedulerClusterCombo:
             self._children.start_object_storage(object_storage_address, logging_level, logging_paths, security)
             self._children.start_scheduler(address, object_storage_address, monitor_address, scheduler_settings,
                                            allocate_policy, event_loop, logging_level, logging_paths, security)
-            self.cluster_process = self._children.start_cluster(address, n_workers, worker_settings, logging_level,
-                                                                logging_paths)
+            # n_workers=0: a scheduler waiting for workers started elsewhere (scaler_cluster, adapters)
+            self.cluster_process = self._children.start_cluster(
+                address, n_workers, worker_settings, logging_level, logging_paths) if n_workers else None
         except BaseException:
             self._children.stop_all()
             raise

@@ -1,5 +1,6 @@
 """Exceptions the engine raises in the caller, beside the tasks' own exceptions."""
 
+import graphlib
 from concurrent.futures import CancelledError, TimeoutError  # noqa: F401  (re-exported)
 
 
@@ -9,6 +10,10 @@ class ScalerError(Exception):
 
 class ClientError(ScalerError):
     """The client could not do what was asked (not connected, closed, bad arguments)."""
+
+
+class NoSchedulerAddressError(ClientError, ValueError):
+    """Client() without an address, outside of a worker: there is no scheduler to default to."""
 
 
 class ConnectTimeoutError(ClientError, ConnectionError):
@@ -35,8 +40,8 @@ class GraphError(ScalerError, ValueError):
     """A task graph that cannot run: missing dependency, bad key."""
 
 
-class GraphCycleError(GraphError):
-    """The graph has a cycle; `cycle` holds the keys on it."""
+class GraphCycleError(GraphError, graphlib.CycleError):
+    """The graph has a cycle; `cycle` holds the keys on it (also a graphlib.CycleError)."""
 
     def __init__(self, message, cycle=()):
         super().__init__(message)

@@ -6,6 +6,7 @@ schedulers you trust, and only let trusted clients reach yours.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
@@ -21,7 +22,7 @@ from scaler_core.client.futures import ScalerFuture
 from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
 from scaler_core.references import ObjectReference
 from scaler_core.client.progress import ProgressBar
-from scaler_core.errors import ClientError, ConnectTimeoutError, SchedulerDiedError
+from scaler_core.errors import ClientError, ConnectTimeoutError, NoSchedulerAddressError, SchedulerDiedError
 from scaler_core.memory import freeze_heap, paused_gc
 from scaler_core.security import CurveKeys
 from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
@@ -46,7 +47,9 @@ class Client:
         if address is None:
             address = worker_context.current_scheduler_address()
             if address is None:
-                raise ClientError("Client() needs an address (tcp://HOST:PORT) outside of a worker")
+                raise NoSchedulerAddressError(
+                    "no scheduler address was given and this code is not running inside a worker: "
+                    "pass Client(address='tcp://HOST:PORT')")
         if not isinstance(address, str) or not address.startswith(("tcp://", "ipc://", "inproc://")):
             raise ClientError(f"invalid scheduler address {address!r}; expected tcp://HOST:PORT")
         self.address = address
@@ -54,7 +57,7 @@ class Client:
         self.profiling = profiling
         self.stream_output = stream_output
         self.client_id = b"C|%d|%s" % (os.getpid(), new_id().hex().encode())
-        self._functions: Dict[int, Tuple[Callable, bytes]] = {}
+        self._functions: Dict[int, Tuple[Callable, bytes, Optional[inspect.Signature]]] = {}
         self._functions_lock = threading.Lock()
         self._objects: Dict[bytes, ObjectReference] = {}
         self._closed = False
@@ -104,8 +107,10 @@ class Client:
         self._check_open()
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {fn!r}")
+        args, kwargs = tuple(args), dict(kwargs or {})
         function_id = self._function_id(fn)
-        task, future = self._make_task(function_id, tuple(args), dict(kwargs or {}), capabilities)
+        self._check_call(fn, args, kwargs)
+        task, future = self._make_task(function_id, args, kwargs, capabilities)
         task.notify_start = notify_start
         self._send_tasks([task], [future])
         return future
@@ -171,17 +176,20 @@ class Client:
 
     # --- graphs ---------------------------------------------------------------------------------
 
-    def get(self, graph: Dict, keys: Sequence, capabilities: Optional[Dict[str, int]] = None,
+    def get(self, graph: Dict, keys: Sequence, block: bool = True, capabilities: Optional[Dict[str, int]] = None,
             progress: bool = False) -> Dict:
         """Compute the Dask-style dict graph and return {key: value} for `keys`.
 
-        `progress=True` draws a progress bar of the requested keys on stderr."""
+        `block=False` returns {key: future} at once instead. `progress=True` draws a progress bar of
+        the requested keys on stderr."""
         if not isinstance(keys, (list, tuple)) or (isinstance(keys, tuple) and keys in graph):
             keys = [keys]
         missing = [key for key in keys if key not in graph]
         if missing:
             raise KeyError(f"keys not in the graph: {missing!r}")
         futures = self.submit_graph(convert_legacy_graph(graph), list(keys), capabilities=capabilities)
+        if not block:
+            return {key: futures[key] for key in keys}
         if progress:
             ProgressBar(len(futures), label="keys").track(futures.values())
         try:
@@ -253,6 +261,15 @@ class Client:
         if self._objects.pop(reference.object_id, None) is not None:
             self._connection.post("storage", protocol.ObjectDelete(object_ids=[reference.object_id]))
 
+    def clear(self) -> None:
+        """Cancel every unfinished future of this client and free every object it sent; the
+        client stays connected. References from `send_object` are invalid afterwards."""
+        self._check_open()
+        self.cancel(list(self._connection.futures.values()))
+        object_ids, self._objects = list(self._objects), {}
+        if object_ids:
+            self._connection.post("storage", protocol.ObjectDelete(object_ids=object_ids))
+
     # --- lifecycle ------------------------------------------------------------------------------
 
     def disconnect(self) -> None:
@@ -292,16 +309,29 @@ class Client:
         return 0 if parent is None else (parent // NESTED_PRIORITY_STEP + 1) * NESTED_PRIORITY_STEP
 
     def _function_id(self, fn: Callable) -> bytes:
+        return self._function_entry(fn)[1]
+
+    def _function_entry(self, fn: Callable) -> Tuple[Callable, bytes, Optional[inspect.Signature]]:
         with self._functions_lock:
             entry = self._functions.get(id(fn))
             if entry is not None and entry[0] is fn:
-                return entry[1]
+                return entry
         frames = dumps_frames(fn)
         function_id = content_id(self.client_id, bytes(frames[0]))
+        entry = (fn, function_id, _signature_of(fn))
         with self._functions_lock:
-            self._functions[id(fn)] = (fn, function_id)  # holding fn keeps its id() from being reused
+            self._functions[id(fn)] = entry  # holding fn keeps its id() from being reused
         self._connection.post("put", function_id, frames)
-        return function_id
+        return entry
+
+    def _check_call(self, fn: Callable, args: tuple, kwargs: dict) -> None:
+        """A call that cannot bind to fn's parameters fails here, not later on a worker."""
+        signature = self._function_entry(fn)[2]
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{getattr(fn, '__qualname__', fn)!s}: {error}") from None
 
     def _reference_of_objects(self, obj) -> Optional[bytes]:
         return obj.object_id if type(obj) is ObjectReference else None
@@ -344,6 +374,13 @@ class Client:
                 self._connection.post("message", protocol.TaskCancel(task_ids=[task_id], pending_only=pending_only))
             except SchedulerDiedError:
                 pass
+
+
+def _signature_of(fn: Callable) -> Optional[inspect.Signature]:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins and C callables have none to check against
+        return None
 
 
 _nested_clients: Dict[str, Client] = {}

@@ -29,11 +29,41 @@ def cancel_and_notify(future: Future) -> bool:
     return True
 
 
+class ProfilingInfo:
+    """What a finished task cost: under this engine's names and under upstream Scaler's."""
+
+    __slots__ = ("duration_seconds", "cpu_seconds", "peak_memory_bytes")
+
+    def __init__(self, duration_seconds: float, cpu_seconds: float, peak_memory_bytes: int):
+        self.duration_seconds = duration_seconds
+        self.cpu_seconds = cpu_seconds
+        self.peak_memory_bytes = peak_memory_bytes
+
+    @property
+    def duration_s(self) -> float:
+        return self.duration_seconds
+
+    @property
+    def cpu_time_s(self) -> float:
+        return self.cpu_seconds
+
+    @property
+    def memory_peak(self) -> int:
+        return self.peak_memory_bytes
+
+    def __repr__(self):
+        return (f"ProfilingInfo(duration_seconds={self.duration_seconds:.6f}, cpu_seconds={self.cpu_seconds:.6f}, "
+                f"peak_memory_bytes={self.peak_memory_bytes})")
+
+
 class ScalerFuture(Future):
     """A concurrent.futures.Future for one task.
 
-    `cancel()` works for queued and running tasks (a running task's worker process is replaced).
-    Inside a worker, waiting on a future frees the worker's slot for other work while it waits."""
+    As in upstream Scaler, `running()` is true from submission until the task is done (queued or
+    running), and `cancel()` works on queued and running tasks (a running task's worker process is
+    replaced); only a task submitted with notify_start that has started refuses, as the standard
+    library's running futures do. Inside a worker, waiting on a future frees the worker's slot for
+    other work while it waits."""
 
     def __init__(self, task_id: bytes, on_cancel: Optional[Callable[[bytes, bool], None]] = None):
         super().__init__()
@@ -47,7 +77,7 @@ class ScalerFuture(Future):
         notify_start=True; the future then turns RUNNING, and like any running future of the
         standard library can no longer be cancelled)."""
         with self._condition:
-            if not self.running():
+            if self._state == "PENDING":
                 self._start_callbacks.append(callback)
                 return
         callback()
@@ -60,9 +90,12 @@ class ScalerFuture(Future):
         for callback in callbacks:
             callback()
 
+    def running(self) -> bool:
+        return not self.done()
+
     def cancel(self) -> bool:
         with self._condition:
-            if self.running():
+            if self._state == "RUNNING":
                 return False
             if self.done():
                 return self.cancelled()
@@ -115,11 +148,12 @@ class ScalerFuture(Future):
                 return super().exception(timeout)
         return super().exception(timeout)
 
-    def profiling_info(self):
-        """Duration, CPU time and peak memory of the finished task (a protocol.Profiling)."""
-        if not self.done():
-            raise RuntimeError("profiling information is available once the task is done")
-        return self._profiling
+    def profiling_info(self) -> ProfilingInfo:
+        """Duration, CPU time and peak memory of the finished task."""
+        profiling = self._profiling
+        if not self.done() or profiling is None:
+            raise ValueError(f"no profiling information for {self!r} yet: it is available once the task is done")
+        return ProfilingInfo(profiling.duration_seconds, profiling.cpu_seconds, profiling.peak_memory_bytes)
 
     def __await__(self):
         return asyncio.wrap_future(self).__await__()

@@ -1,0 +1,82 @@
+"""What code written for upstream Scaler 2.x expects of the client, the futures and the combo."""
+
+import graphlib
+import operator
+
+import pytest
+
+from scaler_core import Client, GraphCycleError, SchedulerClusterCombo
+from scaler_core.launch import ChildProcesses
+from scaler_core.worker.process import WorkerSettings
+
+from tests import helpers_tasks as tasks
+from tests.conftest import wait_until
+
+
+def test_get_without_blocking_returns_futures(client):
+    graph = {"a": 2, "b": (operator.add, "a", 3), "c": (operator.mul, "b", "b")}
+    futures = client.get(graph, keys=["c", "a"], block=False)
+    assert list(futures) == ["c", "a"]
+    assert futures["c"].result(timeout=30) == 25 and futures["a"].result(timeout=30) == 2
+    assert client.get(graph, ["c"]) == {"c": 25}
+
+
+def test_a_cycle_is_a_graphlib_cycle_error(client):
+    with pytest.raises(graphlib.CycleError) as info:
+        client.get({"a": (operator.neg, "b"), "b": (operator.neg, "a")}, keys=["a"])
+    assert isinstance(info.value, GraphCycleError)
+
+
+def test_submit_checks_the_call_against_the_signature(client):
+    with pytest.raises(TypeError, match="missing a required argument"):
+        client.submit(tasks.add, 1)
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        client.submit(tasks.add, 1, 2, c=3)
+    with pytest.raises(TypeError):
+        client.submit(tasks.keyword_only, 1)
+    assert client.submit(tasks.combine, 1, 2, 3, c=4).result(timeout=30) is not None
+    assert client.submit(max, [3, 1]).result(timeout=30) == 3  # builtins without a signature still go
+
+
+def test_running_is_true_until_done_and_cancel_still_works(client):
+    slow = client.submit(tasks.sleep_and_return, 30, 1)
+    queued = client.submit(tasks.square, 3)
+    assert slow.running() and queued.running() and not slow.done()
+    assert slow.cancel() and slow.cancelled() and not slow.running()
+    assert queued.result(timeout=30) == 9 and not queued.running()
+
+
+def test_clear_cancels_unfinished_futures_and_frees_objects(client):
+    reference = client.send_object(list(range(10)))
+    assert client.submit(tasks.total, reference).result(timeout=30) == 45
+    pending = [client.submit(tasks.sleep_and_return, 30, n) for n in range(3)]
+    client.clear()
+    wait_until(lambda: all(future.cancelled() for future in pending), 10, message="cancelled futures")
+    with pytest.raises(Exception):
+        client.submit(tasks.total, reference).result(timeout=30)
+    assert client.submit(tasks.square, 5).result(timeout=30) == 25, "the client stays usable"
+
+
+def test_client_without_an_address_outside_a_worker_is_a_value_error():
+    with pytest.raises(ValueError, match="no scheduler address"):
+        Client()
+
+
+def test_combo_without_workers_takes_workers_that_join_later():
+    with SchedulerClusterCombo(n_workers=0, logging_level="WARNING") as combo:
+        assert combo.get_address() == combo.address
+        with Client(combo.address, timeout_seconds=30) as client:
+            future = client.submit(tasks.square, 6)
+            assert not future.done()
+            children = ChildProcesses()
+            try:
+                children.start_cluster(combo.address, 1, WorkerSettings(), "WARNING", ["/dev/stdout"])
+                assert future.result(timeout=60) == 36
+            finally:
+                children.stop_all()
+
+
+def test_combo_accepts_the_builtin_event_loop():
+    with SchedulerClusterCombo(n_workers=1, event_loop="builtin", logging_level="WARNING") as combo:
+        with Client(combo.address, timeout_seconds=30) as client:
+            assert client.submit(tasks.square, 2).result(timeout=60) == 4
