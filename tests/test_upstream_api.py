@@ -5,7 +5,7 @@ import operator
 
 import pytest
 
-from scaler_core import Client, GraphCycleError, SchedulerClusterCombo
+from scaler_core import Client, ClientError, GraphCycleError, SchedulerClusterCombo
 from scaler_core.launch import ChildProcesses
 from scaler_core.worker.process import WorkerSettings
 
@@ -52,8 +52,8 @@ def test_clear_cancels_unfinished_futures_and_frees_objects(client):
     pending = [client.submit(tasks.sleep_and_return, 30, n) for n in range(3)]
     client.clear()
     wait_until(lambda: all(future.cancelled() for future in pending), 10, message="cancelled futures")
-    with pytest.raises(Exception):
-        client.submit(tasks.total, reference).result(timeout=30)
+    with pytest.raises(ClientError, match="freed by clear"):
+        client.submit(tasks.total, reference)
     assert client.submit(tasks.square, 5).result(timeout=30) == 25, "the client stays usable"
 
 

@@ -60,6 +60,7 @@ class Client:
         self._functions: Dict[int, Tuple[Callable, bytes, Optional[inspect.Signature]]] = {}
         self._functions_lock = threading.Lock()
         self._objects: Dict[bytes, ObjectReference] = {}
+        self._cleared: set = set()  # ids of objects this client freed: using them again is an error
         self._closed = False
         if security is None:
             security = worker_context.current_keys() or CurveKeys()
@@ -259,6 +260,7 @@ class Client:
     def clear_object(self, reference: ObjectReference) -> None:
         self._check_open()
         if self._objects.pop(reference.object_id, None) is not None:
+            self._cleared.add(reference.object_id)
             self._connection.post("storage", protocol.ObjectDelete(object_ids=[reference.object_id]))
 
     def clear(self) -> None:
@@ -267,6 +269,7 @@ class Client:
         self._check_open()
         self.cancel(list(self._connection.futures.values()))
         object_ids, self._objects = list(self._objects), {}
+        self._cleared.update(object_ids)
         if object_ids:
             self._connection.post("storage", protocol.ObjectDelete(object_ids=object_ids))
 
@@ -334,7 +337,11 @@ class Client:
                 raise TypeError(f"{getattr(fn, '__qualname__', fn)!s}: {error}") from None
 
     def _reference_of_objects(self, obj) -> Optional[bytes]:
-        return obj.object_id if type(obj) is ObjectReference else None
+        if type(obj) is not ObjectReference:
+            return None
+        if obj.object_id in self._cleared:
+            raise ClientError(f"{obj!r} was freed by clear() or clear_object(); send the object again")
+        return obj.object_id
 
     def _make_task(self, function_id: bytes, args: tuple, kwargs: dict, capabilities, *, task_id: bytes = b"",
                    reference_of=None, graph_task_ids=None, requested: bool = True, priority: Optional[int] = None,
