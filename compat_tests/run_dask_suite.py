@@ -49,7 +49,8 @@ DESELECTED_KEYWORDS = "not distributed and not gen_cluster"
 # see compat_tests/README.md.
 _MUTATES_CALLER_STATE = "the task mutates an object of the test process (a counter or closure); in a worker it changes a copy"
 _IDENTITY = "compares results by identity; values come back as copies from worker processes"
-_WARNING_IN_WORKER = "expects a warning raised inside a task; it is raised in the worker process, not in the caller"
+_WARNING_AS_ERROR = ("expects a RuntimeWarning inside a task to surface as an exception in the caller; the engine "
+                     "re-emits task warnings as warnings (the caller's filters apply then), not as the task's failure")
 _UNPICKLABLE = "a task's input or result is a generator, which cannot cross the process boundary"
 _CONFIG = "dask.config set in the test is not seen by worker processes (as with dask.multiprocessing)"
 KNOWN_FAILURES: dict[str, str] = {
@@ -58,7 +59,6 @@ KNOWN_FAILURES: dict[str, str] = {
     "bag.tests.test_bag::test_repartition_partition_size_complex_dtypes": _IDENTITY
     + " (list == list of numpy arrays only works when the arrays are the same objects)",
     "bag.tests.test_bag::test_to_delayed_optimize_graph": _MUTATES_CALLER_STATE,
-    "bag.tests.test_bag::test_take_npartitions_warn": _WARNING_IN_WORKER,
     "bag.tests.test_bag::test_from_delayed_iterator": _UNPICKLABLE,
     "bag.tests.test_bag::test_reductions_are_lazy": _UNPICKLABLE,
     **{f"tests.test_graph_manipulation::{name}": _MUTATES_CALLER_STATE for name in (
@@ -66,9 +66,7 @@ KNOWN_FAILURES: dict[str, str] = {
         "test_wait_on_one[False]", "test_wait_on_one[True]", "test_wait_on_many[False]",
         "test_wait_on_many[True]", "test_bind[False]", "test_bind[True]")},
     "dataframe.tests.test_shuffle::test_disk_shuffle_with_unknown_compression": _CONFIG,
-    **{f"array.tests.test_reductions::test_array_cumreduction_axis[blelloch-None-{flag}-{name}]": _WARNING_IN_WORKER
-       for flag in ("False", "True") for name in ("cumprod", "nancumprod")},
-    "array.tests.test_reductions::test_nanquantile_all_nan": _WARNING_IN_WORKER,
+    "array.tests.test_reductions::test_nanquantile_all_nan": _WARNING_AS_ERROR,
 }
 
 PER_TEST_TIMEOUT_SECONDS = 60

@@ -132,6 +132,13 @@ struct TaskLog {
   text @2 :Text;
 }
 
+struct TaskWarnings {
+  # worker -> scheduler -> client: warnings the task raised, re-emitted in the caller
+  taskId @0 :Data;
+  graphId @1 :Data;          # the task's graph, empty outside graphs
+  warnings @2 :Data;         # pickled list of (category, message, filename, lineno)
+}
+
 struct ClientHello {
   clientId @0 :Data;
   version @1 :UInt32;
@@ -296,5 +303,6 @@ struct Message {
     balanceResponse @22 :BalanceResponse;
     taskStarted @23 :TaskStarted;
     graphSubmit @24 :GraphSubmit;
+    taskWarnings @25 :TaskWarnings;
   }
 }

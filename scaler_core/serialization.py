@@ -264,6 +264,28 @@ def loads_exception(payload) -> BaseException:
     return error
 
 
+Warning_ = Tuple[type, str, str, int]  # category, message, filename, lineno
+
+
+def dumps_warnings(caught: Sequence[Warning_]) -> bytes:
+    """The warnings a task raised, for its caller. A category that cannot be pickled travels as a
+    UserWarning naming it, rather than losing the warning."""
+    try:
+        return cloudpickle.dumps(list(caught))
+    except Exception:
+        return pickle.dumps([(UserWarning, f"{getattr(category, '__name__', category)}: {message}", filename, lineno)
+                             for category, message, filename, lineno in caught])
+
+
+def loads_warnings(payload: bytes) -> List[Warning_]:
+    try:
+        caught = pickle.loads(payload)
+    except Exception as error:  # e.g. a warning class the caller cannot import
+        return [(UserWarning, f"a task raised warnings that cannot be unpickled here: {error!r}", "<worker>", 0)]
+    return [(category if isinstance(category, type) and issubclass(category, Warning) else UserWarning,
+             message, filename, lineno) for category, message, filename, lineno in caught]
+
+
 def _safe_str(obj) -> str:
     try:
         return str(obj)

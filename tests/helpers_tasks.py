@@ -104,3 +104,14 @@ def allocate_and_sleep(size, seconds):
     block = b"\x01" * size  # written, so every page is resident and RSS really grows
     time.sleep(seconds)
     return len(block)
+
+
+class CustomWarning(UserWarning):
+    pass
+
+
+def warn_then_return(message, value, category=UserWarning):
+    import warnings
+
+    warnings.warn(message, category)
+    return value

@@ -518,3 +518,16 @@ def test_pending_count_follows_every_transition():
             succeed(state, n, int(state.tasks[tid(n)].worker[-1:]))
             sent(state)
         assert state.task_counts()["pending"] == brute_force()
+
+
+def test_task_warnings_are_forwarded_to_the_owner():
+    state = make_state()
+    hello(state, 1)
+    submit(state, task(1))
+    sent(state)
+    warned = protocol.TaskWarnings(task_id=tid(1), warnings=b"w")
+    state.on_message(worker_id(1), warned, now=0)
+    succeed(state, 1, 1)
+    outgoing = sent(state)
+    assert [(dest, type(msg)) for dest, msg, _ in outgoing] == [(CLIENT, protocol.TaskWarnings),
+                                                                 (CLIENT, protocol.ResultBatch)]

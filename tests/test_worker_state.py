@@ -214,3 +214,13 @@ def test_inputs_stay_pinned_while_a_task_holds_them():
     started, _ = run_next(state)
     state.finish(Outcome(started, "success"))
     assert [cache.has(FUNCTION), cache.has(b"p" * 16)] == [False, True], "unpinned when reported: LRU goes"
+
+
+def test_warnings_travel_ahead_of_the_result():
+    state = welcomed()
+    state.on_tasks([task(1)])
+    started, _ = run_next(state)
+    instructions = state.finish(Outcome(started, "success", inline=b"r", warnings=[(UserWarning, "w", "f.py", 3)]))
+    assert type(instructions[0]) is ToScheduler and type(instructions[0].message) is protocol.TaskWarnings
+    assert pickle.loads(instructions[0].message.warnings) == [(UserWarning, "w", "f.py", 3)]
+    assert type(instructions[1]) is Result

@@ -18,7 +18,7 @@ import numpy as np
 
 from scaler_core import protocol
 from scaler_core.client.connection import ClientConnection
-from scaler_core.client.futures import ScalerFuture
+from scaler_core.client.futures import ScalerFuture, WarningSink
 from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
 from scaler_core.references import ObjectReference
 from scaler_core.client.progress import ProgressBar
@@ -220,9 +220,11 @@ class Client:
         requested = np.fromiter((key in submission.requested for key in ordered), dtype=np.uint8, count=len(ordered))
         # Every requested future exists before the scheduler hears of the graph: it may answer at once.
         futures: Dict[Any, ScalerFuture] = {}
+        graph_warnings = self._connection.graph_warnings[graph_id] = WarningSink()
         for key in ordered:
             if key in submission.requested:
-                futures[key] = ScalerFuture(submission.task_ids[key], self._cancel_task)
+                future = futures[key] = ScalerFuture(submission.task_ids[key], self._cancel_task)
+                future._graph_warnings = graph_warnings
         self._send_tasks([], list(futures.values()))
         dep_indptr, dep_indices = submission.structure
         self._connection.post("message", protocol.GraphSubmit(

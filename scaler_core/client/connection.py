@@ -19,6 +19,7 @@ import pickle
 import sys
 import threading
 import time
+import weakref
 from typing import Dict, Optional
 
 import zmq
@@ -26,7 +27,7 @@ import zmq
 from scaler_core import protocol, transport
 from scaler_core.errors import SchedulerDiedError, SerializationError
 from scaler_core.security import CurveKeys, secure_client
-from scaler_core.serialization import loads_exception, loads_frames
+from scaler_core.serialization import loads_exception, loads_frames, loads_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class ClientConnection:
         self._scheduler_fd = self.scheduler.getsockopt(zmq.FD)
 
         self.futures: Dict[bytes, "object"] = {}      # task id -> ScalerFuture, until resolved
+        # graph id -> where its intermediate tasks' warnings wait; gone with the graph's futures
+        self.graph_warnings: "weakref.WeakValueDictionary[bytes, object]" = weakref.WeakValueDictionary()
         self._fetching: Dict[bytes, protocol.TaskResult] = {}
         self.welcomed = threading.Event()
         self.shutdown_response: Optional[protocol.ShutdownResponse] = None
@@ -230,6 +233,8 @@ class ClientConnection:
                     future = self.futures.get(task_id)
                     if future is not None:
                         future._mark_started()
+            elif kind is protocol.TaskWarnings:
+                self._on_warnings(message)
             elif kind is protocol.TaskLog:
                 stream = sys.stdout if message.stream == "stdout" else sys.stderr
                 stream.write(message.text)
@@ -250,6 +255,15 @@ class ClientConnection:
             elif kind is protocol.SchedulerShutdown:
                 self._fail(SchedulerDiedError(f"the scheduler shut down: {message.reason}"))
                 return False
+
+    def _on_warnings(self, message) -> None:
+        future = self.futures.get(message.task_id)
+        if future is not None:
+            future._add_warnings(loads_warnings(message.warnings))
+            return
+        sink = self.graph_warnings.get(message.graph_id) if message.graph_id else None
+        if sink is not None:
+            sink.extend(loads_warnings(message.warnings))
 
     def _on_result(self, result) -> None:
         future = self.futures.get(result.task_id)

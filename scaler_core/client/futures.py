@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Callable, Optional
 
@@ -27,6 +28,16 @@ def cancel_and_notify(future: Future) -> bool:
     if not already_cancelled:
         future._invoke_callbacks()
     return True
+
+
+class WarningSink(list):
+    """Warnings tasks raised, waiting for the thread that reads a result to re-emit them."""
+
+    def drain(self) -> list:
+        taken = []
+        while self:
+            taken.append(self.pop(0))  # one atomic pop at a time: the I/O thread may be appending
+        return taken
 
 
 class ProfilingInfo:
@@ -71,6 +82,20 @@ class ScalerFuture(Future):
         self._on_cancel = on_cancel
         self._profiling = None
         self._start_callbacks = []
+        self._warnings: Optional[WarningSink] = None        # this task's own
+        self._graph_warnings: Optional[WarningSink] = None  # its graph's intermediate tasks'
+
+    def _add_warnings(self, caught) -> None:
+        if self._warnings is None:
+            self._warnings = WarningSink()
+        self._warnings.extend(caught)
+
+    def _reemit_warnings(self) -> None:
+        """In the reader's thread, so its own filters and catch_warnings blocks see them."""
+        for sink in (self._warnings, self._graph_warnings):
+            if sink:
+                for category, message, filename, lineno in sink.drain():
+                    warnings.warn_explicit(message, category, filename, lineno)
 
     def on_start(self, callback: Callable[[], None]) -> None:
         """Call `callback()` when a worker starts the task (only for tasks submitted with
@@ -139,14 +164,22 @@ class ScalerFuture(Future):
     def result(self, timeout=None):
         if not self.done() and context.in_worker():
             with context.blocked_while_waiting():
-                return super().result(timeout)
-        return super().result(timeout)
+                super().exception(timeout)
+        else:
+            super().exception(timeout)
+        if self._warnings or self._graph_warnings:
+            self._reemit_warnings()
+        return super().result(0)
 
     def exception(self, timeout=None):
         if not self.done() and context.in_worker():
             with context.blocked_while_waiting():
-                return super().exception(timeout)
-        return super().exception(timeout)
+                error = super().exception(timeout)
+        else:
+            error = super().exception(timeout)
+        if self._warnings or self._graph_warnings:
+            self._reemit_warnings()
+        return error
 
     def profiling_info(self) -> ProfilingInfo:
         """Duration, CPU time and peak memory of the finished task."""

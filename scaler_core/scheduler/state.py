@@ -30,7 +30,8 @@ ALLOWED_MESSAGES = {
     CLIENT: (protocol.ClientHello, protocol.TaskBatch, protocol.TaskCancel, protocol.Heartbeat,
              protocol.ClientDisconnect, protocol.ObjectDelete, protocol.GraphSubmit),
     WORKER: (protocol.WorkerHello, protocol.ResultBatch, protocol.Heartbeat, protocol.WorkerBlocked,
-             protocol.WorkerDisconnect, protocol.TaskLog, protocol.BalanceResponse, protocol.TaskStarted),
+             protocol.WorkerDisconnect, protocol.TaskLog, protocol.TaskWarnings, protocol.BalanceResponse,
+             protocol.TaskStarted),
     CLUSTER: (protocol.WorkerDied, protocol.Heartbeat),
 }
 
@@ -296,6 +297,8 @@ class SchedulerState(GraphTasks):
         record = self.tasks.get(message.task_id)
         if record is not None:
             self.outbox.send(record.client_id, message)
+
+    _on_TaskWarnings = _on_TaskLog  # forwarded to the task's owner unchanged, ahead of its result
 
     def _on_ResultBatch(self, sender, message, now):
         worker = self.workers.get(sender)

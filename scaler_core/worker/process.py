@@ -31,7 +31,7 @@ from scaler_core import protocol, transport
 from scaler_core import task_context as context
 from scaler_core.security import CurveKeys, secure_client
 from scaler_core.worker.objects import ObjectCache
-from scaler_core.worker.runner import FunctionCache, run_task
+from scaler_core.worker.runner import FunctionCache, install_warning_capture, run_task
 from scaler_core.worker.state import (
     ConnectStorage, Result, Started, Stop, ToScheduler, ToStorage, WakeRunners, WorkerLimits, WorkerState,
 )
@@ -191,6 +191,7 @@ class Worker:
 
     def run(self) -> None:
         context.set_worker(self.scheduler_address, self._on_block, self._on_unblock, self.settings.keys)
+        install_warning_capture()
         self.scheduler.connect(self.scheduler_address)
         transport.send(self.scheduler, protocol.WorkerHello(
             worker_id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),

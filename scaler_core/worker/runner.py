@@ -9,6 +9,7 @@ import resource
 import sys
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional
 
@@ -19,16 +20,39 @@ from scaler_core import task_context as context
 
 
 class Outcome:
-    """What running a task produced: a status, inline bytes or frames to store, and profiling."""
+    """What running a task produced: a status, inline bytes or frames to store, profiling, and the
+    warnings the task raised."""
 
-    __slots__ = ("task", "status", "inline", "frames", "profiling")
+    __slots__ = ("task", "status", "inline", "frames", "profiling", "warnings")
 
-    def __init__(self, task, status: str, inline: bytes = b"", frames: Optional[List] = None, profiling=None):
+    def __init__(self, task, status: str, inline: bytes = b"", frames: Optional[List] = None, profiling=None,
+                 warnings: Optional[List] = None):
         self.task = task
         self.status = status
         self.inline = inline
         self.frames = frames
         self.profiling = profiling or protocol.Profiling()
+        self.warnings = warnings
+
+
+_capture = threading.local()  # .sink: the running task's list of warnings, on the runner's thread
+
+
+def install_warning_capture() -> None:
+    """Once per worker process: warnings raised by a task go to its caller instead of the log.
+
+    Python's default filters stay (DeprecationWarning and the like are ignored), but the
+    once-per-place rule does not: a long-lived worker would otherwise warn only the first caller."""
+    warnings.filterwarnings("always", append=True)
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        sink = getattr(_capture, "sink", None)
+        if sink is None:  # not from a task's own thread
+            return shown(message, category, filename, lineno, file, line)
+        sink.append((category, str(message), filename, lineno))
+
+    warnings.showwarning = showwarning
 
 
 class FunctionCache:
@@ -100,6 +124,7 @@ def run_task(task, functions: FunctionCache, frames_of: Callable[[bytes], List],
         return Outcome(task, "failed", dumps_exception(wrapped), profiling=_profile(started, cpu_started))
 
     context.set_current_task_priority(task.priority)
+    _capture.sink = caught = []
     try:
         if task.stream_output:
             with _streamed(task, emit):
@@ -107,8 +132,10 @@ def run_task(task, functions: FunctionCache, frames_of: Callable[[bytes], List],
         else:
             value = function(*args, **kwargs)
     except BaseException as error:  # a task's SystemExit/KeyboardInterrupt is its failure, not ours
-        return Outcome(task, "failed", dumps_exception(error), profiling=_profile(started, cpu_started))
+        return Outcome(task, "failed", dumps_exception(error), profiling=_profile(started, cpu_started),
+                       warnings=caught or None)
     finally:
+        _capture.sink = None
         context.set_current_task_priority(None)
 
     try:
@@ -118,8 +145,8 @@ def run_task(task, functions: FunctionCache, frames_of: Callable[[bytes], List],
         return Outcome(task, "failed", dumps_exception(failure), profiling=_profile(started, cpu_started))
     profiling = _profile(started, cpu_started)
     if inline_ok:
-        return Outcome(task, "success", inline=payload, profiling=profiling)
-    return Outcome(task, "success", frames=payload, profiling=profiling)
+        return Outcome(task, "success", inline=payload, profiling=profiling, warnings=caught or None)
+    return Outcome(task, "success", frames=payload, profiling=profiling, warnings=caught or None)
 
 
 def _profile(started: float, cpu_started: float) -> "protocol.Profiling":

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from scaler_core import protocol
 from scaler_core.errors import TaskTimeoutError
-from scaler_core.serialization import dumps_exception
+from scaler_core.serialization import dumps_exception, dumps_warnings
 from scaler_core.worker.objects import ObjectCache
 from scaler_core.worker.runner import FunctionCache, Outcome
 
@@ -279,6 +279,9 @@ class WorkerState:
         if self.tasks.pop(task.task_id, None) is not None:
             self.objects.unpin(_object_ids_of(task))
         instructions: List[Instruction] = []
+        if outcome.warnings:  # ahead of the result, on the same path: the caller has them in time
+            instructions.append(ToScheduler(protocol.TaskWarnings(
+                task_id=task.task_id, graph_id=task.graph_id, warnings=dumps_warnings(outcome.warnings))))
         stored = outcome.frames is not None
         if stored:
             instructions.append(ToStorage(protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id),
