@@ -52,7 +52,8 @@ _IDENTITY = "compares results by identity; values come back as copies from worke
 _WARNING_AS_ERROR = ("expects a RuntimeWarning inside a task to surface as an exception in the caller; the engine "
                      "re-emits task warnings as warnings (the caller's filters apply then), not as the task's failure")
 _UNPICKLABLE = "a task's input or result is a generator, which cannot cross the process boundary"
-_CONFIG = "dask.config set in the test is not seen by worker processes (as with dask.multiprocessing)"
+_CONFIG = ("the task's argument reads dask.config while it is unpickled on the worker, before the caller's "
+           "config (forwarded with the task's function) is applied")
 KNOWN_FAILURES: dict[str, str] = {
     "tests.test_delayed::test_traverse_false": _IDENTITY,
     "bag.tests.test_bag::test_bag_with_single_callable": _IDENTITY + " (a lambda)",

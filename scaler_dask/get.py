@@ -25,6 +25,7 @@ from scaler_core.errors import SchedulerDiedError
 from scaler_core.memory import paused_gc
 from scaler_core import task_context as worker_context
 from scaler_dask import cluster
+from scaler_dask.config_forwarding import config_changes, with_config
 from scaler_dask.convert import GraphPlan, build_plan, flatten_keys, normalize_graph, to_engine_task
 
 # dask.order costs ~35 us per task (6 s for 170k tasks). Above this size the
@@ -99,6 +100,9 @@ def _compute(client_source, plan: GraphPlan, wanted: list, start_state_cbs, pret
     requested = [key for key in wanted if key not in values]
     with paused_gc():
         tasks = {key: to_engine_task(nodes[key]) for key in engine_keys}
+        changes = config_changes()
+        if changes:
+            with_config(tasks, changes)
         priorities = _priorities(plan, engine_keys)
         if tracker is not None:
             _add_completion_markers(tasks, requested, priorities)

@@ -235,3 +235,14 @@ def test_progress_bar_reaches_one_hundred_percent(engine_get):
     with ProgressBar(out=output, dt=0.01):
         assert (da.ones(100, chunks=10) + 1).sum().compute(scheduler=engine_get) == 200
     assert "100% Completed" in output.getvalue()
+
+
+def _config_value(name):
+    return dask.config.get(name, "unset")
+
+
+def test_dask_config_set_around_a_compute_reaches_its_tasks(engine_get):
+    value = dask.delayed(_config_value)("scaler-test.answer")
+    with dask.config.set({"scaler-test.answer": 42}):
+        assert value.compute(scheduler=engine_get) == 42
+    assert value.compute(scheduler=engine_get) == "unset"

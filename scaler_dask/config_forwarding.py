@@ -1,0 +1,72 @@
+"""``dask.config`` set in the caller around a compute applies to that compute's tasks in the workers.
+
+Only what differs from the configuration this process had when scaler_dask was imported travels,
+so most computes send nothing. The changes ride with each task's function (a `Configured`
+wrapper, shipped once per function per compute) and are applied with ``dask.config.set`` around
+the call, as they would be around a local call.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Dict
+
+import dask
+
+# Chosen per process: the worker decides its own scheduler and the engine it talks to.
+_LOCAL_ONLY = ("scheduler", "get", "scaler")
+
+_baseline: Dict[str, Any] = copy.deepcopy(dask.config.config)
+
+
+def config_changes() -> Dict[str, Any]:
+    """{dotted key: value} of every setting that differs from the baseline."""
+    changes: Dict[str, Any] = {}
+    _diff(dask.config.config, _baseline, "", changes)
+    return changes
+
+
+def _diff(current: Dict[str, Any], baseline: Any, prefix: str, changes: Dict[str, Any]) -> None:
+    for key, value in current.items():
+        path = prefix + str(key)
+        if not prefix and key in _LOCAL_ONLY:
+            continue
+        before = baseline.get(key, _MISSING) if isinstance(baseline, dict) else _MISSING
+        if isinstance(value, dict) and isinstance(before, dict):
+            _diff(value, before, path + ".", changes)
+        elif before is _MISSING or before != value:
+            changes[path] = value
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+class Configured:
+    """``fn`` called inside ``dask.config.set(changes)``."""
+
+    __slots__ = ("fn", "changes")
+
+    def __init__(self, fn: Callable, changes: Dict[str, Any]):
+        self.fn = fn
+        self.changes = changes
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with dask.config.set(self.changes):
+            return self.fn(*args, **kwargs)
+
+    def __reduce__(self):
+        return Configured, (self.fn, self.changes)
+
+
+def with_config(tasks: Dict[Any, tuple], changes: Dict[str, Any]) -> None:
+    """Wrap every task's function in place; one wrapper per distinct function."""
+    wrappers: Dict[int, Configured] = {}
+    for key, (fn, args, kwargs) in tasks.items():
+        wrapper = wrappers.get(id(fn))
+        if wrapper is None:
+            wrapper = wrappers[id(fn)] = Configured(fn, changes)
+        tasks[key] = (wrapper, args, kwargs)
