@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Dict
 
+import cloudpickle
 import dask
 
-# Chosen per process: the worker decides its own scheduler and the engine it talks to.
-_LOCAL_ONLY = ("scheduler", "get", "scaler")
+# Chosen per process: the worker decides its own scheduler, pool and the engine it talks to.
+_LOCAL_ONLY = ("scheduler", "get", "pool", "scaler")
 
 _baseline: Dict[str, Any] = copy.deepcopy(dask.config.config)
 
@@ -23,7 +24,16 @@ def config_changes() -> Dict[str, Any]:
     """{dotted key: value} of every setting that differs from the baseline."""
     changes: Dict[str, Any] = {}
     _diff(dask.config.config, _baseline, "", changes)
-    return changes
+    return {key: value for key, value in changes.items() if _travels(value)}
+
+
+def _travels(value: Any) -> bool:
+    """Objects of this process (locks, pools, open files) stay here: a worker could not use them."""
+    try:
+        cloudpickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 def _diff(current: Dict[str, Any], baseline: Any, prefix: str, changes: Dict[str, Any]) -> None:
@@ -32,8 +42,8 @@ def _diff(current: Dict[str, Any], baseline: Any, prefix: str, changes: Dict[str
         if not prefix and key in _LOCAL_ONLY:
             continue
         before = baseline.get(key, _MISSING) if isinstance(baseline, dict) else _MISSING
-        if isinstance(value, dict) and isinstance(before, dict):
-            _diff(value, before, path + ".", changes)
+        if isinstance(value, dict) and (before is _MISSING or isinstance(before, dict)):
+            _diff(value, {} if before is _MISSING else before, path + ".", changes)
         elif before is _MISSING or before != value:
             changes[path] = value
 

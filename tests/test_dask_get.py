@@ -246,3 +246,5 @@ def test_dask_config_set_around_a_compute_reaches_its_tasks(engine_get):
     with dask.config.set({"scaler-test.answer": 42}):
         assert value.compute(scheduler=engine_get) == 42
     assert value.compute(scheduler=engine_get) == "unset"
+    with dask.config.set({"scaler-test.answer": 7, "scaler-test.lock": threading.Lock()}):
+        assert value.compute(scheduler=engine_get) == 7, "what cannot travel stays behind, the rest goes"

@@ -164,7 +164,7 @@ class WorkerState:
         """Give back the requested tasks that have not started; they will not run here."""
         wanted = set(task_ids)
         returned = [entry[2] for entry in self.ready if entry[2] in wanted]
-        returned += [task_id for task_id in task_ids if task_id in self.waiting_objects]
+        returned += [task_id for task_id in dict.fromkeys(task_ids) if task_id in self.waiting_objects]
         for task_id in returned:
             self._forget_unstarted(task_id)
             task = self.tasks.pop(task_id)
