@@ -115,3 +115,24 @@ def warn_then_return(message, value, category=UserWarning):
 
     warnings.warn(message, category)
     return value
+
+
+class TaggingSerializer:
+    """A user's serializer: pickle, with a tag the tests can see on the wire."""
+
+    @staticmethod
+    def serialize(obj):
+        import pickle
+
+        return b"TAG" + pickle.dumps(obj)
+
+    @staticmethod
+    def deserialize(payload):
+        import pickle
+
+        assert payload.startswith(b"TAG"), payload[:10]
+        return pickle.loads(payload[3:])
+
+
+def payload_type(value):
+    return type(value).__name__

@@ -80,3 +80,21 @@ def test_combo_accepts_the_builtin_event_loop():
     with SchedulerClusterCombo(n_workers=1, event_loop="builtin", logging_level="WARNING") as combo:
         with Client(combo.address, timeout_seconds=30) as client:
             assert client.submit(tasks.square, 2).result(timeout=60) == 4
+
+
+def test_a_client_serializer_carries_arguments_results_and_objects(combo):
+    with Client(combo.address, timeout_seconds=30, serializer=tasks.TaggingSerializer()) as client:
+        assert client.submit(tasks.add, 2, b=3).result(timeout=30) == 5
+        assert client.map(tasks.square, [1, 2, 3]) == [1, 4, 9]
+        reference = client.send_object([1, 2, 3])
+        assert client.submit(tasks.total, reference).result(timeout=30) == 6
+        assert client.submit(tasks.payload_type, {"a": 1}).result(timeout=30) == "dict", "deserialized on the worker"
+        graph = {"a": 4, "b": (tasks.square, "a"), "c": (tasks.add, "b", "a")}
+        assert client.get(graph, keys=["c", "b"]) == {"c": 20, "b": 16}
+        with pytest.raises(tasks.CustomError, match="boom"):
+            client.submit(tasks.fail, "boom").result(timeout=30)
+
+
+def test_a_serializer_without_both_methods_is_refused(combo):
+    with pytest.raises(TypeError, match="serialize"):
+        Client(combo.address, serializer=object())

@@ -20,12 +20,15 @@ from scaler_core import protocol
 from scaler_core.client.connection import ClientConnection
 from scaler_core.client.futures import ScalerFuture, WarningSink
 from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
-from scaler_core.references import ObjectReference
+from scaler_core.references import KeyRef, ObjectReference
 from scaler_core.client.progress import ProgressBar
 from scaler_core.errors import ClientError, ConnectTimeoutError, NoSchedulerAddressError, SchedulerDiedError
 from scaler_core.memory import freeze_heap, paused_gc
 from scaler_core.security import CurveKeys
-from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
+from scaler_core.serialization import (
+    INLINE_THRESHOLD, SerializedValue, SerializerCall, content_id, dumps_frames, dumps_with_references, frames_size,
+    new_id,
+)
 from scaler_core import task_context as worker_context
 
 logger = logging.getLogger(__name__)
@@ -43,7 +46,7 @@ class Client:
 
     def __init__(self, address: Optional[str] = None, profiling: bool = False, timeout_seconds: float = 60.0,
                  heartbeat_interval_seconds: float = 1.0, stream_output: bool = False,
-                 security: Optional[CurveKeys] = None):
+                 security: Optional[CurveKeys] = None, serializer: Any = None):
         if address is None:
             address = worker_context.current_scheduler_address()
             if address is None:
@@ -52,6 +55,11 @@ class Client:
                     "pass Client(address='tcp://HOST:PORT')")
         if not isinstance(address, str) or not address.startswith(("tcp://", "ipc://", "inproc://")):
             raise ClientError(f"invalid scheduler address {address!r}; expected tcp://HOST:PORT")
+        if serializer is not None and not (callable(getattr(serializer, "serialize", None)) and
+                                           callable(getattr(serializer, "deserialize", None))):
+            raise TypeError(f"serializer {serializer!r} needs serialize(obj) -> bytes and deserialize(bytes) -> obj")
+        self.serializer = serializer
+        self._serializer_calls: Dict[int, Tuple[Callable, SerializerCall]] = {}
         self.address = address
         self.timeout_seconds = timeout_seconds
         self.profiling = profiling
@@ -109,8 +117,10 @@ class Client:
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {fn!r}")
         args, kwargs = tuple(args), dict(kwargs or {})
-        function_id = self._function_id(fn)
         self._check_call(fn, args, kwargs)
+        if self.serializer is not None:
+            fn, args, kwargs = self._serialized_call(fn, args, kwargs)
+        function_id = self._function_id(fn)
         task, future = self._make_task(function_id, args, kwargs, capabilities)
         task.notify_start = notify_start
         self._send_tasks([task], [future])
@@ -152,6 +162,9 @@ class Client:
         self._check_open()
         if not callable(fn):
             raise TypeError(f"map needs a callable, got {fn!r}")
+        if self.serializer is not None:
+            fn = self._serializer_call(fn)
+            iterable = (self._serialized_call(fn, tuple(item), {})[1] for item in iterable)
         function_id = self._function_id(fn)
         futures: List[ScalerFuture] = []
         iterator = iter(iterable)
@@ -188,7 +201,10 @@ class Client:
         missing = [key for key in keys if key not in graph]
         if missing:
             raise KeyError(f"keys not in the graph: {missing!r}")
-        futures = self.submit_graph(convert_legacy_graph(graph), list(keys), capabilities=capabilities)
+        tasks = convert_legacy_graph(graph)
+        if self.serializer is not None:
+            tasks = {key: self._serialized_call(*task) for key, task in tasks.items()}
+        futures = self.submit_graph(tasks, list(keys), capabilities=capabilities)
         if not block:
             return {key: futures[key] for key in keys}
         if progress:
@@ -224,6 +240,8 @@ class Client:
         for key in ordered:
             if key in submission.requested:
                 future = futures[key] = ScalerFuture(submission.task_ids[key], self._cancel_task)
+                if self.serializer is not None:
+                    future._serializer = self.serializer
                 future._graph_warnings = graph_warnings
         self._send_tasks([], list(futures.values()))
         dep_indptr, dep_indices = submission.structure
@@ -253,6 +271,8 @@ class Client:
     def send_object(self, obj: Any, name: Optional[str] = None) -> ObjectReference:
         """Store `obj` on the cluster once; pass the returned reference to any later task."""
         self._check_open()
+        if self.serializer is not None:
+            obj = SerializedValue(self.serializer.serialize(obj))
         frames = dumps_frames(obj)
         reference = ObjectReference(new_id(), name or "", frames_size(frames))
         self._connection.post("put", reference.object_id, frames)
@@ -329,6 +349,25 @@ class Client:
         self._connection.post("put", function_id, frames)
         return entry
 
+    def _serializer_call(self, fn: Callable) -> SerializerCall:
+        if type(fn) is SerializerCall:
+            return fn
+        entry = self._serializer_calls.get(id(fn))
+        if entry is None or entry[0] is not fn:
+            entry = self._serializer_calls[id(fn)] = (fn, SerializerCall(fn, self.serializer))
+        return entry[1]
+
+    def _serialized_call(self, fn: Callable, args: tuple, kwargs: dict) -> Tuple[SerializerCall, tuple, dict]:
+        """The call under the client's serializer: placeholders stay, every other argument goes as
+        the serializer's bytes."""
+        def serialized(value):
+            if isinstance(value, (KeyRef, ObjectReference, SerializedValue)):
+                return value
+            return SerializedValue(self.serializer.serialize(value))
+
+        return (self._serializer_call(fn), tuple(serialized(arg) for arg in args),
+                {name: serialized(value) for name, value in kwargs.items()})
+
     def _check_call(self, fn: Callable, args: tuple, kwargs: dict) -> None:
         """A call that cannot bind to fn's parameters fails here, not later on a worker."""
         signature = self._function_entry(fn)[2]
@@ -368,6 +407,8 @@ class Client:
             task.capabilities = [protocol.Capability(name=str(name), quantity=int(quantity))
                                  for name, quantity in capabilities.items()]
         scaler_future = ScalerFuture(task_id, self._cancel_task) if future else None
+        if scaler_future is not None and self.serializer is not None:
+            scaler_future._serializer = self.serializer
         return task, scaler_future
 
     def _send_tasks(self, tasks: List, futures: Sequence[Optional[ScalerFuture]]) -> None:

@@ -8,6 +8,7 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Callable, Optional
 
 from scaler_core import task_context as context
+from scaler_core.serialization import SerializedValue
 
 
 def cancel_and_notify(future: Future) -> bool:
@@ -68,6 +69,8 @@ class ProfilingInfo:
 
 
 class ScalerFuture(Future):
+    _serializer = None  # the client's own serializer (Client(serializer=...)), if it has one
+
     """A concurrent.futures.Future for one task.
 
     As in upstream Scaler, `running()` is true from submission until the task is done (queued or
@@ -169,7 +172,10 @@ class ScalerFuture(Future):
             super().exception(timeout)
         if self._warnings or self._graph_warnings:
             self._reemit_warnings()
-        return super().result(0)
+        value = super().result(0)
+        if type(value) is SerializedValue and self._serializer is not None:
+            return self._serializer.deserialize(value.payload)
+        return value
 
     def exception(self, timeout=None):
         if not self.done() and context.in_worker():
