@@ -14,11 +14,15 @@ from scaler_core.errors import (
     ConnectTimeoutError,
     GraphCycleError,
     GraphError,
+    MissingObjectError,
+    MissingObjects,
     NoSchedulerAddressError,
     NoWorkerError,
     RemoteError,
     SchedulerDiedError,
+    ProcessorDiedError,
     SerializationError,
+    ShutdownRefusedError,
     TaskTimeoutError,
     WorkerDiedError,
 )
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from scaler_core.client.futures import ScalerFuture
     from scaler_core.combo import SchedulerClusterCombo
     from scaler_core.references import KeyRef, ObjectReference
+    from scaler_core.serializer import DefaultSerializer, Serializer
 
 _LAZY = {
     "Client": "scaler_core.client.client",
@@ -35,10 +40,14 @@ _LAZY = {
     "SchedulerClusterCombo": "scaler_core.combo",
     "KeyRef": "scaler_core.references",
     "ObjectReference": "scaler_core.references",
+    "Serializer": "scaler_core.serializer",
+    "DefaultSerializer": "scaler_core.serializer",
 }
 
 __all__ = [
-    "Client", "SchedulerClusterCombo", "ScalerFuture", "KeyRef", "ObjectReference", "ClientError",
+    "Client", "SchedulerClusterCombo", "ScalerFuture", "KeyRef", "ObjectReference", "Serializer",
+    "DefaultSerializer", "MissingObjectError", "MissingObjects", "ProcessorDiedError", "ShutdownRefusedError",
+    "ClientError",
     "ConnectTimeoutError", "GraphCycleError", "GraphError", "NoSchedulerAddressError", "NoWorkerError", "RemoteError", "SchedulerDiedError",
     "SerializationError", "TaskTimeoutError", "WorkerDiedError",
 ]

@@ -79,11 +79,18 @@ def _worker_settings(settings, **extra):
 
 def cluster_main(argv: Optional[Sequence[str]] = None) -> None:
     from scaler_core.worker.cluster import run_cluster
+    from scaler_core.worker.preload import PreloadError, parse_preload
 
     settings = config.parse("cluster", argv, prog="scaler_cluster")
     address = _check_address(settings)
+    try:
+        if settings["preload"]:
+            parse_preload(settings["preload"])
+    except PreloadError as error:
+        sys.exit(f"error: --preload: {error}")
     worker_settings = _worker_settings(settings, memory_limit_bytes=settings["worker_memory_limit_bytes"],
-                                       object_cache_bytes=settings["object_cache_bytes"])
+                                       object_cache_bytes=settings["object_cache_bytes"],
+                                       preload=settings["preload"])
     n_workers = settings["num_of_workers"] or os.cpu_count() or 1
     run_cluster(address, n_workers, worker_settings, settings["logging_level"], settings["logging_paths"])
 

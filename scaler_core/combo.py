@@ -9,7 +9,7 @@ import weakref
 from typing import Dict, Optional, Sequence, Union
 
 from scaler_core.config import parse_capabilities
-from scaler_core.launch import ChildProcesses
+from scaler_core.launch import ChildProcesses, ProcessHandle
 from scaler_core.monitor.stream import StatusSubscriber
 from scaler_core.scheduler.state import SchedulerSettings
 from scaler_core.security import CurveKeys
@@ -34,7 +34,7 @@ class SchedulerClusterCombo:
                  no_worker_grace_seconds: float = 30.0, worker_memory_limit_bytes: int = 0,
                  object_cache_bytes: int = 256 * 1024 * 1024, protected: bool = True, logging_level: str = "WARNING",
                  logging_paths: Sequence[str] = ("/dev/stdout",), security: Optional[CurveKeys] = None,
-                 graph_frontier: str = "auto"):
+                 graph_frontier: str = "auto", preload: str = ""):
         n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
         if n_workers < 0:
             raise ValueError(f"n_workers must be 0 or more, got {n_workers}")
@@ -50,8 +50,8 @@ class SchedulerClusterCombo:
         security.validate(server=True, client=False)
         capabilities = parse_capabilities(per_worker_capabilities) if isinstance(per_worker_capabilities, str) \
             else dict(per_worker_capabilities or {})
-        self.address = address
-        self.object_storage_address = object_storage_address
+        self.address = self._address = address
+        self.object_storage_address = self._object_storage_address = object_storage_address
         self.monitor_address = monitor_address
         self.n_workers = n_workers
         self._children = ChildProcesses()
@@ -62,14 +62,17 @@ class SchedulerClusterCombo:
         worker_settings = WorkerSettings(
             heartbeat_interval_seconds=heartbeat_interval_seconds, death_timeout_seconds=death_timeout_seconds,
             task_timeout_seconds=task_timeout_seconds, memory_limit_bytes=worker_memory_limit_bytes,
-            object_cache_bytes=object_cache_bytes, capabilities=capabilities, keys=security)
+            object_cache_bytes=object_cache_bytes, capabilities=capabilities, keys=security, preload=preload)
         try:
-            self._children.start_object_storage(object_storage_address, logging_level, logging_paths, security)
-            self._children.start_scheduler(address, object_storage_address, monitor_address, scheduler_settings,
-                                           allocate_policy, event_loop, logging_level, logging_paths, security)
+            self._object_storage = ProcessHandle(self._children.start_object_storage(
+                object_storage_address, logging_level, logging_paths, security))
+            self._scheduler = ProcessHandle(self._children.start_scheduler(
+                address, object_storage_address, monitor_address, scheduler_settings, allocate_policy, event_loop,
+                logging_level, logging_paths, security))
             # n_workers=0: a scheduler waiting for workers started elsewhere (scaler_cluster, adapters)
             self.cluster_process = self._children.start_cluster(
                 address, n_workers, worker_settings, logging_level, logging_paths) if n_workers else None
+            self._worker_manager_process = ProcessHandle(self.cluster_process) if self.cluster_process else None
         except BaseException:
             self._children.stop_all()
             raise

@@ -77,6 +77,8 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
             Option("worker_memory_limit_bytes", int, 0, "stop a task whose worker grows past this RSS (0: no limit)",
                    "-wml"),
             Option("object_cache_bytes", int, 256 * 1024 * 1024, "bytes of fetched objects a worker keeps", "-ocb"),
+            Option("preload", str, "", 'run "package.module:function(args)" once in each worker before its first '
+                   "task; a failing preload stops that worker", "-pl"),
             Option("event_loop", str, "builtin", "accepted for compatibility; workers do not use asyncio", "-el",
                    ("builtin", "uvloop")),
         ] + SECURITY + LOGGING,

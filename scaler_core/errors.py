@@ -20,12 +20,29 @@ class ConnectTimeoutError(ClientError, ConnectionError):
     """Nothing answered at the scheduler address within the client's timeout."""
 
 
-class SchedulerDiedError(ScalerError, ConnectionError):
-    """The scheduler stopped answering; every pending future of the client fails with this."""
+class SchedulerDiedError(ScalerError, ConnectionError, TimeoutError):
+    """The scheduler stopped answering; every pending future of the client fails with this (also a
+    TimeoutError: the client timed out waiting, as upstream Scaler reports it)."""
+
+
+class ShutdownRefusedError(ClientError, ValueError):
+    """Client.shutdown() on a protected scheduler (a ValueError, as upstream Scaler raises)."""
+
+
+class MissingObjectError(ClientError, KeyError):
+    """A task names an object this client freed (clear(), clear_object())."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class WorkerDiedError(ScalerError):
     """The task's worker died too often while running it (it probably kills its worker)."""
+
+
+# upstream Scaler's names for the same errors
+ProcessorDiedError = WorkerDiedError
+MissingObjects = MissingObjectError
 
 
 class TaskTimeoutError(ScalerError, TimeoutError):

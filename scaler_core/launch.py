@@ -29,6 +29,33 @@ def _scheduler_main(address, object_storage_address, monitor_address, settings, 
     run_scheduler(address, object_storage_address, monitor_address, settings, allocate_policy, event_loop, keys)
 
 
+class ProcessHandle:
+    """A child process with multiprocessing.Process's verbs (upstream's combo exposes those)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.pid = process.pid
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+    def join(self, timeout: float = None) -> None:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    @property
+    def exitcode(self):
+        return self.process.poll()
+
+
 class ChildProcesses:
     """Processes started by this one, stopped together (most recently started first)."""
 

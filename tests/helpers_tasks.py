@@ -136,3 +136,15 @@ class TaggingSerializer:
 
 def payload_type(value):
     return type(value).__name__
+
+
+PRELOADED = "default"
+
+
+def set_preloaded(value="default"):
+    global PRELOADED
+    PRELOADED = value
+
+
+def preloaded(_=None):
+    return PRELOADED

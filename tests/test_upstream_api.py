@@ -19,6 +19,8 @@ def test_get_without_blocking_returns_futures(client):
     assert list(futures) == ["c", "a"]
     assert futures["c"].result(timeout=30) == 25 and futures["a"].result(timeout=30) == 2
     assert client.get(graph, ["c"]) == {"c": 25}
+    with pytest.raises(KeyError, match="more than once"):
+        client.get(graph, ["c", "b", "c"])
 
 
 def test_a_cycle_is_a_graphlib_cycle_error(client):
@@ -98,3 +100,38 @@ def test_a_client_serializer_carries_arguments_results_and_objects(combo):
 def test_a_serializer_without_both_methods_is_refused(combo):
     with pytest.raises(TypeError, match="serialize"):
         Client(combo.address, serializer=object())
+
+
+def test_upstream_error_names_and_the_serializer_base(combo):
+    from scaler_core import MissingObjects, ProcessorDiedError, Serializer, WorkerDiedError
+    from scaler_core.errors import MissingObjectError, SchedulerDiedError, ShutdownRefusedError
+    from scaler_core.utility.exceptions import MissingObjects as upstream_missing
+
+    assert MissingObjects is MissingObjectError is upstream_missing and ProcessorDiedError is WorkerDiedError
+    assert issubclass(SchedulerDiedError, TimeoutError) and issubclass(ShutdownRefusedError, ValueError)
+
+    class Tagging(Serializer):
+        @staticmethod
+        def serialize(obj):
+            return tasks.TaggingSerializer.serialize(obj)
+
+        @staticmethod
+        def deserialize(payload):
+            return tasks.TaggingSerializer.deserialize(payload)
+
+    with Client(combo.address, timeout_seconds=30, serializer=Tagging()) as client:
+        assert client.submit(tasks.square, 7).result(timeout=30) == 49
+    with pytest.raises(TypeError):
+        Serializer()
+
+
+def test_the_combo_exposes_its_processes_as_upstream_does():
+    with SchedulerClusterCombo(n_workers=1, logging_level="WARNING") as combo:
+        assert combo._scheduler.is_alive() and combo._worker_manager_process.is_alive()
+        with Client(combo.address, timeout_seconds=3) as client:
+            assert client.submit(tasks.square, 3).result(timeout=30) == 9
+            pending = client.submit(tasks.sleep_and_return, 30, 1)
+            combo._scheduler.kill()
+            with pytest.raises(TimeoutError):
+                pending.result(timeout=30)
+        assert not combo._scheduler.is_alive()

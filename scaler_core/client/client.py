@@ -22,7 +22,10 @@ from scaler_core.client.futures import ScalerFuture, WarningSink
 from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
 from scaler_core.references import KeyRef, ObjectReference
 from scaler_core.client.progress import ProgressBar
-from scaler_core.errors import ClientError, ConnectTimeoutError, NoSchedulerAddressError, SchedulerDiedError
+from scaler_core.errors import (
+    ClientError, ConnectTimeoutError, MissingObjectError, NoSchedulerAddressError, SchedulerDiedError,
+    ShutdownRefusedError,
+)
 from scaler_core.memory import freeze_heap, paused_gc
 from scaler_core.security import CurveKeys
 from scaler_core.serialization import (
@@ -201,6 +204,9 @@ class Client:
         missing = [key for key in keys if key not in graph]
         if missing:
             raise KeyError(f"keys not in the graph: {missing!r}")
+        duplicates = [key for key in dict.fromkeys(keys) if list(keys).count(key) > 1]
+        if duplicates:
+            raise KeyError(f"keys asked for more than once: {duplicates!r}")
         tasks = convert_legacy_graph(graph)
         if self.serializer is not None:
             tasks = {key: self._serialized_call(*task) for key, task in tasks.items()}
@@ -319,7 +325,7 @@ class Client:
         if response is None:
             raise ClientError("the scheduler did not answer the shutdown request")
         if not response.accepted:
-            raise ClientError(f"the scheduler refused to shut down: {response.reason}")
+            raise ShutdownRefusedError(f"the scheduler refused to shut down: {response.reason}")
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -381,7 +387,7 @@ class Client:
         if type(obj) is not ObjectReference:
             return None
         if obj.object_id in self._cleared:
-            raise ClientError(f"{obj!r} was freed by clear() or clear_object(); send the object again")
+            raise MissingObjectError(f"{obj!r} was freed by clear() or clear_object(); send the object again")
         return obj.object_id
 
     def _make_task(self, function_id: bytes, args: tuple, kwargs: dict, capabilities, *, task_id: bytes = b"",

@@ -22,7 +22,9 @@ from scaler_core import protocol, transport
 from scaler_core.child import spawn
 from scaler_core.security import secure_client
 from scaler_core.logging_setup import setup_logging
-from scaler_core.worker.process import EXIT_REPLACE_ME, EXIT_SCHEDULER_GONE, Worker, WorkerSettings
+from scaler_core.worker.process import (
+    EXIT_PRELOAD_FAILED, EXIT_REPLACE_ME, EXIT_SCHEDULER_GONE, Worker, WorkerSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,9 @@ class Cluster:
             process.stdin.close()
         if code == EXIT_SCHEDULER_GONE:
             logger.info("ClusterProcess: worker %r stopped (scheduler gone)", worker_id)
+            return
+        if code == EXIT_PRELOAD_FAILED:
+            logger.error("ClusterProcess: worker %r did not start: its preload failed (see its log)", worker_id)
             return
         if code != EXIT_REPLACE_ME:
             logger.warning("ClusterProcess: worker %r died (exit code %s)", worker_id, code)

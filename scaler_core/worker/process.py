@@ -31,6 +31,7 @@ from scaler_core import protocol, transport
 from scaler_core import task_context as context
 from scaler_core.security import CurveKeys, secure_client
 from scaler_core.worker.objects import ObjectCache
+from scaler_core.worker.preload import PreloadError, run_preload
 from scaler_core.worker.runner import FunctionCache, install_warning_capture, run_task
 from scaler_core.worker.state import (
     ConnectStorage, Result, Started, Stop, ToScheduler, ToStorage, WakeRunners, WorkerLimits, WorkerState,
@@ -43,13 +44,14 @@ logger = logging.getLogger(__name__)
 # timeout, memory limit) and wants a fresh successor.
 EXIT_SCHEDULER_GONE = 0
 EXIT_REPLACE_ME = 75
+EXIT_PRELOAD_FAILED = 76  # its --preload failed: a successor would fail the same way, none is started
 
 
 class WorkerSettings:
     def __init__(self, heartbeat_interval_seconds: float = 1.0, death_timeout_seconds: float = 30.0,
                  task_timeout_seconds: float = 0.0, memory_limit_bytes: int = 0,
                  object_cache_bytes: int = 256 * 1024 * 1024, capabilities: Optional[Dict[str, int]] = None,
-                 keys: CurveKeys = CurveKeys()):
+                 keys: CurveKeys = CurveKeys(), preload: str = ""):
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.death_timeout_seconds = death_timeout_seconds
         self.task_timeout_seconds = task_timeout_seconds
@@ -57,6 +59,7 @@ class WorkerSettings:
         self.object_cache_bytes = object_cache_bytes
         self.capabilities = capabilities or {}
         self.keys = keys
+        self.preload = preload
 
 
 class _Stopped(Exception):
@@ -192,6 +195,13 @@ class Worker:
     def run(self) -> None:
         context.set_worker(self.scheduler_address, self._on_block, self._on_unblock, self.settings.keys)
         install_warning_capture()
+        if self.settings.preload:
+            try:
+                run_preload(self.settings.preload)
+            except PreloadError as error:
+                logger.error("worker %r does not start: %s", self.worker_id, error)
+                self.context.destroy(linger=0)
+                os._exit(EXIT_PRELOAD_FAILED)
         self.scheduler.connect(self.scheduler_address)
         transport.send(self.scheduler, protocol.WorkerHello(
             worker_id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
