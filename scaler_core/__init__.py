@@ -46,10 +46,10 @@ _LAZY = {
 
 __all__ = [
     "Client", "SchedulerClusterCombo", "ScalerFuture", "KeyRef", "ObjectReference", "Serializer",
-    "DefaultSerializer", "MissingObjectError", "MissingObjects", "ProcessorDiedError", "ShutdownRefusedError",
-    "ClientError",
-    "ConnectTimeoutError", "GraphCycleError", "GraphError", "NoSchedulerAddressError", "NoWorkerError", "RemoteError", "SchedulerDiedError",
-    "SerializationError", "TaskTimeoutError", "WorkerDiedError",
+    "DefaultSerializer", "ClientError", "ConnectTimeoutError", "GraphCycleError", "GraphError",
+    "MissingObjectError", "MissingObjects", "NoSchedulerAddressError", "NoWorkerError", "ProcessorDiedError",
+    "RemoteError", "SchedulerDiedError", "SerializationError", "ShutdownRefusedError", "TaskTimeoutError",
+    "WorkerDiedError",
 ]
 
 

@@ -199,26 +199,32 @@ def cancels_sent(state):
     return [(d, m) for d, m, _ in sent(state) if type(m) is protocol.TaskCancel]
 
 
-def test_pending_only_cancel_of_a_started_task_is_not_forwarded():
+def assigned_to_one_worker(*numbers):
     state = make_state()
     hello(state, 1)
-    submit(state, task(1))
+    submit(state, *[task(n) for n in numbers])
     sent(state)
+    return state
+
+
+def cancel_pending(state, *numbers):
+    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[tid(n) for n in numbers], pending_only=True), now=0)
+
+
+def test_pending_only_cancel_of_a_started_task_is_not_forwarded():
+    state = assigned_to_one_worker(1)
     state.on_message(worker_id(1), protocol.TaskStarted(task_ids=[tid(1)]), now=0)
-    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[tid(1)], pending_only=True), now=0)
+    cancel_pending(state, 1)
     assert cancels_sent(state) == []
     succeed(state, 1, 1, value=b"done")
     assert [(r.status, r.value) for r in results_sent(sent(state))] == [("success", b"done")]
 
 
 def test_pending_only_cancel_lets_the_worker_decide_and_a_full_cancel_overrides_it():
-    state = make_state()
-    hello(state, 1)
-    submit(state, task(1), task(2))
-    sent(state)
-    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[tid(1)], pending_only=True), now=0)
+    state = assigned_to_one_worker(1, 2)
+    cancel_pending(state, 1)
     assert cancels_sent(state) == [(worker_id(1), protocol.TaskCancel(task_ids=[tid(1)], pending_only=True))]
-    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[tid(1)], pending_only=True), now=0)
+    cancel_pending(state, 1)
     assert cancels_sent(state) == [], "asked once"
     state.on_message(CLIENT, protocol.TaskCancel(task_ids=[tid(1)]), now=0)
     assert cancels_sent(state) == [(worker_id(1), protocol.TaskCancel(task_ids=[tid(1)]))]
@@ -228,11 +234,8 @@ def test_pending_only_cancel_lets_the_worker_decide_and_a_full_cancel_overrides_
 
 
 def test_pending_only_cancel_of_the_task_running_when_its_worker_died_runs_it_again():
-    state = make_state()
-    hello(state, 1)
-    submit(state, task(1), task(2))
-    sent(state)
-    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[tid(1), tid(2)], pending_only=True), now=0)
+    state = assigned_to_one_worker(1, 2)
+    cancel_pending(state, 1, 2)
     sent(state)
     state.on_message(b"K|cluster", protocol.WorkerDied(worker_id=worker_id(1), exit_code=-9), now=0)
     # task 1 may have been running (oldest assigned): it runs again; task 2 had not started: cancelled
