@@ -106,7 +106,7 @@ class Worker:
     # --- runner side ----------------------------------------------------------------------------
 
     def _post(self, *instructions) -> None:
-        """Called from any thread: queue instructions (or plain messages) for the I/O thread.
+        """Called from any thread: queue instructions for the I/O thread.
 
         Only the item that finds the queue empty sends a wake-up: the I/O thread drains everything
         queued by then, so a burst of results costs one wake-up."""
