@@ -149,6 +149,7 @@ struct Welcome {
   objectStorageAddress @0 :Text;
   schedulerAddress @1 :Text;
   heartbeatIntervalSeconds @2 :Float64;
+  clientTimeoutSeconds @3 :Float64;  # a client silent this long is dropped: clients beat well within it
 }
 
 struct WorkerHello {

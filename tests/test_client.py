@@ -370,3 +370,10 @@ def test_notify_start_makes_the_future_running(client, tmp_path):
     assert started == [True] and future.running()
     assert not future.cancel(), "a started future cannot be cancelled, as in concurrent.futures"
     assert future.result(timeout=30) > 0 and not future.running()
+
+
+def test_a_large_result_is_unpickled_by_its_reader_not_the_io_thread(client):
+    future = client.submit(tasks.identity, b"z" * (2 << 20))
+    wait_until(future.done, 30, message="the result to arrive")
+    assert type(future._result).__name__ == "EncodedResult", "still as it arrived"
+    assert future.result() == b"z" * (2 << 20) and future.result() is future.result()

@@ -27,7 +27,8 @@ import zmq
 from scaler_core import protocol, transport
 from scaler_core.errors import SchedulerDiedError, SerializationError
 from scaler_core.security import CurveKeys, secure_client
-from scaler_core.serialization import loads_exception, loads_frames, loads_warnings
+from scaler_core.client.futures import EncodedResult
+from scaler_core.serialization import loads_exception, loads_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,10 @@ class ClientConnection:
             self._fail(SchedulerDiedError(
                 f"no scheduler answered at {self.address} within {self.timeout_seconds:g}s"))
             return False
+        # read what waits first: after a long stretch on a large result, the scheduler's answers
+        # are queued here, not missing
+        if not self._drain_scheduler(poller):
+            return False
         if heartbeat_due:
             if now - self._last_heard > self.timeout_seconds:
                 self._fail(SchedulerDiedError(
@@ -169,8 +174,6 @@ class ClientConnection:
                 return False
             if self.welcomed.is_set():
                 transport.send(self.scheduler, protocol.Heartbeat())
-        if not self._drain_scheduler(poller):
-            return False
         if self.storage is not None and self.storage in events:
             self._drain_storage()
         if self._wakeup_receiver in events:
@@ -247,6 +250,9 @@ class ClientConnection:
                     self.storage.connect(message.object_storage_address)
                     if poller is not None:
                         poller.register(self.storage, zmq.POLLIN)
+                if message.client_timeout_seconds > 0:  # beat well within what the scheduler tolerates
+                    self.heartbeat_interval_seconds = min(self.heartbeat_interval_seconds,
+                                                          message.client_timeout_seconds / 3)
                 self.welcomed.set()
                 self._direct = not self.closed.is_set()
             elif kind is protocol.ShutdownResponse:
@@ -311,12 +317,8 @@ class ClientConnection:
                 future._settle(error=LookupError(
                     f"the result of task {message.object_id.hex()} is gone from the object storage"))
                 continue
-            try:
-                value = loads_frames(frames)
-            except Exception as error:
-                future._settle(error=SerializationError(f"the task's result could not be unpickled here: {error!r}"))
-                continue
-            future._settle(value)
+            # unpickled by whoever reads it: a large result must not stall heartbeats here
+            future._settle(EncodedResult(frames))
         if released:
             transport.send(self.scheduler, protocol.ObjectDelete(object_ids=released))
 

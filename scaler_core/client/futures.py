@@ -8,7 +8,8 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Callable, Optional
 
 from scaler_core import task_context as context
-from scaler_core.serialization import SerializedValue
+from scaler_core.errors import SerializationError
+from scaler_core.serialization import SerializedValue, loads_frames
 
 
 def cancel_and_notify(future: Future) -> bool:
@@ -29,6 +30,15 @@ def cancel_and_notify(future: Future) -> bool:
     if not already_cancelled:
         future._invoke_callbacks()
     return True
+
+
+class EncodedResult:
+    """A stored result as it arrived (zero-copy frames), unpickled on first read by the reader."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames):
+        self.frames = frames
 
 
 class WarningSink(list):
@@ -173,9 +183,20 @@ class ScalerFuture(Future):
         if self._warnings or self._graph_warnings:
             self._reemit_warnings()
         value = super().result(0)
+        if type(value) is EncodedResult:
+            value = self._decode(value)
         if type(value) is SerializedValue and self._serializer is not None:
             return self._serializer.deserialize(value.payload)
         return value
+
+    def _decode(self, encoded: EncodedResult):
+        with self._condition:  # one reader unpickles; the others get its value
+            if self._result is encoded:
+                try:
+                    self._result = loads_frames(encoded.frames)
+                except Exception as error:
+                    raise SerializationError(f"the task's result could not be unpickled here: {error!r}") from None
+            return self._result
 
     def exception(self, timeout=None):
         if not self.done() and context.in_worker():

@@ -138,6 +138,7 @@ class SchedulerState(GraphTasks):
             object_storage_address=self.settings.object_storage_address,
             scheduler_address=self.settings.scheduler_address,
             heartbeat_interval_seconds=self.settings.heartbeat_interval_seconds,
+            client_timeout_seconds=self.settings.client_timeout_seconds,
         )
 
     def _on_TaskBatch(self, sender, message, now):
