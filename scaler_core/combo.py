@@ -50,8 +50,8 @@ class SchedulerClusterCombo:
         security.validate(server=True, client=False)
         capabilities = parse_capabilities(per_worker_capabilities) if isinstance(per_worker_capabilities, str) \
             else dict(per_worker_capabilities or {})
-        self.address = self._address = address
-        self.object_storage_address = self._object_storage_address = object_storage_address
+        self.address = address
+        self.object_storage_address = object_storage_address
         self.monitor_address = monitor_address
         self.n_workers = n_workers
         self._children = ChildProcesses()
@@ -64,8 +64,7 @@ class SchedulerClusterCombo:
             task_timeout_seconds=task_timeout_seconds, memory_limit_bytes=worker_memory_limit_bytes,
             object_cache_bytes=object_cache_bytes, capabilities=capabilities, keys=security, preload=preload)
         try:
-            self._object_storage = ProcessHandle(self._children.start_object_storage(
-                object_storage_address, logging_level, logging_paths, security))
+            self._children.start_object_storage(object_storage_address, logging_level, logging_paths, security)
             self._scheduler = ProcessHandle(self._children.start_scheduler(
                 address, object_storage_address, monitor_address, scheduler_settings, allocate_policy, event_loop,
                 logging_level, logging_paths, security))
@@ -80,6 +79,10 @@ class SchedulerClusterCombo:
 
     def get_address(self) -> str:
         return self.address
+
+    # upstream Scaler's private names, which code written for it reads
+    _address = property(lambda self: self.address)
+    _object_storage_address = property(lambda self: self.object_storage_address)
 
     def wait_for_workers(self, n_workers: Optional[int] = None, timeout_seconds: float = 60.0) -> None:
         """Return once `n_workers` (default: all of this combo's) are connected to the scheduler.

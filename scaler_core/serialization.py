@@ -264,40 +264,6 @@ def loads_exception(payload) -> BaseException:
     return error
 
 
-class SerializedValue:
-    """A value that a user's serializer (`Client(serializer=...)`) turned into bytes; it travels as
-    those bytes and only that serializer turns it back."""
-
-    __slots__ = ("payload",)
-
-    def __init__(self, payload: bytes):
-        self.payload = payload
-
-    def __reduce__(self):
-        return SerializedValue, (self.payload,)
-
-
-class SerializerCall:
-    """`fn` on a worker under a user's serializer: arguments that arrive serialized are turned back
-    first, and the result leaves serialized."""
-
-    __slots__ = ("fn", "serializer")
-
-    def __init__(self, fn: Callable, serializer: Any):
-        self.fn = fn
-        self.serializer = serializer
-
-    def __call__(self, *args, **kwargs):
-        deserialize = self.serializer.deserialize
-        args = [deserialize(arg.payload) if type(arg) is SerializedValue else arg for arg in args]
-        kwargs = {name: deserialize(value.payload) if type(value) is SerializedValue else value
-                  for name, value in kwargs.items()}
-        return SerializedValue(self.serializer.serialize(self.fn(*args, **kwargs)))
-
-    def __reduce__(self):
-        return SerializerCall, (self.fn, self.serializer)
-
-
 Warning_ = Tuple[type, str, str, int]  # category, message, filename, lineno
 
 

@@ -6,6 +6,7 @@ schedulers you trust, and only let trusted clients reach yours.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import itertools
 import logging
@@ -28,10 +29,8 @@ from scaler_core.errors import (
 )
 from scaler_core.memory import freeze_heap, paused_gc
 from scaler_core.security import CurveKeys
-from scaler_core.serialization import (
-    INLINE_THRESHOLD, SerializedValue, SerializerCall, content_id, dumps_frames, dumps_with_references, frames_size,
-    new_id,
-)
+from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
+from scaler_core.serializer import SerializedValue, SerializerCall
 from scaler_core import task_context as worker_context
 
 logger = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class Client:
                                            callable(getattr(serializer, "deserialize", None))):
             raise TypeError(f"serializer {serializer!r} needs serialize(obj) -> bytes and deserialize(bytes) -> obj")
         self.serializer = serializer
-        self._serializer_calls: Dict[int, Tuple[Callable, SerializerCall]] = {}
+        self._serializer_calls: Dict[int, Tuple[Callable, SerializerCall, Optional[inspect.Signature]]] = {}
         self.address = address
         self.timeout_seconds = timeout_seconds
         self.profiling = profiling
@@ -122,7 +121,7 @@ class Client:
         args, kwargs = tuple(args), dict(kwargs or {})
         self._check_call(fn, args, kwargs)
         if self.serializer is not None:
-            fn, args, kwargs = self._serialized_call(fn, args, kwargs)
+            fn, (args, kwargs) = self._serializer_entry(fn)[1], self._serialized_arguments(args, kwargs)
         function_id = self._function_id(fn)
         task, future = self._make_task(function_id, args, kwargs, capabilities)
         task.notify_start = notify_start
@@ -166,8 +165,8 @@ class Client:
         if not callable(fn):
             raise TypeError(f"map needs a callable, got {fn!r}")
         if self.serializer is not None:
-            fn = self._serializer_call(fn)
-            iterable = (self._serialized_call(fn, tuple(item), {})[1] for item in iterable)
+            fn = self._serializer_entry(fn)[1]
+            iterable = (self._serialized_arguments(tuple(item), {})[0] for item in iterable)
         function_id = self._function_id(fn)
         futures: List[ScalerFuture] = []
         iterator = iter(iterable)
@@ -204,12 +203,13 @@ class Client:
         missing = [key for key in keys if key not in graph]
         if missing:
             raise KeyError(f"keys not in the graph: {missing!r}")
-        duplicates = [key for key in dict.fromkeys(keys) if list(keys).count(key) > 1]
+        duplicates = [key for key, count in collections.Counter(keys).items() if count > 1]
         if duplicates:
             raise KeyError(f"keys asked for more than once: {duplicates!r}")
         tasks = convert_legacy_graph(graph)
         if self.serializer is not None:
-            tasks = {key: self._serialized_call(*task) for key, task in tasks.items()}
+            tasks = {key: (self._serializer_entry(fn)[1], *self._serialized_arguments(args, kwargs))
+                     for key, (fn, args, kwargs) in tasks.items()}
         futures = self.submit_graph(tasks, list(keys), capabilities=capabilities)
         if not block:
             return {key: futures[key] for key in keys}
@@ -355,28 +355,26 @@ class Client:
         self._connection.post("put", function_id, frames)
         return entry
 
-    def _serializer_call(self, fn: Callable) -> SerializerCall:
-        if type(fn) is SerializerCall:
-            return fn
+    def _serializer_entry(self, fn: Callable) -> Tuple[Callable, SerializerCall, Optional[inspect.Signature]]:
+        """(fn, the wrapper shipped instead of fn under the client's serializer, fn's signature)."""
         entry = self._serializer_calls.get(id(fn))
         if entry is None or entry[0] is not fn:
-            entry = self._serializer_calls[id(fn)] = (fn, SerializerCall(fn, self.serializer))
-        return entry[1]
+            entry = self._serializer_calls[id(fn)] = (fn, SerializerCall(fn, self.serializer), _signature_of(fn))
+        return entry
 
-    def _serialized_call(self, fn: Callable, args: tuple, kwargs: dict) -> Tuple[SerializerCall, tuple, dict]:
-        """The call under the client's serializer: placeholders stay, every other argument goes as
-        the serializer's bytes."""
+    def _serialized_arguments(self, args: tuple, kwargs: dict) -> Tuple[tuple, dict]:
+        """Arguments under the client's serializer: placeholders stay, the rest go as its bytes."""
         def serialized(value):
             if isinstance(value, (KeyRef, ObjectReference, SerializedValue)):
                 return value
             return SerializedValue(self.serializer.serialize(value))
 
-        return (self._serializer_call(fn), tuple(serialized(arg) for arg in args),
-                {name: serialized(value) for name, value in kwargs.items()})
+        return tuple(serialized(arg) for arg in args), {name: serialized(value) for name, value in kwargs.items()}
 
     def _check_call(self, fn: Callable, args: tuple, kwargs: dict) -> None:
         """A call that cannot bind to fn's parameters fails here, not later on a worker."""
-        signature = self._function_entry(fn)[2]
+        # the cache of what is shipped: under a serializer that is the wrapper, not fn itself
+        signature = (self._serializer_entry(fn) if self.serializer is not None else self._function_entry(fn))[2]
         if signature is not None:
             try:
                 signature.bind(*args, **kwargs)

@@ -9,7 +9,8 @@ from typing import Callable, Optional
 
 from scaler_core import task_context as context
 from scaler_core.errors import SerializationError
-from scaler_core.serialization import SerializedValue, loads_frames
+from scaler_core.serialization import loads_frames
+from scaler_core.serializer import SerializedValue
 
 
 def cancel_and_notify(future: Future) -> bool:
@@ -79,8 +80,6 @@ class ProfilingInfo:
 
 
 class ScalerFuture(Future):
-    _serializer = None  # the client's own serializer (Client(serializer=...)), if it has one
-
     """A concurrent.futures.Future for one task.
 
     As in upstream Scaler, `running()` is true from submission until the task is done (queued or
@@ -88,6 +87,8 @@ class ScalerFuture(Future):
     replaced); only a task submitted with notify_start that has started refuses, as the standard
     library's running futures do. Inside a worker, waiting on a future frees the worker's slot for
     other work while it waits."""
+
+    _serializer = None  # the client's own serializer (Client(serializer=...)), if it has one
 
     def __init__(self, task_id: bytes, on_cancel: Optional[Callable[[bytes, bool], None]] = None):
         super().__init__()
@@ -175,27 +176,24 @@ class ScalerFuture(Future):
             self._settle(error=CancelledError(f"task {self.task_id.hex()} was cancelled"))
 
     def result(self, timeout=None):
-        if not self.done() and context.in_worker():
-            with context.blocked_while_waiting():
-                super().exception(timeout)
-        else:
-            super().exception(timeout)
-        if self._warnings or self._graph_warnings:
-            self._reemit_warnings()
+        self.exception(timeout)  # waits (lending a worker's slot inside a task), re-emits warnings
         value = super().result(0)
-        if type(value) is EncodedResult:
-            value = self._decode(value)
-        if type(value) is SerializedValue and self._serializer is not None:
-            return self._serializer.deserialize(value.payload)
+        if type(value) is EncodedResult or (type(value) is SerializedValue and self._serializer is not None):
+            return self._decode(value)
         return value
 
-    def _decode(self, encoded: EncodedResult):
-        with self._condition:  # one reader unpickles; the others get its value
-            if self._result is encoded:
+    def _decode(self, value):
+        """The value as it arrived -> the task's value, once: one reader converts, later ones reuse."""
+        with self._condition:
+            if self._result is value:
                 try:
-                    self._result = loads_frames(encoded.frames)
+                    if type(value) is EncodedResult:
+                        value = loads_frames(value.frames)
                 except Exception as error:
                     raise SerializationError(f"the task's result could not be unpickled here: {error!r}") from None
+                if type(value) is SerializedValue and self._serializer is not None:
+                    value = self._serializer.deserialize(value.payload)
+                self._result = value
             return self._result
 
     def exception(self, timeout=None):
