@@ -36,23 +36,26 @@ def _travels(value: Any) -> bool:
     return True
 
 
-def _diff(current: Dict[str, Any], baseline: Any, prefix: str, changes: Dict[str, Any]) -> None:
+def _diff(current: Dict[str, Any], baseline: Dict[str, Any], prefix: str, changes: Dict[str, Any]) -> None:
     for key, value in current.items():
-        path = prefix + str(key)
         if not prefix and key in _LOCAL_ONLY:
             continue
-        before = baseline.get(key, _MISSING) if isinstance(baseline, dict) else _MISSING
+        path = prefix + str(key)
+        before = baseline.get(key, _MISSING)
         if isinstance(value, dict) and (before is _MISSING or isinstance(before, dict)):
             _diff(value, {} if before is _MISSING else before, path + ".", changes)
-        elif before is _MISSING or before != value:
+        elif before is _MISSING or not _same(before, value):
             changes[path] = value
 
 
-class _Missing:
-    pass
+def _same(before: Any, value: Any) -> bool:
+    try:
+        return before is value or bool(before == value)
+    except Exception:  # values whose == is not a plain answer (arrays): treat as changed
+        return False
 
 
-_MISSING = _Missing()
+_MISSING = object()
 
 
 class Configured:
