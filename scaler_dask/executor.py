@@ -2,8 +2,9 @@
 
 Constructed like the standard library's executors. Without an ``address`` it
 starts (and owns) an embedded local cluster of ``max_workers`` workers. The
-futures it returns are standard ``concurrent.futures.Future`` objects, so
-``wait``, ``as_completed`` and ``dask.compute(..., scheduler=executor)`` work.
+futures it returns are the engine's own futures (``ScalerExecutorFuture``, a
+``ScalerFuture`` and so a standard ``concurrent.futures.Future``), so ``wait``,
+``as_completed`` and ``dask.compute(..., scheduler=executor)`` work.
 
 A future is pending until a worker starts its task (the engine reports starts
 for executor tasks), then running, as with the standard library's pools:
@@ -20,12 +21,12 @@ import threading
 import time
 import uuid
 import weakref
-from concurrent.futures import BrokenExecutor, Executor, Future, InvalidStateError
+from concurrent.futures import BrokenExecutor, Executor, Future
 from concurrent.futures import wait as wait_for_futures
 from typing import Any, Callable, Iterable, Iterator
 
 from scaler_core import Client, SchedulerClusterCombo
-from scaler_core.client.futures import cancel_and_notify
+from scaler_core.client.futures import ScalerFuture
 from scaler_core.errors import SchedulerDiedError
 
 
@@ -34,32 +35,26 @@ class BrokenScalerExecutor(BrokenExecutor):
     initializer failed (the equivalent of ``BrokenProcessPool``)."""
 
 
-class _ExecutorFuture(Future):
-    """A stdlib Future mirroring one engine future; cancelling it cancels both."""
+class ScalerExecutorFuture(ScalerFuture):
+    """The engine's future for an executor task, with the standard library's meaning of running.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.engine_future: Any = None
+    ``running()`` is true only once a worker has started the call (not from submission, as for
+    ``Client.submit``). An error that breaks the executor (its cluster died, an initializer
+    failed) breaks it before this future settles, and reaches the caller as
+    ``BrokenScalerExecutor``."""
 
-    def cancel(self) -> bool:
-        if not cancel_and_notify(self):
-            return False
-        if self.engine_future is not None:
-            self.engine_future.cancel()
-        return True
+    def __init__(self, task_id: bytes, on_cancel: Callable[[bytes, bool], None], executor: "ScalerExecutor"):
+        super().__init__(task_id, on_cancel)
+        self._executor = executor  # until settled: only the settling error needs it
 
-    def cancel_if_not_started(self) -> None:
-        """Cancel unless a worker has already started the call, which then completes; the answer
-        comes from the worker, as the start may not have been reported here yet."""
-        if self.engine_future is not None and not self.running():
-            self.engine_future.cancel_if_pending()
+    def running(self) -> bool:
+        return Future.running(self)
 
-
-def _mark_running(future: Future) -> None:
-    try:
-        future.set_running_or_notify_cancel()  # False (and no change) when already cancelled
-    except InvalidStateError:
-        pass
+    def _settle(self, value=None, error: BaseException | None = None) -> None:
+        executor, self._executor = self._executor, None
+        if error is not None and executor is not None:
+            error = executor._error_breaking(error)
+        super()._settle(value, error)
 
 
 # Worker side: executors whose initializer already ran in this process, with
@@ -139,7 +134,7 @@ class ScalerExecutor(Executor):
         self._initargs = tuple(initargs)
         self._executor_id = uuid.uuid4().hex
         self._lock = threading.Lock()
-        self._pending: set[_ExecutorFuture] = set()
+        self._pending: set[ScalerExecutorFuture] = set()  # not done yet: what shutdown waits for
         self._shutting_down = False
         self._broken_reason: str | None = None
         self._torn_down = False
@@ -158,33 +153,43 @@ class ScalerExecutor(Executor):
             raise
         _live_executors.add(self)
 
-    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
-        with self._lock:
-            self._check_accepting()
-            if self._initializer is None:
-                engine_future = self._client.submit_verbose(_call, (fn, args, kwargs), notify_start=True)
-            else:
-                engine_future = self._client.submit_verbose(
-                    _call_initialized, (self._executor_id, self._initializer, self._initargs, fn, args, kwargs),
-                    notify_start=True)
-            future = self._track(engine_future)
-        engine_future.add_done_callback(lambda done: self._engine_done(future, done))
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> ScalerExecutorFuture:
+        if self._initializer is None:
+            return self._submit(_call, (fn, args, kwargs))
+        return self._submit(_call_initialized,
+                            (self._executor_id, self._initializer, self._initargs, fn, args, kwargs))
+
+    def _submit(self, call: Callable, arguments: tuple) -> ScalerExecutorFuture:
+        try:
+            # Under the lock from the check to the tracking: a shutdown or a break sees every
+            # future submitted before it, and no submit slips in after it.
+            with self._lock:
+                self._check_accepting()
+                future = self._client.submit_verbose(call, arguments, notify_start=True,
+                                                     future_factory=self._new_future)
+                self._track(future)
+        except SchedulerDiedError as error:  # the client saw the cluster die before any future did
+            raise self._broken_by(error) from None
         return future
 
     def _submit_many(self, fn: Callable, argument_tuples: Iterable[tuple]) -> list:
         """Many calls fn(*arguments) at once: one shipped function, tasks sent in batches."""
-        with self._lock:
-            self._check_accepting()
-            if self._initializer is None:
-                engine_futures = self._client.starmap_futures(fn, argument_tuples, notify_start=True)
-            else:
-                prefix = (self._executor_id, self._initializer, self._initargs, fn)
-                engine_futures = self._client.starmap_futures(
-                    _call_initialized, (prefix + (arguments, {}) for arguments in argument_tuples), notify_start=True)
-            futures = [self._track(engine_future) for engine_future in engine_futures]
-        for future, engine_future in zip(futures, engine_futures):
-            engine_future.add_done_callback(lambda done, future=future: self._engine_done(future, done))
+        if self._initializer is not None:
+            prefix = (self._executor_id, self._initializer, self._initargs, fn)
+            fn, argument_tuples = _call_initialized, (prefix + (arguments, {}) for arguments in argument_tuples)
+        try:
+            with self._lock:
+                self._check_accepting()
+                futures = self._client.starmap_futures(fn, argument_tuples, notify_start=True,
+                                                       future_factory=self._new_future)
+                for future in futures:
+                    self._track(future)
+        except SchedulerDiedError as error:
+            raise self._broken_by(error) from None
         return futures
+
+    def _new_future(self, task_id: bytes, on_cancel: Callable[[bytes, bool], None]) -> ScalerExecutorFuture:
+        return ScalerExecutorFuture(task_id, on_cancel, self)
 
     def _check_accepting(self) -> None:
         if self._broken_reason is not None:
@@ -192,12 +197,12 @@ class ScalerExecutor(Executor):
         if self._shutting_down:
             raise RuntimeError("cannot schedule new futures after shutdown")
 
-    def _track(self, engine_future: Any) -> _ExecutorFuture:
-        future = _ExecutorFuture()
-        future.engine_future = engine_future
-        engine_future.on_start(lambda: _mark_running(future))
+    def _track(self, future: ScalerExecutorFuture) -> None:
         self._pending.add(future)
-        return future
+        future.add_done_callback(self._forget)  # at once when already done
+
+    def _forget(self, future: ScalerExecutorFuture) -> None:
+        self._pending.discard(future)
 
     def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None, chunksize: int = 1) -> Iterator:
         """Like ``Executor.map``: all calls are submitted now, results are
@@ -238,7 +243,8 @@ class ScalerExecutor(Executor):
             pending = list(self._pending)
         if cancel_futures:
             for future in pending:
-                future.cancel_if_not_started()
+                # the worker decides: a start may not have been reported here yet
+                future.cancel_if_pending()
         if wait:
             wait_for_futures(pending)
             self._tear_down()
@@ -262,40 +268,26 @@ class ScalerExecutor(Executor):
                 self._cluster.shutdown()
             _live_executors.discard(self)
 
-    def _engine_done(self, future: _ExecutorFuture, engine_future: Any) -> None:
-        with self._lock:
-            self._pending.discard(future)
-        if engine_future.cancelled():
-            future.cancel()
-            return
-        error = engine_future.exception()
+    def _error_breaking(self, error: BaseException) -> BaseException:
+        """The error a future of this executor settles with: one that breaks the executor breaks
+        it first (failing every other pending future) and comes out as BrokenScalerExecutor."""
         if isinstance(error, SchedulerDiedError):
-            self._break(f"The Scaler cluster died: {error}")
-            error = BrokenScalerExecutor(self._broken_reason)
-        elif isinstance(error, BrokenScalerExecutor):
+            return self._broken_by(error)
+        if isinstance(error, BrokenScalerExecutor):
             self._break(str(error))
-        try:
-            if error is None:
-                future.set_result(engine_future.result())
-            else:
-                future.set_exception(error)
-        except InvalidStateError:
-            pass  # cancelled by the user while the result was on its way
+        return error
 
-    def _break(self, reason: str) -> None:
-        """Mark the executor broken and fail every pending future, like a
-        process pool whose worker died."""
+    def _broken_by(self, error: SchedulerDiedError) -> BrokenScalerExecutor:
+        return BrokenScalerExecutor(self._break(f"The Scaler cluster died: {error}"))
+
+    def _break(self, reason: str) -> str:
+        """Mark the executor broken and fail every pending future, like a process pool whose
+        worker died; returns the reason it is broken for (the first one)."""
         with self._lock:
             if self._broken_reason is None:
                 self._broken_reason = reason
             pending = list(self._pending)
             self._pending.clear()
         for future in pending:
-            try:
-                future.set_exception(BrokenScalerExecutor(self._broken_reason))
-            except InvalidStateError:
-                pass
-            # After set_exception: cancelling runs our done callback, which
-            # would otherwise mark the future cancelled instead of broken.
-            if future.engine_future is not None:
-                future.engine_future.cancel()
+            future._fail_and_drop(BrokenScalerExecutor(self._broken_reason))
+        return self._broken_reason

@@ -112,9 +112,11 @@ class Client:
         return self.submit_verbose(fn, args, kwargs)
 
     def submit_verbose(self, fn: Callable, args: Sequence = (), kwargs: Optional[Dict[str, Any]] = None,
-                       capabilities: Optional[Dict[str, int]] = None, *, notify_start: bool = False) -> ScalerFuture:
+                       capabilities: Optional[Dict[str, int]] = None, *, notify_start: bool = False,
+                       future_factory: Callable[[bytes, Callable], ScalerFuture] = ScalerFuture) -> ScalerFuture:
         """submit with explicit arguments; `notify_start=True` makes the future RUNNING (and so no
-        longer cancellable, as in concurrent.futures) once a worker starts the task."""
+        longer cancellable, as in concurrent.futures) once a worker starts the task.
+        `future_factory(task_id, on_cancel)` makes the future (a ScalerFuture subclass's constructor)."""
         self._check_open()
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {fn!r}")
@@ -123,7 +125,7 @@ class Client:
         if self.serializer is not None:
             fn, (args, kwargs) = self._serializer_entry(fn)[1], self._serialized_arguments(args, kwargs)
         function_id = self._function_id(fn)
-        task, future = self._make_task(function_id, args, kwargs, capabilities)
+        task, future = self._make_task(function_id, args, kwargs, capabilities, future_factory=future_factory)
         task.notify_start = notify_start
         self._send_tasks([task], [future])
         return future
@@ -158,9 +160,10 @@ class Client:
 
     def starmap_futures(self, fn: Callable, iterable: Iterable[Sequence],
                         capabilities: Optional[Dict[str, int]] = None, *,
-                        notify_start: bool = False) -> List[ScalerFuture]:
+                        notify_start: bool = False,
+                        future_factory: Callable[[bytes, Callable], ScalerFuture] = ScalerFuture) -> List[ScalerFuture]:
         """Submit fn(*item) for each item; the function is shipped once for the whole call, the tasks
-        travel in batches. `notify_start` as for submit_verbose."""
+        travel in batches. `notify_start` and `future_factory` as for submit_verbose."""
         self._check_open()
         if not callable(fn):
             raise TypeError(f"map needs a callable, got {fn!r}")
@@ -179,7 +182,8 @@ class Client:
                     return futures
                 tasks, chunk_futures = [], []
                 for item in chunk:
-                    task, future = self._make_task(function_id, tuple(item), {}, capabilities)
+                    task, future = self._make_task(function_id, tuple(item), {}, capabilities,
+                                                   future_factory=future_factory)
                     task.notify_start = notify_start
                     tasks.append(task)
                     chunk_futures.append(future)
@@ -390,7 +394,8 @@ class Client:
 
     def _make_task(self, function_id: bytes, args: tuple, kwargs: dict, capabilities, *, task_id: bytes = b"",
                    reference_of=None, graph_task_ids=None, requested: bool = True, priority: Optional[int] = None,
-                   graph_id: bytes = b"", future: bool = True, expect_references: bool = False):
+                   graph_id: bytes = b"", future: bool = True, expect_references: bool = False,
+                   future_factory: Callable[[bytes, Callable], ScalerFuture] = ScalerFuture):
         task_id = task_id or new_id()
         frames, references = dumps_with_references((args, kwargs), reference_of or self._reference_of_objects,
                                                    expect_references)
@@ -410,7 +415,7 @@ class Client:
         if capabilities:
             task.capabilities = [protocol.Capability(name=str(name), quantity=int(quantity))
                                  for name, quantity in capabilities.items()]
-        scaler_future = ScalerFuture(task_id, self._cancel_task) if future else None
+        scaler_future = future_factory(task_id, self._cancel_task) if future else None
         if scaler_future is not None and self.serializer is not None:
             scaler_future._serializer = self.serializer
         return task, scaler_future

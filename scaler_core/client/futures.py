@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import warnings
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Callable, Optional
@@ -17,20 +18,27 @@ def cancel_and_notify(future: Future) -> bool:
     """Future.cancel that also settles the state at once, as an executor does when it drops the work.
 
     concurrent.futures.wait() and as_completed() count only CANCELLED_AND_NOTIFIED as done, so a
-    future left CANCELLED would keep them waiting forever. Done-callbacks run after the waiters are
-    told, so a callback may wait on the future too."""
-    with future._condition:
-        if future._state in ("RUNNING", "FINISHED"):
-            return False
-        if future._state == "CANCELLED_AND_NOTIFIED":
-            return True
-        already_cancelled = future._state == "CANCELLED"
-        future._state = "CANCELLED"
-        future.set_running_or_notify_cancel()  # CANCELLED -> CANCELLED_AND_NOTIFIED, waiters told
-        future._condition.notify_all()
-    if not already_cancelled:
-        future._invoke_callbacks()
+    future left CANCELLED would keep them waiting forever. A ScalerFuture is cancelled here without
+    telling the scheduler, its waiters are told before its done-callbacks run (so a callback may
+    wait on the future too). Another Future is notified once its own callbacks have run."""
+    if isinstance(future, ScalerFuture):
+        return future._cancel_here()
+    was_cancelled = future.cancelled()
+    if not future.cancel():
+        return False
+    if not was_cancelled:
+        try:
+            future.set_running_or_notify_cancel()
+        except RuntimeError:
+            pass  # someone else told the waiters meanwhile
     return True
+
+
+def _notify_waiters_if_cancelled(future: "ScalerFuture") -> None:
+    # The first done-callback of every ScalerFuture (a plain function: a bound method would tie
+    # the future to itself in a cycle, keeping its result until the cyclic collector runs).
+    if future.cancelled():
+        future._notify_cancelled()
 
 
 class EncodedResult:
@@ -79,6 +87,9 @@ class ProfilingInfo:
                 f"peak_memory_bytes={self.peak_memory_bytes})")
 
 
+_UNDECODED = object()
+
+
 class ScalerFuture(Future):
     """A concurrent.futures.Future for one task.
 
@@ -86,7 +97,12 @@ class ScalerFuture(Future):
     running), and `cancel()` works on queued and running tasks (a running task's worker process is
     replaced); only a task submitted with notify_start that has started refuses, as the standard
     library's running futures do. Inside a worker, waiting on a future frees the worker's slot for
-    other work while it waits."""
+    other work while it waits.
+
+    Only Future's public API moves the state: `set_running_or_notify_cancel` when a worker starts
+    the task (notify_start), `set_result`/`set_exception` when it settles, `cancel`. What else this
+    class tracks (started, settling, the converted result) lives in its own attributes under its
+    own lock."""
 
     _serializer = None  # the client's own serializer (Client(serializer=...)), if it has one
 
@@ -95,9 +111,18 @@ class ScalerFuture(Future):
         self.task_id = task_id
         self._on_cancel = on_cancel
         self._profiling = None
-        self._start_callbacks = []
         self._warnings: Optional[WarningSink] = None        # this task's own
         self._graph_warnings: Optional[WarningSink] = None  # its graph's intermediate tasks'
+        # Orders the calls of set_running_or_notify_cancel (which raise when the state moved under
+        # them) against each other and against settling; never held while callbacks run.
+        self._lock = threading.Lock()
+        self._started = False
+        self._settling = False  # a result, an error or the scheduler's cancellation came first
+        self._notified = False  # the waiters of a cancelled future were told
+        self._start_callbacks: Optional[list] = None
+        self._decoded = _UNDECODED
+        # first, so that waiters are told before any other callback runs
+        self.add_done_callback(_notify_waiters_if_cancelled)
 
     def _add_warnings(self, caught) -> None:
         if self._warnings is None:
@@ -111,36 +136,56 @@ class ScalerFuture(Future):
                 for category, message, filename, lineno in sink.drain():
                     warnings.warn_explicit(message, category, filename, lineno)
 
+    # --- starting ------------------------------------------------------------------------------
+
     def on_start(self, callback: Callable[[], None]) -> None:
         """Call `callback()` when a worker starts the task (only for tasks submitted with
         notify_start=True; the future then turns RUNNING, and like any running future of the
-        standard library can no longer be cancelled)."""
-        with self._condition:
-            if self._state == "PENDING":
+        standard library can no longer be cancelled). Called at once when already started or done."""
+        with self._lock:
+            if not self._started and not self.done():
+                if self._start_callbacks is None:
+                    self._start_callbacks = []
                 self._start_callbacks.append(callback)
                 return
         callback()
 
     def _mark_started(self) -> None:
-        with self._condition:
-            if self._state != "PENDING" or not self.set_running_or_notify_cancel():
+        with self._lock:
+            if self._started or self._settling or self.done():
                 return
-            callbacks, self._start_callbacks = self._start_callbacks, []
-        for callback in callbacks:
+            if not self.set_running_or_notify_cancel():
+                self._notified = True  # a cancel won the race: these were its waiters to tell
+                return
+            self._started = True
+            callbacks, self._start_callbacks = self._start_callbacks, None
+        for callback in callbacks or ():
             callback()
+
+    def _notify_cancelled(self) -> None:
+        with self._lock:
+            if self._notified:
+                return
+            self._notified = True
+            self.set_running_or_notify_cancel()  # CANCELLED -> CANCELLED_AND_NOTIFIED
 
     def running(self) -> bool:
         return not self.done()
 
+    # --- cancelling ----------------------------------------------------------------------------
+
     def cancel(self) -> bool:
-        with self._condition:
-            if self._state == "RUNNING":
-                return False
-            if self.done():
-                return self.cancelled()
-        if self._on_cancel is not None:
+        was_cancelled = self.cancelled()
+        if not self._cancel_here():
+            return False
+        if not was_cancelled and self._on_cancel is not None:
             self._on_cancel(self.task_id, False)
-        return self._cancel_and_notify()
+        return True
+
+    def _cancel_here(self) -> bool:
+        """Cancel without telling the scheduler. Refused once started (RUNNING) or settled; the
+        first done-callback tells the waiters, so the future ends CANCELLED_AND_NOTIFIED."""
+        return super().cancel()
 
     def cancel_if_pending(self) -> None:
         """Ask for the task to be cancelled only if no worker has started it yet.
@@ -148,32 +193,48 @@ class ScalerFuture(Future):
         Unlike `cancel()` this decides nothing here: the future settles as cancelled when the
         task had not started, and otherwise runs to its result (what `Executor.shutdown(
         cancel_futures=True)` promises for calls already running)."""
-        with self._condition:
-            if self._state != "PENDING":
-                return
+        if self._started or self.done():
+            return
         if self._on_cancel is not None:
             self._on_cancel(self.task_id, True)
 
-    def _cancel_and_notify(self) -> bool:
-        """Cancel without telling the scheduler (see cancel_and_notify)."""
-        return cancel_and_notify(self)
-
     # --- called by the client's I/O thread; a user's cancel may have won the race ----------------
 
+    def _begin_settling(self) -> bool:
+        with self._lock:
+            if self._settling:
+                return False
+            self._settling = True
+            return True
+
     def _settle(self, value=None, error: Optional[BaseException] = None) -> None:
+        if not self._begin_settling():
+            return
         try:
             if error is None:
                 self.set_result(value)
             else:
                 self.set_exception(error)
         except InvalidStateError:
-            pass  # cancelled (or settled) meanwhile
+            pass  # cancelled meanwhile
 
     def _settle_cancelled(self) -> None:
         """The task will give no result: cancelled, or when already RUNNING (no longer cancellable
         by the standard rules) failed with CancelledError, so nobody waits forever."""
-        if not self._cancel_and_notify():
-            self._settle(error=CancelledError(f"task {self.task_id.hex()} was cancelled"))
+        if not self._begin_settling() or self._cancel_here():
+            return
+        try:
+            self.set_exception(CancelledError(f"task {self.task_id.hex()} was cancelled"))
+        except InvalidStateError:
+            pass
+
+    def _fail_and_drop(self, error: BaseException) -> None:
+        """Fail with `error` now and cancel the task at the scheduler: its result would reach nobody."""
+        self._settle(error=error)
+        if self._on_cancel is not None:
+            self._on_cancel(self.task_id, False)
+
+    # --- reading -------------------------------------------------------------------------------
 
     def result(self, timeout=None):
         self.exception(timeout)  # waits (lending a worker's slot inside a task), re-emits warnings
@@ -184,17 +245,22 @@ class ScalerFuture(Future):
 
     def _decode(self, value):
         """The value as it arrived -> the task's value, once: one reader converts, later ones reuse."""
-        with self._condition:
-            if self._result is value:
-                try:
-                    if type(value) is EncodedResult:
-                        value = loads_frames(value.frames)
-                except Exception as error:
-                    raise SerializationError(f"the task's result could not be unpickled here: {error!r}") from None
-                if type(value) is SerializedValue and self._serializer is not None:
-                    value = self._serializer.deserialize(value.payload)
-                self._result = value
-            return self._result
+        with self._lock:
+            if self._decoded is _UNDECODED:
+                if type(value) is EncodedResult:
+                    try:
+                        decoded = loads_frames(value.frames)
+                    except Exception as error:
+                        raise SerializationError(
+                            f"the task's result could not be unpickled here: {error!r}") from None
+                else:
+                    decoded = value
+                if type(decoded) is SerializedValue and self._serializer is not None:
+                    decoded = self._serializer.deserialize(decoded.payload)
+                self._decoded = decoded
+                if type(value) is EncodedResult:
+                    value.frames = None  # the future keeps what arrived: only the value stays large
+            return self._decoded
 
     def exception(self, timeout=None):
         if not self.done() and context.in_worker():
@@ -216,5 +282,12 @@ class ScalerFuture(Future):
     def __await__(self):
         return asyncio.wrap_future(self).__await__()
 
+    def _state_name(self) -> str:
+        if self.cancelled():
+            return "CANCELLED"
+        if self.done():
+            return "FINISHED"
+        return "RUNNING" if self._started else "PENDING"
+
     def __repr__(self):
-        return f"<ScalerFuture {self.task_id.hex()[:12]} {self._state}>"
+        return f"<{type(self).__name__} {self.task_id.hex()[:12]} {self._state_name()}>"
