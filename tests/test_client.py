@@ -49,21 +49,20 @@ def test_map_and_starmap_are_like_the_builtins(client):
 
 def test_map_ships_the_function_once(client):
     puts = []
-    original = client._connection.post
+    original = client._connection.put_object
 
-    def counting_post(*command):
-        if command[0] == "put":
-            puts.append(command[1])
-        return original(*command)
+    def counting_put(object_id, frames):
+        puts.append(object_id)
+        return original(object_id, frames)
 
-    client._connection.post = counting_post
+    client._connection.put_object = counting_put
     try:
         def fresh(x):
             return x + 1
 
         assert client.map(fresh, range(3000)) == list(range(1, 3001))
     finally:
-        client._connection.post = original
+        client._connection.put_object = original
     assert len(puts) == 1
 
 

@@ -91,13 +91,13 @@ CLIENT_SCRIPT = textwrap.dedent("""
     with Client(address, timeout_seconds=30) as client:
         # count results as they arrive from the scheduler, before the future dedups them
         deliveries = {}
-        deliver = client._connection._on_result
+        deliver = client._connection.state._on_result
 
         def counting(result):
             deliveries[result.task_id] = deliveries.get(result.task_id, 0) + 1
-            deliver(result)
+            return deliver(result)
 
-        client._connection._on_result = counting
+        client._connection.state._on_result = counting
         # warm-up: both clusters must have workers connected before the measured run
         deadline = time.monotonic() + 60
         seen = set()

@@ -55,13 +55,13 @@ def test_task_that_kills_its_worker_fails_after_retries(combo, client):
 
 def test_chaos_every_result_correct_none_lost_none_twice(combo, client):
     received = {}
-    original = client._connection._on_result
+    original = client._connection.state._on_result
 
     def counting(result):
         received[result.task_id] = received.get(result.task_id, 0) + 1
-        original(result)
+        return original(result)
 
-    client._connection._on_result = counting
+    client._connection.state._on_result = counting
     try:
         futures = client.starmap_futures(tasks.sleep_and_return, [(0.001, n) for n in range(10_000)])
         deadline = time.monotonic() + 120
@@ -79,7 +79,7 @@ def test_chaos_every_result_correct_none_lost_none_twice(combo, client):
         assert [f.result() for f in futures] == list(range(10_000))
         assert kills >= 1
     finally:
-        client._connection._on_result = original
+        client._connection.state._on_result = original
     assert all(count == 1 for count in received.values()), "a result reached the client twice"
 
 

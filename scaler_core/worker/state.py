@@ -20,22 +20,12 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from scaler_core import protocol
 from scaler_core.errors import TaskTimeoutError
+from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
 from scaler_core.serialization import dumps_exception, dumps_warnings
 from scaler_core.worker.objects import ObjectCache
 from scaler_core.worker.runner import FunctionCache, Outcome
 
 # --- instructions -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ToScheduler:
-    message: object
-
-
-@dataclass(frozen=True)
-class ToStorage:
-    message: object
-    frames: Sequence = ()
 
 
 @dataclass(frozen=True)
@@ -51,25 +41,19 @@ class Started:
 
 
 @dataclass(frozen=True)
-class ConnectStorage:
-    address: str
-
-
-@dataclass(frozen=True)
 class WakeRunners:
     """A task became ready: a waiting runner may take it."""
 
 
 @dataclass(frozen=True)
-class Stop:
+class Stop(Leave):
     """Leave the process: send what is queued, then `goodbye` (if any), then exit. `replace`: exit
     so the cluster starts a fresh worker (this one stopped a running task); else the scheduler is
     gone or told us to stop. `unexpected`: worth an error in the log."""
     reason: str
     replace: bool = False
-    goodbye: object = None
-    linger_ms: int = 2000
     unexpected: bool = False
+    linger_ms: int = field(default=2000, kw_only=True)  # results of a stopped task must get out
 
 
 Instruction = object

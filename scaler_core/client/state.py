@@ -1,0 +1,219 @@
+"""A client's decisions, without sockets or threads: events in, instructions out.
+
+`ClientState` knows the futures waiting for results, the stored results being fetched from the
+object storage, and whether the connection is still alive. Its shell (`connection.py`) feeds it
+what the scheduler and the object storage send, the passing of time and the user's requests, and
+carries out the returned instructions: messages through the I/O loop (`peer_io.PeerIO`), and
+futures settled outside any lock, since settling runs the user's callbacks.
+
+    welcome -> open -> (disconnect | shutdown answered | scheduler gone | silent) -> closed
+"""
+
+from __future__ import annotations
+
+import pickle
+import weakref
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from scaler_core import protocol
+from scaler_core.client.futures import EncodedResult
+from scaler_core.errors import SchedulerDiedError, SerializationError
+from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
+from scaler_core.serialization import loads_exception, loads_warnings
+
+# a shutdown request waits this long for the scheduler's answer before the client leaves anyway
+SHUTDOWN_ANSWER_SECONDS = 5.0
+
+# --- instructions for the shell -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Give the future its value (or error); `profiling` is the task's cost, when known."""
+    future: object
+    value: object = None
+    error: Optional[BaseException] = None
+    profiling: object = None
+
+
+@dataclass(frozen=True)
+class SettleCancelled:
+    future: object
+
+
+@dataclass(frozen=True)
+class MarkStarted:
+    future: object
+
+
+@dataclass(frozen=True)
+class AddWarnings:
+    """Warnings a task raised: for its future, or for its graph's results (a WarningSink)."""
+    target: object
+    warnings: list
+
+
+@dataclass(frozen=True)
+class WriteOutput:
+    stream: str  # "stdout" or "stderr"
+    text: str
+
+
+@dataclass(frozen=True)
+class Welcomed:
+    """The scheduler accepted us: direct sends may start, the constructor may return."""
+
+
+class ClientState:
+    def __init__(self, client_id: bytes, address: str, timeout_seconds: float, heartbeat_interval_seconds: float,
+                 now: float):
+        self.client_id = client_id
+        self.address = address
+        self.timeout_seconds = timeout_seconds
+        self.heartbeat_interval_seconds = heartbeat_interval_seconds
+        self.started = now
+        self.last_heard = now
+        self.futures: Dict[bytes, object] = {}         # task id -> ScalerFuture, until resolved
+        # graph id -> where its intermediate tasks' warnings wait; gone with the graph's futures
+        self.graph_warnings: "weakref.WeakValueDictionary[bytes, object]" = weakref.WeakValueDictionary()
+        self.fetching: Dict[bytes, protocol.TaskResult] = {}  # stored results asked from the storage
+        self.released: List[bytes] = []                 # fetched results the scheduler may delete
+        self.welcomed = False
+        self.closed = False
+        self.failure: Optional[BaseException] = None
+        self.shutdown_response: Optional[protocol.ShutdownResponse] = None
+        self.shutdown_deadline: Optional[float] = None  # a shutdown request waiting for its answer
+
+    # --- from the user's threads ----------------------------------------------------------------
+
+    def register(self, futures) -> None:
+        """Track futures until their results come; refused once closed, so none can slip in after
+        the others were settled."""
+        if self.closed:
+            raise self.failure or SchedulerDiedError("the client is closed")
+        for future in futures:
+            if future is not None:
+                self.futures[future.task_id] = future
+
+    def on_disconnect(self, shutdown_scheduler: bool, now: float) -> List:
+        if self.closed:
+            return []
+        instructions: List = [ToScheduler(protocol.ClientDisconnect(shutdown_scheduler=shutdown_scheduler))]
+        if shutdown_scheduler and self.shutdown_response is None:
+            self.shutdown_deadline = now + min(SHUTDOWN_ANSWER_SECONDS, self.timeout_seconds)
+            return instructions
+        return instructions + self.close(SchedulerDiedError("the client disconnected"), on_purpose=True)
+
+    # --- from the scheduler ---------------------------------------------------------------------
+
+    def on_scheduler(self, message, now: float) -> List:
+        self.last_heard = now
+        kind = type(message)
+        if kind is protocol.ResultBatch:
+            instructions: List = []
+            for result in message.results:
+                instructions += self._on_result(result)
+            return instructions
+        if kind is protocol.TaskStarted:
+            return [MarkStarted(future) for future in map(self.futures.get, message.task_ids) if future is not None]
+        if kind is protocol.TaskWarnings:
+            return self._on_warnings(message)
+        if kind is protocol.TaskLog:
+            return [WriteOutput("stdout" if message.stream == "stdout" else "stderr", message.text)]
+        if kind is protocol.Welcome:
+            return self._on_welcome(message)
+        if kind is protocol.ShutdownResponse:
+            self.shutdown_response = message
+            if self.shutdown_deadline is not None:
+                return self.close(SchedulerDiedError("the client disconnected"), on_purpose=True)
+            return []
+        if kind is protocol.SchedulerShutdown:
+            return self.close(SchedulerDiedError(f"the scheduler shut down: {message.reason}"))
+        return []  # HeartbeatEcho: hearing from the scheduler is all it says
+
+    def _on_welcome(self, message) -> List:
+        instructions: List = []
+        if not self.welcomed:
+            instructions.append(ConnectStorage(message.object_storage_address))
+        if message.client_timeout_seconds > 0:  # beat well within what the scheduler tolerates
+            self.heartbeat_interval_seconds = min(self.heartbeat_interval_seconds,
+                                                  message.client_timeout_seconds / 3)
+        self.welcomed = True
+        return instructions + [Welcomed()]
+
+    def _on_warnings(self, message) -> List:
+        future = self.futures.get(message.task_id)
+        if future is not None:
+            return [AddWarnings(future, loads_warnings(message.warnings))]
+        sink = self.graph_warnings.get(message.graph_id) if message.graph_id else None
+        if sink is not None:
+            return [AddWarnings(sink, loads_warnings(message.warnings))]
+        return []
+
+    def _on_result(self, result) -> List:
+        future = self.futures.get(result.task_id)
+        if future is None:
+            return []  # cancelled or already resolved
+        if result.status == "success" and result.stored:
+            self.fetching[result.task_id] = result
+            return [ToStorage(protocol.ObjectGet(object_ids=[result.task_id]))]
+        del self.futures[result.task_id]
+        if result.status == "success":
+            try:
+                return [Settle(future, pickle.loads(result.value), profiling=result.profiling)]
+            except Exception as error:
+                return [Settle(future, error=SerializationError(
+                    f"the task's result could not be unpickled here: {error!r}"), profiling=result.profiling)]
+        if result.status == "cancelled":
+            return [SettleCancelled(future)]
+        return [Settle(future, error=loads_exception(result.value), profiling=result.profiling)]
+
+    # --- from the object storage ----------------------------------------------------------------
+
+    def on_storage(self, message, frames) -> List:
+        if type(message) is not protocol.ObjectData:
+            return []
+        result = self.fetching.pop(message.object_id, None)
+        future = self.futures.pop(message.object_id, None)
+        if result is None or future is None:
+            return []
+        self.released.append(message.object_id)
+        if not message.found:
+            return [Settle(future, error=LookupError(
+                f"the result of task {message.object_id.hex()} is gone from the object storage"),
+                profiling=result.profiling)]
+        # unpickled by whoever reads it: a large result must not stall heartbeats here
+        return [Settle(future, EncodedResult(frames), profiling=result.profiling)]
+
+    def end_of_cycle(self) -> List:
+        if not self.released:
+            return []
+        released, self.released = self.released, []
+        return [ToScheduler(protocol.ObjectDelete(object_ids=released))]
+
+    # --- time -----------------------------------------------------------------------------------
+
+    def on_tick(self, now: float) -> List:
+        if not self.welcomed and now - self.started > self.timeout_seconds:
+            return self.close(SchedulerDiedError(
+                f"no scheduler answered at {self.address} within {self.timeout_seconds:g}s"))
+        if self.shutdown_deadline is not None and now >= self.shutdown_deadline:
+            return self.close(SchedulerDiedError("the client disconnected"), on_purpose=True)
+        if now - self.last_heard > self.timeout_seconds:
+            return self.close(SchedulerDiedError(
+                f"the scheduler at {self.address} stopped answering (silent for {now - self.last_heard:.0f}s)"))
+        return [ToScheduler(protocol.Heartbeat())] if self.welcomed else []
+
+    # --- the end --------------------------------------------------------------------------------
+
+    def close(self, error: BaseException, on_purpose: bool = False) -> List:
+        """Every pending future fails with `error` (or is cancelled when we leave on purpose)."""
+        if self.closed:
+            return []
+        self.failure = error
+        self.closed = True
+        futures, self.futures = list(self.futures.values()), {}
+        self.fetching.clear()
+        settle = (SettleCancelled(future) if on_purpose else Settle(future, error=error) for future in futures)
+        return [*settle, Leave()]

@@ -1,0 +1,250 @@
+"""The one I/O loop of every process that connects to a scheduler: clients and workers.
+
+`PeerIO` owns the sockets (a DEALER to the scheduler and, once the scheduler names it, one to the
+object storage) and runs in one thread. It decodes what arrives, hands each message to the
+process's handler, which asks its state machine and returns instructions (`instructions.py`), and
+carries them out. Other threads never touch a socket; they `post` instructions, which the loop
+carries out in order (only the post that finds the queue empty wakes the loop, so a burst costs
+one wake-up).
+
+One shortcut saves a thread hand-off on the latency-bound path (a submit, a lone result):
+`send_now_if_idle` lets another thread send to the scheduler itself while the loop is idle in its
+poll and nothing is queued before the message. The socket is then used by two threads, never at
+once: the loop holds `_io_lock` for everything but its poll, which waits on the socket's file
+descriptor rather than on the socket, and the other thread sends only if it gets the lock without
+waiting. The descriptor is edge-triggered, so whoever sends afterwards checks for arrived input
+and wakes the loop if there is some.
+
+The handler (the client's or the worker's shell) provides:
+    on_scheduler(message, frames, now) -> instructions
+    on_storage(message, frames, now) -> instructions
+    on_tick(now) -> instructions                 every `tick_interval_seconds`
+    end_of_cycle() -> instructions               after each pass (e.g. batched results)
+    perform(instruction) -> None                 instructions other than the ones below
+    on_loop_error(error) -> None                 an unexpected exception ended the loop
+Instructions the loop carries out itself: ToScheduler (a message, or bytes already encoded),
+ToStorage, ConnectStorage and Leave.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Iterable, Optional
+
+import zmq
+
+from scaler_core import protocol, transport
+from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
+from scaler_core.security import CurveKeys, secure_client
+
+logger = logging.getLogger(__name__)
+
+# bounded, so ticks and queued sends still get their turn under a flood from the scheduler
+MAX_MESSAGES_PER_CYCLE = 1024
+
+
+class _Leaving(Exception):
+    def __init__(self, leave: Leave):
+        super().__init__()
+        self.leave = leave
+
+
+class PeerIO:
+    def __init__(self, handler, *, name: str, identity: bytes, scheduler_address: str, keys: CurveKeys,
+                 tick_interval_seconds: float, linger_ms: int = 1000):
+        self.handler = handler
+        self.name = name
+        self.identity = identity
+        self.scheduler_address = scheduler_address
+        self.keys = keys
+        self.tick_interval_seconds = tick_interval_seconds  # the handler may shorten it (client heartbeats)
+        self.linger_ms = linger_ms
+        self.context = zmq.Context()
+        self.scheduler = transport.configure(self.context.socket(zmq.DEALER), identity=identity, linger_ms=linger_ms)
+        secure_client(self.scheduler, keys)
+        self.storage: Optional[zmq.Socket] = None
+        wakeup_address = f"inproc://{name}-wakeup-{id(self)}"
+        self._wakeup_receiver = self.context.socket(zmq.PULL)
+        self._wakeup_receiver.bind(wakeup_address)
+        self._wakeup_sender = self.context.socket(zmq.PUSH)
+        self._wakeup_sender.setsockopt(zmq.LINGER, 0)
+        self._wakeup_sender.connect(wakeup_address)
+        self._scheduler_fd = self.scheduler.getsockopt(zmq.FD)
+        self._poller = zmq.Poller()
+        self._posted: collections.deque = collections.deque()
+        self._post_lock = threading.Lock()   # the queue, the wake-up socket, `closed`
+        self._io_lock = threading.Lock()     # the sockets (see the module docstring)
+        self.direct_sends = False            # whether send_now_if_idle may be used (set by the handler)
+        self.closed = threading.Event()
+
+    # --- from any thread ------------------------------------------------------------------------
+
+    def post(self, *instructions) -> bool:
+        """Queue instructions for the loop; False (nothing queued) once the loop has ended."""
+        with self._post_lock:
+            if self.closed.is_set():
+                return False
+            was_empty = not self._posted
+            self._posted.extend(instructions)
+            if was_empty and instructions:
+                self._wake()
+        return True
+
+    def send_now_if_idle(self, encoded: bytes) -> bool:
+        """Send an encoded message to the scheduler from this thread if the loop is idle and nothing
+        is queued before it (order kept); False when the caller should `post` it instead."""
+        if self.direct_sends and not self._posted and self._io_lock.acquire(blocking=False):
+            try:
+                if self.direct_sends and not self._posted:
+                    transport.send_encoded(self.scheduler, encoded)
+                    if transport.input_pending(self.scheduler):  # the polling loop would not notice
+                        with self._post_lock:
+                            if not self.closed.is_set():
+                                self._wake()
+                    return True
+            finally:
+                self._io_lock.release()
+        return False
+
+    def _wake(self) -> None:
+        try:
+            # never blocks: a full pipe means wake-ups are queued already
+            self._wakeup_sender.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self, hello) -> Optional[Leave]:
+        """In the thread that owns the sockets from now on: connect, say `hello`, and loop until a
+        Leave; returns it (None after an unexpected error)."""
+        poller = self._poller
+        poller.register(self._scheduler_fd, zmq.POLLIN)  # the descriptor, not the socket: see above
+        poller.register(self._wakeup_receiver, zmq.POLLIN)
+        leave: Optional[Leave] = None
+        try:
+            with self._io_lock:
+                self.scheduler.connect(self.scheduler_address)
+                transport.send(self.scheduler, hello)
+            next_tick = time.monotonic() + self.tick_interval_seconds
+            input_pending = True
+            while True:
+                timeout = 0 if input_pending else max(1, int((next_tick - time.monotonic()) * 1000))
+                events = dict(poller.poll(timeout=timeout))
+                with self._io_lock:
+                    # read what waits first: after a long stretch on a large message, the scheduler's
+                    # answers are queued here, not missing
+                    self._drain_scheduler()
+                    now = time.monotonic()
+                    if now >= next_tick:
+                        next_tick = now + self.tick_interval_seconds
+                        self.carry_out(self.handler.on_tick(now))
+                    if self.storage is not None and self.storage in events:
+                        self._drain_storage()
+                    if self._wakeup_receiver in events:
+                        self._drain_wakeups()
+                    self._carry_out_posted()
+                    self.carry_out(self.handler.end_of_cycle())
+                    input_pending = transport.input_pending(self.scheduler)
+        except _Leaving as leaving:
+            leave = leaving.leave
+            with self._io_lock:
+                self._finish(leave)
+        except Exception as error:  # never leave the process's waiters hanging on a bug
+            logger.exception("%s: the I/O loop crashed", self.name)
+            self.handler.on_loop_error(error)
+        finally:
+            with self._io_lock:
+                self._close(leave)
+        return leave
+
+    def _finish(self, leave: Leave) -> None:
+        """What was queued before the Leave goes first: the scheduler ignores what follows a goodbye."""
+        try:
+            self._carry_out_posted()
+            self.carry_out(self.handler.end_of_cycle())
+        except _Leaving:
+            pass  # a second Leave while leaving: the first one's goodbye stands
+        if leave.goodbye is not None:
+            transport.send(self.scheduler, leave.goodbye)
+
+    def _close(self, leave: Optional[Leave]) -> None:
+        with self._post_lock:
+            self.direct_sends = False
+            self.closed.set()
+            self._posted.clear()
+            self._wakeup_sender.close(linger=0)
+        linger = self.linger_ms if leave is None else leave.linger_ms
+        for sock in (self.scheduler, self.storage, self._wakeup_receiver):
+            if sock is not None:
+                sock.close(linger=linger)
+        self.context.term()
+
+    def carry_out(self, instructions: Iterable) -> None:
+        """In the loop's thread (the handler may call it while handling an event)."""
+        for instruction in instructions:
+            kind = type(instruction)
+            if kind is ToScheduler:
+                message = instruction.message
+                if type(message) is bytes:
+                    transport.send_encoded(self.scheduler, message)
+                else:
+                    transport.send(self.scheduler, message)
+            elif kind is ToStorage:
+                transport.send(self.storage, instruction.message, instruction.frames)
+            elif kind is ConnectStorage:
+                self._connect_storage(instruction.address)
+            elif isinstance(instruction, Leave):
+                raise _Leaving(instruction)
+            else:
+                self.handler.perform(instruction)
+
+    def _carry_out_posted(self) -> None:
+        posted = self._posted
+        while posted:
+            self.carry_out((posted.popleft(),))
+
+    def _drain_wakeups(self) -> None:
+        while True:
+            try:
+                self._wakeup_receiver.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    def _drain_scheduler(self) -> None:
+        for _ in range(MAX_MESSAGES_PER_CYCLE):
+            try:
+                parts = self.scheduler.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                message, frames = transport.decode_parts(parts)
+            except protocol.ProtocolError as error:
+                logger.warning("%s: dropped a malformed message from the scheduler: %s", self.name, error)
+                continue
+            self.carry_out(self.handler.on_scheduler(message, frames, time.monotonic()))
+
+    def _drain_storage(self) -> None:
+        while True:
+            try:
+                parts = self.storage.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                message, frames = transport.decode_parts(parts)
+            except protocol.ProtocolError as error:
+                logger.warning("%s: dropped a malformed message from the object storage: %s", self.name, error)
+                continue
+            self.carry_out(self.handler.on_storage(message, frames, time.monotonic()))
+
+    def _connect_storage(self, address: str) -> None:
+        if self.storage is not None:
+            return
+        self.storage = transport.configure(self.context.socket(zmq.DEALER), identity=self.identity + b"|os",
+                                           linger_ms=self.linger_ms)
+        secure_client(self.storage, self.keys)
+        self.storage.connect(address)
+        self._poller.register(self.storage, zmq.POLLIN)
