@@ -16,20 +16,21 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 import dask
-from dask._task_spec import DataNode
+from dask._task_spec import DataNode, GraphNode
 from dask.callbacks import local_callbacks, unpack_callbacks
 from dask.order import order
 
 from scaler_core.references import KeyRef
-from scaler_core.errors import SchedulerDiedError
+from scaler_core.errors import GraphCycleError as EngineCycleError, SchedulerDiedError
+from scaler_core.graph_plan import PlannedGraph, build_plan, is_literal, topological_order
 from scaler_core.memory import paused_gc
 from scaler_core import task_context as worker_context
 from scaler_dask import cluster
 from scaler_dask.config_forwarding import config_changes, with_config
-from scaler_dask.convert import GraphPlan, build_plan, flatten_keys, normalize_graph, to_engine_task
+from scaler_dask.convert import GraphCycleError, flatten_keys, normalize_graph
 
 # dask.order costs ~35 us per task (6 s for 170k tasks). Above this size the
-# depth-first post-order of our own walk is used instead: it is computed anyway
+# reversed depth-first walk of the culling is used instead: it is recorded anyway
 # and also finishes one branch before starting the next.
 ORDER_LIMIT_CONFIG_KEY = "scaler.dask-order-max-tasks"
 DEFAULT_ORDER_LIMIT = 100_000
@@ -63,7 +64,7 @@ def run_graph(client_source: Callable[[], Any], dsk: Any, keys: Any, forget_dead
     """The body of every get: plan, submit, wait, call back, nest results."""
     wanted = flatten_keys(keys)
     with paused_gc():
-        plan = build_plan(normalize_graph(dsk), wanted)
+        plan = plan_graph(normalize_graph(dsk), wanted)
     with local_callbacks(None) as callbacks:
         start_cbs, start_state_cbs, pretask_cbs, posttask_cbs, _ = unpack_callbacks(callbacks)
         started = []
@@ -72,45 +73,48 @@ def run_graph(client_source: Callable[[], Any], dsk: Any, keys: Any, forget_dead
         try:
             for callback in callbacks:
                 if callback[0]:
-                    callback[0](plan.nodes)
+                    callback[0](plan.sources)
                 started.append(callback)
-            values = _compute(client_source, plan, wanted, start_state_cbs, pretask_cbs, posttask_cbs, state, forget_dead_client)
+            values = _compute(client_source, plan, start_state_cbs, pretask_cbs, posttask_cbs, state, forget_dead_client)
             succeeded = True
         finally:
             for callback in started:
                 if callback[4]:
-                    callback[4](plan.nodes, state, not succeeded)
+                    callback[4](plan.sources, state, not succeeded)
     return _nest(keys, values)
 
 
-def _compute(client_source, plan: GraphPlan, wanted: list, start_state_cbs, pretask_cbs, posttask_cbs, state: dict, forget_dead_client: bool) -> dict:
-    nodes = plan.nodes
+def plan_graph(graph: Any, wanted: list) -> PlannedGraph:
+    """The engine graph of one get: culled, ordered and cycle-checked once (scaler_core.graph_plan)."""
+    try:
+        return build_plan(graph, wanted, orderer=_dask_order, answer_literals=True)
+    except EngineCycleError as error:
+        raise GraphCycleError.from_engine(error) from None
+
+
+def _compute(client_source, plan: PlannedGraph, start_state_cbs, pretask_cbs, posttask_cbs, state: dict, forget_dead_client: bool) -> dict:
     # A requested literal is answered here, like dask.local does: no round
     # trip, and the caller gets its own object back.
-    values = {key: nodes[key].value for key in wanted if type(nodes[key]) is DataNode}
-    engine_keys = [key for key in plan.postorder if key not in values or key in plan.has_dependents]
+    values = dict(plan.literals)
     tracker = None
     if start_state_cbs or pretask_cbs or posttask_cbs:
-        tracker = _CallbackTracker(plan, engine_keys, set(wanted), pretask_cbs, posttask_cbs, state)
+        tracker = _CallbackTracker(plan, set(plan.requested) | set(plan.literals), pretask_cbs, posttask_cbs, state)
         for callback in start_state_cbs:
-            callback(nodes, state)
+            callback(plan.sources, state)
         tracker.start()
-    if not engine_keys:
+    if not plan:
         return values
-    requested = [key for key in wanted if key not in values]
+    requested = list(plan.requested)
     with paused_gc():
-        tasks = {key: to_engine_task(nodes[key]) for key in engine_keys}
         changes = config_changes()
         if changes:
-            with_config(tasks, changes)
-        priorities = _priorities(plan, engine_keys)
+            with_config(plan, changes)
         if tracker is not None:
-            _add_completion_markers(tasks, requested, priorities)
+            _add_completion_markers(plan, requested)
     client = client_source()
     try:
-        futures = client.submit_graph(tasks, requested, priorities=priorities)
-        del tasks
-        _wait_for_futures(client, futures, set(wanted), values, tracker)
+        futures = client.submit_graph(plan, requested, priorities=plan.priorities)
+        _wait_for_futures(client, futures, set(plan.requested), values, tracker)
     except SchedulerDiedError:
         if forget_dead_client:
             cluster.forget_client(client)
@@ -139,28 +143,45 @@ class _CompletionMarker:
         return hash((_CompletionMarker, self.key))
 
 
-def _add_completion_markers(tasks: dict, requested: list, priorities: dict) -> None:
+def _add_completion_markers(plan: PlannedGraph, requested: list) -> None:
     wanted = set(requested)
-    for key in list(tasks):
-        if key not in wanted:
-            marker = _CompletionMarker(key)
-            tasks[marker] = (_discard, (KeyRef(key),), {})
-            requested.append(marker)
-            priorities[marker] = priorities[key]
+    additions = [(_CompletionMarker(key), (_discard, (KeyRef(key),), {}), key) for key in plan.keys_by_id
+                 if key not in wanted]
+    plan.add_dependents(additions)
+    for marker, _, key in additions:
+        requested.append(marker)
+        plan.priorities[marker] = plan.priorities[key]
 
 
 def _discard(value: Any) -> None:
     return None
 
 
-def _priorities(plan: GraphPlan, engine_keys: list) -> dict:
-    limit = dask.config.get(ORDER_LIMIT_CONFIG_KEY, DEFAULT_ORDER_LIMIT)
-    if len(plan.nodes) <= limit:
-        priorities = order(plan.nodes)
-        if len(engine_keys) != len(priorities):
-            priorities = {key: priorities[key] for key in engine_keys}
-        return priorities
-    return {key: index for index, key in enumerate(engine_keys)}
+class _Shape(GraphNode):
+    """Just a task's key and dependencies: all dask.order reads of a node."""
+
+    __slots__ = ()
+
+    def __init__(self, key: Any, dependencies: frozenset):
+        self.key = key
+        self._dependencies = dependencies
+
+
+def _dask_order(plan: PlannedGraph) -> dict | None:
+    """dask.order priorities, which are also the plan's topological order and its cycle check."""
+    if len(plan) > dask.config.get(ORDER_LIMIT_CONFIG_KEY, DEFAULT_ORDER_LIMIT):
+        return None
+    shapes = {}
+    for node, key in enumerate(plan.keys_by_id):
+        dependencies = plan.dependencies_of(node)
+        shapes[key] = DataNode(key, None) if is_literal(plan[key], dependencies) else _Shape(key, frozenset(dependencies))
+    try:
+        return order(shapes)
+    except RuntimeError as error:
+        if "Cycle detected" not in str(error):
+            raise
+        topological_order(plan)  # raises the GraphCycleError naming the cycle
+        raise
 
 
 def _wait_for_futures(client: Any, futures: dict, wanted: set, values: dict, tracker: _CallbackTracker | None) -> None:
@@ -215,14 +236,14 @@ class _CallbackTracker:
     stay on the cluster. ``ready`` stays empty; ``worker_id`` is None.
     """
 
-    def __init__(self, plan: GraphPlan, engine_keys: list, wanted: set, pretask_cbs, posttask_cbs, state: dict):
-        self.nodes = plan.nodes
+    def __init__(self, plan: PlannedGraph, wanted: set, pretask_cbs, posttask_cbs, state: dict):
+        self.nodes = plan.sources
         self.wanted = wanted
         self.pretask_cbs = pretask_cbs
         self.posttask_cbs = posttask_cbs
         self.state = state
-        dependencies = {key: set(self.nodes[key].dependencies) for key in engine_keys}
-        dependents: dict = {key: set() for key in engine_keys}
+        dependencies = {key: set(plan.dependencies_of(node)) for node, key in enumerate(plan.keys_by_id)}
+        dependents: dict = {key: set() for key in plan.keys_by_id}
         for key, key_dependencies in dependencies.items():
             for dependency in key_dependencies:
                 dependents[dependency].add(key)

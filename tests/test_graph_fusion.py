@@ -26,7 +26,7 @@ def test_inner_nodes_disappear_and_tails_keep_the_heads_dependencies():
     graph = chain_graph(25)
     graph["y"] = (operator.mul, "x10", 2)  # x10 has two dependents: a chain ends there
     submission, ordered = prepared(graph, ["x24", "y"])
-    assert ordered == ["x10", "y", "x24"]
+    assert ordered[0] == "x10" and sorted(ordered[1:]) == ["x24", "y"]
     indptr, indices = submission.structure
     assert indptr.tolist() == [0, 0, 1, 2] and indices.tolist() == [0, 0]
     assert set(submission.fused) == {"x10", "x24"}

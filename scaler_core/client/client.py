@@ -20,7 +20,8 @@ import numpy as np
 from scaler_core import protocol
 from scaler_core.client.connection import ClientConnection
 from scaler_core.client.futures import ScalerFuture, WarningSink
-from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
+from scaler_core.client.graph import GraphSubmission
+from scaler_core.graph_plan import build_plan
 from scaler_core.references import KeyRef, ObjectReference
 from scaler_core.client.progress import ProgressBar
 from scaler_core.errors import (
@@ -210,10 +211,12 @@ class Client:
         duplicates = [key for key, count in collections.Counter(keys).items() if count > 1]
         if duplicates:
             raise KeyError(f"keys asked for more than once: {duplicates!r}")
-        tasks = convert_legacy_graph(graph)
-        if self.serializer is not None:
-            tasks = {key: (self._serializer_entry(fn)[1], *self._serialized_arguments(args, kwargs))
-                     for key, (fn, args, kwargs) in tasks.items()}
+        with paused_gc():
+            # normalised, culled, ordered and cycle-checked here, once (graph_plan)
+            tasks = build_plan(graph, list(keys))
+            if self.serializer is not None:
+                for key, (fn, args, kwargs) in tasks.items():
+                    tasks[key] = (self._serializer_entry(fn)[1], *self._serialized_arguments(args, kwargs))
         futures = self.submit_graph(tasks, list(keys), capabilities=capabilities)
         if not block:
             return {key: futures[key] for key in keys}

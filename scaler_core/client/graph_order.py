@@ -159,3 +159,14 @@ def cull_and_order(indptr: np.ndarray, indices: np.ndarray, roots: Sequence[int]
     if module is not None:
         return needed, order_graphblas(indptr, indices, needed, module), "graphblas"
     return needed, order_python(indptr_list, indices_list, needed), "python"
+
+
+def order_nodes(indptr: np.ndarray, indices: np.ndarray, force: Optional[str] = None) -> List[int]:
+    """Dependency order of every node of an already culled graph. Raises CycleFound."""
+    n = len(indptr) - 1
+    needed = np.ones(n, dtype=bool)
+    use_graphblas = force == "graphblas" or (force is None and n >= GRAPHBLAS_MIN_NODES)
+    module = graphblas_module() if use_graphblas else None
+    if module is not None:
+        return order_graphblas(indptr, indices, needed, module)
+    return order_python(indptr.tolist(), indices.tolist(), needed)
