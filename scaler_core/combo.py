@@ -8,13 +8,11 @@ import time
 import weakref
 from typing import Dict, Optional, Sequence, Union
 
-from scaler_core.config import parse_capabilities
 from scaler_core.launch import ChildProcesses, ProcessHandle
 from scaler_core.monitor.stream import StatusSubscriber
-from scaler_core.scheduler.state import SchedulerSettings
 from scaler_core.security import CurveKeys
+from scaler_core.settings import LoggingSettings, SchedulerSettings, WorkerSettings, combo_default, settings_from
 from scaler_core.transport import free_tcp_port, parse_tcp_address, shift_port
-from scaler_core.worker.process import WorkerSettings
 
 _live_combos: "weakref.WeakSet[SchedulerClusterCombo]" = weakref.WeakSet()
 
@@ -23,18 +21,38 @@ class SchedulerClusterCombo:
     """Start a whole local cluster in child processes; `address` is where clients connect.
 
     Without an address everything listens on free ports of 127.0.0.1. The object storage defaults
-    to the scheduler's port + 1 and the monitor stream to port + 2 when an address is given."""
+    to the scheduler's port + 1 and the monitor stream to port + 2 when an address is given.
+
+    The keywords are the command-line options of scaler_scheduler and scaler_cluster (one
+    heartbeat_interval_seconds for both); their defaults are those of scaler_core.settings."""
 
     def __init__(self, address: Optional[str] = None, n_workers: Optional[int] = None, *,
-                 object_storage_address: Optional[str] = None, monitor_address: Optional[str] = None,
-                 per_worker_capabilities: Union[str, Dict[str, int], None] = None, allocate_policy: str = "even",
-                 event_loop: str = "builtin", heartbeat_interval_seconds: float = 1.0,
-                 worker_timeout_seconds: float = 10.0, client_timeout_seconds: float = 30.0,
-                 death_timeout_seconds: float = 30.0, task_timeout_seconds: float = 0.0, max_task_retries: int = 3,
-                 no_worker_grace_seconds: float = 30.0, worker_memory_limit_bytes: int = 0,
-                 object_cache_bytes: int = 256 * 1024 * 1024, protected: bool = True, logging_level: str = "WARNING",
-                 logging_paths: Sequence[str] = ("/dev/stdout",), security: Optional[CurveKeys] = None,
-                 graph_frontier: str = "auto", preload: str = ""):
+                 object_storage_address: Optional[str] = SchedulerSettings.object_storage_address,
+                 monitor_address: Optional[str] = SchedulerSettings.monitor_address,
+                 per_worker_capabilities: Union[str, Dict[str, int], None] =
+                 combo_default(WorkerSettings, "per_worker_capabilities"),
+                 allocate_policy: str = SchedulerSettings.allocate_policy,
+                 event_loop: str = SchedulerSettings.event_loop,
+                 heartbeat_interval_seconds: float = SchedulerSettings.heartbeat_interval_seconds,
+                 worker_timeout_seconds: float = SchedulerSettings.worker_timeout_seconds,
+                 client_timeout_seconds: float = SchedulerSettings.client_timeout_seconds,
+                 death_timeout_seconds: float = WorkerSettings.death_timeout_seconds,
+                 task_timeout_seconds: float = WorkerSettings.task_timeout_seconds,
+                 max_task_retries: int = SchedulerSettings.max_task_retries,
+                 no_worker_grace_seconds: float = SchedulerSettings.no_worker_grace_seconds,
+                 worker_memory_limit_bytes: int = WorkerSettings.memory_limit_bytes,
+                 object_cache_bytes: int = WorkerSettings.object_cache_bytes,
+                 protected: bool = SchedulerSettings.protected,
+                 logging_level: str = combo_default(LoggingSettings, "logging_level"),
+                 logging_paths: Sequence[str] = LoggingSettings.logging_paths,
+                 security: Optional[CurveKeys] = None,
+                 graph_frontier: str = SchedulerSettings.graph_frontier,
+                 preload: str = WorkerSettings.preload,
+                 adapter_webhook_url: str = SchedulerSettings.adapter_webhook_url,
+                 adapter_idle_seconds: float = SchedulerSettings.adapter_idle_seconds):
+        # The keywords are named like the options of scaler_core.settings, so the settings objects
+        # are built from them by name, with no field copied by hand.
+        keywords = dict(locals())
         n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
         if n_workers < 0:
             raise ValueError(f"n_workers must be 0 or more, got {n_workers}")
@@ -48,21 +66,14 @@ class SchedulerClusterCombo:
             monitor_address = monitor_address or shift_port(address, 2)
         security = security or CurveKeys()
         security.validate(server=True, client=False)
-        capabilities = parse_capabilities(per_worker_capabilities) if isinstance(per_worker_capabilities, str) \
-            else dict(per_worker_capabilities or {})
+        keywords.update(object_storage_address=object_storage_address, monitor_address=monitor_address)
+        scheduler_settings = settings_from(SchedulerSettings, keywords)
+        worker_settings = settings_from(WorkerSettings, keywords, keys=security)
         self.address = address
         self.object_storage_address = object_storage_address
         self.monitor_address = monitor_address
         self.n_workers = n_workers
         self._children = ChildProcesses()
-        scheduler_settings = SchedulerSettings(
-            heartbeat_interval_seconds=heartbeat_interval_seconds, worker_timeout_seconds=worker_timeout_seconds,
-            client_timeout_seconds=client_timeout_seconds, max_task_retries=max_task_retries,
-            no_worker_grace_seconds=no_worker_grace_seconds, protected=protected, graph_frontier=graph_frontier)
-        worker_settings = WorkerSettings(
-            heartbeat_interval_seconds=heartbeat_interval_seconds, death_timeout_seconds=death_timeout_seconds,
-            task_timeout_seconds=task_timeout_seconds, memory_limit_bytes=worker_memory_limit_bytes,
-            object_cache_bytes=object_cache_bytes, capabilities=capabilities, keys=security, preload=preload)
         try:
             self._children.start_object_storage(object_storage_address, logging_level, logging_paths, security)
             self._scheduler = ProcessHandle(self._children.start_scheduler(

@@ -10,15 +10,15 @@ from scaler_core.child import spawn
 from scaler_core.logging_setup import setup_logging
 from scaler_core.optional import require
 from scaler_core.security import CurveKeys
+from scaler_core.settings import ObjectStorageSettings, WorkerSettings
 from scaler_core.worker.cluster import run_cluster
-from scaler_core.worker.process import WorkerSettings
 
 
-def _object_storage_main(address, logging_level, logging_paths, keys):
+def _object_storage_main(address, logging_level, logging_paths, keys, settings):
     from scaler_core.object_storage.server import run_object_storage_server
 
     setup_logging(logging_level, logging_paths)
-    run_object_storage_server(address, keys)
+    run_object_storage_server(address, keys, settings)
 
 
 def _scheduler_main(address, object_storage_address, monitor_address, settings, allocate_policy, event_loop,
@@ -63,9 +63,9 @@ class ChildProcesses:
         self._children: List[subprocess.Popen] = []
 
     def start_object_storage(self, address: str, logging_level: str, logging_paths: Sequence[str],
-                             keys: CurveKeys = CurveKeys()):
+                             keys: CurveKeys = CurveKeys(), settings: ObjectStorageSettings = ObjectStorageSettings()):
         return self._start(_object_storage_main, "object-storage", address, logging_level, tuple(logging_paths),
-                           keys)
+                           keys, settings)
 
     def start_scheduler(self, address, object_storage_address, monitor_address, settings, allocate_policy,
                         event_loop, logging_level, logging_paths, keys: CurveKeys = CurveKeys()):

@@ -115,7 +115,8 @@ def test_cluster_exits_when_its_scheduler_is_gone(processes):
 
 def test_help_lists_every_key():
     for component, command in (("scheduler", "scaler_scheduler"), ("cluster", "scaler_cluster"),
-                               ("object_storage_server", "scaler_object_storage_server")):
+                               ("object_storage_server", "scaler_object_storage_server"),
+                               ("native_worker_adapter", "scaler_worker_adapter_native")):
         text = subprocess.run([command, "-h"], capture_output=True, text=True, timeout=30).stdout
         for option in config.COMPONENTS[component]["options"]:
             assert option.name in text, f"{command} -h does not mention {option.name}"

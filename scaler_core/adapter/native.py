@@ -28,8 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, Sequence
 
 from scaler_core.launch import ChildProcesses
+from scaler_core.settings import LoggingSettings, WorkerSettings
 from scaler_core.worker.cluster import new_cluster_id
-from scaler_core.worker.process import WorkerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 class NativeWorkerAdapter:
     def __init__(self, scheduler_address: str, workers_per_group: int, max_worker_groups: int,
-                 settings: WorkerSettings, logging_level: str = "INFO", logging_paths: Sequence[str] = ("/dev/stdout",)):
+                 settings: WorkerSettings, logging_level: str = LoggingSettings.logging_level,
+                 logging_paths: Sequence[str] = LoggingSettings.logging_paths):
         self.scheduler_address = scheduler_address
         self.workers_per_group = workers_per_group
         self.max_worker_groups = max_worker_groups

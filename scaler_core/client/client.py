@@ -32,6 +32,7 @@ from scaler_core.memory import freeze_heap, paused_gc
 from scaler_core.security import CurveKeys
 from scaler_core.serialization import INLINE_THRESHOLD, content_id, dumps_frames, dumps_with_references, frames_size, new_id
 from scaler_core.serializer import SerializedValue, SerializerCall
+from scaler_core.settings import ClientSettings
 from scaler_core import task_context as worker_context
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ class Client:
     `timeout_seconds` bounds the connection attempt and how long the scheduler may stay silent
     before pending futures fail with SchedulerDiedError."""
 
-    def __init__(self, address: Optional[str] = None, profiling: bool = False, timeout_seconds: float = 60.0,
-                 heartbeat_interval_seconds: float = 1.0, stream_output: bool = False,
+    def __init__(self, address: Optional[str] = None, profiling: bool = ClientSettings.profiling,
+                 timeout_seconds: float = ClientSettings.timeout_seconds,
+                 heartbeat_interval_seconds: float = ClientSettings.heartbeat_interval_seconds,
+                 stream_output: bool = ClientSettings.stream_output,
                  security: Optional[CurveKeys] = None, serializer: Any = None):
         if address is None:
             address = worker_context.current_scheduler_address()

@@ -19,16 +19,16 @@ import zmq
 from scaler_core import protocol, transport
 from scaler_core.object_storage.store import ObjectStore
 from scaler_core.security import CurveKeys, secure_server, stop_authenticator
+from scaler_core.settings import ObjectStorageSettings
 
 logger = logging.getLogger(__name__)
-
-GET_WAIT_SECONDS = 60.0
 
 
 class ObjectStorageServer:
     def __init__(self, address: str, max_message_bytes: int = transport.OBJECT_STORAGE_MAX_MESSAGE_BYTES,
-                 keys: CurveKeys = CurveKeys()):
+                 keys: CurveKeys = CurveKeys(), settings: ObjectStorageSettings = ObjectStorageSettings()):
         self.address = address
+        self.settings = settings
         self.store = ObjectStore()
         self.context = zmq.Context()
         self.router = transport.configure(self.context.socket(zmq.ROUTER), max_message_bytes=max_message_bytes)
@@ -79,7 +79,7 @@ class ObjectStorageServer:
             for requester in self.store.put(message.object_id, message.owner_id, frames):
                 self._send_data(requester, message.object_id, frames)
         elif kind is protocol.ObjectGet and not frames:
-            deadline = time.monotonic() + GET_WAIT_SECONDS
+            deadline = time.monotonic() + self.settings.get_wait_seconds
             for object_id in message.object_ids:
                 stored = self.store.get(object_id)
                 if stored is None:
@@ -103,8 +103,9 @@ class ObjectStorageServer:
             logger.warning("object storage: could not answer %r: %s", requester[:40], error)
 
 
-def run_object_storage_server(address: str, keys: CurveKeys = CurveKeys()) -> None:
-    server = ObjectStorageServer(address, keys=keys)
+def run_object_storage_server(address: str, keys: CurveKeys = CurveKeys(),
+                              settings: ObjectStorageSettings = ObjectStorageSettings()) -> None:
+    server = ObjectStorageServer(address, keys=keys, settings=settings)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
     server.run()

@@ -9,7 +9,6 @@ the object storage server). Peers are told apart by the first byte of their Zero
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from scaler_core import protocol
@@ -20,6 +19,7 @@ from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
 from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
 from scaler_core.serialization import dumps_exception
+from scaler_core.settings import SchedulerSettings  # noqa: F401  (its home before settings.py)
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +34,6 @@ ALLOWED_MESSAGES = {
              protocol.TaskStarted),
     CLUSTER: (protocol.WorkerDied, protocol.Heartbeat),
 }
-
-
-@dataclass
-class SchedulerSettings:
-    object_storage_address: str = ""
-    scheduler_address: str = ""
-    heartbeat_interval_seconds: float = 1.0
-    worker_timeout_seconds: float = 10.0
-    client_timeout_seconds: float = 30.0
-    max_task_retries: int = 3
-    no_worker_grace_seconds: float = 30.0
-    protected: bool = True
-    adapter_webhook_url: str = ""
-    adapter_idle_seconds: float = 10.0
-    graph_frontier: str = "auto"  # "python", "graphblas", or "auto": chosen by graph size
 
 
 class SchedulerState(GraphTasks):

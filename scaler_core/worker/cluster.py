@@ -22,9 +22,8 @@ from scaler_core import protocol, transport
 from scaler_core.child import spawn
 from scaler_core.security import secure_client
 from scaler_core.logging_setup import setup_logging
-from scaler_core.worker.process import (
-    EXIT_PRELOAD_FAILED, EXIT_REPLACE_ME, EXIT_SCHEDULER_GONE, Worker, WorkerSettings,
-)
+from scaler_core.settings import LoggingSettings, WorkerSettings
+from scaler_core.worker.process import EXIT_PRELOAD_FAILED, EXIT_REPLACE_ME, EXIT_SCHEDULER_GONE, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,8 @@ def worker_main(scheduler_address: str, worker_id: bytes, settings: WorkerSettin
 
 class Cluster:
     def __init__(self, scheduler_address: str, n_workers: int, settings: WorkerSettings,
-                 logging_level: str = "INFO", logging_paths=("/dev/stdout",), restart_workers: bool = True,
+                 logging_level: str = LoggingSettings.logging_level, logging_paths=LoggingSettings.logging_paths,
+                 restart_workers: bool = True,
                  cluster_id: bytes = b""):
         if n_workers < 1:
             raise ValueError(f"a cluster needs at least one worker, got num_of_workers={n_workers}")
@@ -158,8 +158,9 @@ def new_cluster_id() -> bytes:
     return b"K|%s|%d|%s" % (socket.gethostname().encode(), os.getpid(), os.urandom(4).hex().encode())
 
 
-def run_cluster(scheduler_address: str, n_workers: int, settings: WorkerSettings, logging_level: str = "INFO",
-                logging_paths=("/dev/stdout",), cluster_id: bytes = b"") -> None:
+def run_cluster(scheduler_address: str, n_workers: int, settings: WorkerSettings,
+                logging_level: str = LoggingSettings.logging_level, logging_paths=LoggingSettings.logging_paths,
+                cluster_id: bytes = b"") -> None:
     setup_logging(logging_level, logging_paths)
     cluster = Cluster(scheduler_address, n_workers, settings, logging_level, logging_paths, cluster_id=cluster_id)
     signal.signal(signal.SIGTERM, cluster.stop)

@@ -1,0 +1,260 @@
+"""Every component's settings, each default and help text written once.
+
+A field's metadata carries what the command line and the TOML file need: its help, short flag,
+choices, extra long flags, and, where the flag is spelled differently from the field, its key.
+config.py derives flags, TOML keys, type checks and help from these classes; the command-line tools
+and SchedulerClusterCombo build them with `settings_from`; Client and the combo take their keyword
+defaults from them. tests/test_settings.py checks that all of these still agree.
+
+Only the standard library is imported here: the scheduler's state machine and the monitoring tools
+load this module, and they must not pull in sockets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EVENT_LOOPS = ("builtin", "uvloop")
+
+
+def setting(default: Any, help: str, short: Optional[str] = None, *, choices: Optional[Sequence] = None,
+            aliases: Sequence[str] = (), key: Optional[str] = None, parse: Optional[Callable[[str], Any]] = None,
+            text_default: Optional[str] = None, combo: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+    """A field that is also a command-line flag and a TOML key.
+
+    `key` names the flag and TOML key when they differ from the field (the reference's spelling).
+    A field whose value is parsed from text (`parse`) has `text_default` as its flag's default.
+    `combo` is SchedulerClusterCombo's default where it deliberately differs from the tools'."""
+    metadata = {"help": help, "short": short, "choices": tuple(choices) if choices else None,
+                "aliases": tuple(aliases), "key": key, "parse": parse, "text_default": text_default,
+                "combo": combo, "option": True}
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def internal(help: str, default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING):
+    """A field set by the program, never by a flag or a TOML key."""
+    metadata = {"help": help, "option": False}
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def parse_capabilities(text: str) -> Dict[str, int]:
+    """'gpu,linux,cpu=8' -> {'gpu': -1, 'linux': -1, 'cpu': 8}."""
+    capabilities: Dict[str, int] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        name, _, quantity = part.partition("=")
+        if not name:
+            raise ValueError(f"bad capability {part!r} in {text!r}")
+        try:
+            capabilities[name] = int(quantity) if quantity else -1
+        except ValueError:
+            raise ValueError(f"capability {name!r} needs an integer quantity, got {quantity!r}") from None
+    return capabilities
+
+
+def _no_keys():
+    # imported late: security needs zmq, and this module must load without it
+    from scaler_core.security import CurveKeys
+
+    return CurveKeys()
+
+
+@dataclasses.dataclass
+class LoggingSettings:
+    logging_paths: Tuple[str, ...] = setting(("/dev/stdout",), "where logs go: paths, /dev/stdout or /dev/stderr",
+                                             "-lp")
+    # An embedded cluster writes to its caller's terminal: there it only speaks up about problems.
+    logging_level: str = setting("INFO", "log level", "-ll", choices=LOG_LEVELS, combo="WARNING")
+
+
+@dataclasses.dataclass
+class SecuritySettings:
+    curve_secret_key_file: str = setting("", "CurveZMQ: this process's key pair (a .key_secret file of "
+                                         "zmq.auth.create_certificates); enables authentication and encryption",
+                                         "-csk")
+    curve_server_public_key_file: str = setting("", "CurveZMQ: public key (.key) of the scheduler and object "
+                                                "storage, for processes that connect to them", "-cpk")
+    curve_authorized_keys_dir: str = setting("", "CurveZMQ, servers: directory of accepted client public keys "
+                                             "(.key files)", "-cak")
+
+    def curve_keys(self):
+        from scaler_core.security import CurveKeys
+
+        return CurveKeys(self.curve_secret_key_file, self.curve_server_public_key_file,
+                         self.curve_authorized_keys_dir)
+
+
+@dataclasses.dataclass
+class SchedulerSettings:
+    object_storage_address: str = setting("", "object storage server to use (default: start one at port + 1)",
+                                          "-osa")
+    scheduler_address: str = internal("the address the scheduler listens on, set when it starts", "")
+    monitor_address: str = setting("", "address of the monitor stream (default: port + 2)", "-ma")
+    allocate_policy: str = setting("even", "how tasks are placed on workers", "-ap", choices=("even", "capability"))
+    event_loop: str = setting("builtin", "asyncio event loop", "-el", choices=EVENT_LOOPS)
+    heartbeat_interval_seconds: float = setting(1.0, "how often peers are expected to send heartbeats", "-hi")
+    worker_timeout_seconds: float = setting(10.0, "a worker silent this long is considered dead", "-wt")
+    client_timeout_seconds: float = setting(30.0, "a client silent this long is considered gone", "-ct")
+    max_task_retries: int = setting(3, "a task whose worker died this many times while running it fails", "-mtr")
+    no_worker_grace_seconds: float = setting(30.0, "a task no connected worker can run fails after this long",
+                                             "-nwg")
+    protected: bool = setting(True, "refuse shutdown requests from clients", "-p")
+    adapter_webhook_url: str = setting("", "worker adapter to ask for workers while tasks queue "
+                                       "(e.g. http://127.0.0.1:8080)", "-awu")
+    adapter_idle_seconds: float = setting(10.0, "release an adapter's worker group idle this long", "-ais")
+    graph_frontier: str = setting("auto", "how graph nodes release their dependents: GraphBLAS sparse products, "
+                                  "pure Python, or auto (GraphBLAS for big graphs)", "-gf",
+                                  choices=("auto", "python", "graphblas"))
+
+
+@dataclasses.dataclass
+class WorkerSettings:
+    """What each worker process of a cluster (or of an adapter's worker group) runs with."""
+
+    heartbeat_interval_seconds: float = setting(1.0, "how often workers send heartbeats", "-hi")
+    death_timeout_seconds: float = setting(30.0, "workers exit when the scheduler is silent this long", "-dt")
+    task_timeout_seconds: float = setting(0.0, "stop a task running longer than this (0: never)", "-tt")
+    memory_limit_bytes: int = setting(0, "stop a task whose worker grows past this RSS (0: no limit)", "-wml",
+                                      key="worker_memory_limit_bytes")
+    object_cache_bytes: int = setting(256 * 1024 * 1024, "bytes of fetched objects a worker keeps", "-ocb")
+    capabilities: Dict[str, int] = setting(None, 'capabilities of each worker, e.g. "gpu,linux,cpu=8"', "-pwc",
+                                           key="per_worker_capabilities", parse=parse_capabilities,
+                                           text_default="", factory=dict)
+    keys: Any = internal("CurveZMQ keys towards the scheduler and the object storage", factory=_no_keys)
+    preload: str = setting("", 'run "package.module:function(args)" once in each worker before its first task; '
+                           "a failing preload stops that worker", "-pl")
+
+    def __post_init__(self):
+        if self.capabilities is None:  # the old constructor's spelling of "none"
+            self.capabilities = {}
+
+
+@dataclasses.dataclass
+class ClusterSettings:
+    """The supervisor of a cluster; its workers take WorkerSettings."""
+
+    num_of_workers: int = setting(0, "number of worker processes (default: number of cores)", "-n")
+    event_loop: str = setting("builtin", "accepted for compatibility; workers do not use asyncio", "-el",
+                              choices=EVENT_LOOPS)
+
+
+@dataclasses.dataclass
+class NativeWorkerAdapterSettings:
+    """The adapter's HTTP service; the workers it starts take WorkerSettings."""
+
+    host: str = setting("127.0.0.1", "interface of the HTTP service", "-H")
+    port: int = setting(8080, "port of the HTTP service", "-p")
+    workers_per_group: int = setting(1, "workers started per request", "-wpg")
+    max_worker_groups: int = setting(0, "most groups at once (0: number of cores, -1: no limit)", "-mwg")
+
+
+@dataclasses.dataclass
+class ObjectStorageSettings:
+    get_wait_seconds: float = setting(60.0, "a get for an object that has not arrived yet waits this long for its "
+                                      "writer", "-gws")
+
+
+@dataclasses.dataclass
+class ClientSettings:
+    """Client's keyword defaults (a client has no command line)."""
+
+    profiling: bool = setting(False, "measure each task's duration, CPU time and peak memory")
+    timeout_seconds: float = setting(60.0, "fail the connection, and pending futures, after this long without an "
+                                     "answer from the scheduler")
+    heartbeat_interval_seconds: float = setting(1.0, "how often the client tells the scheduler it is alive")
+    stream_output: bool = setting(False, "forward the prints of tasks to this process's stdout/stderr")
+
+
+@dataclasses.dataclass
+class TopSettings:
+    timeout: int = setting(5, "seconds without a status message before the view says so", "-t")
+
+
+@dataclasses.dataclass
+class WebUISettings:
+    web_host: str = setting("127.0.0.1", "interface the web server binds to", "-wh")
+    web_port: int = setting(8081, "port of the web server", "-p", aliases=("--port",))
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One flag and TOML key, as derived from a settings field."""
+
+    name: str                      # TOML key; the flag is --name-with-dashes
+    type: type
+    default: Any                   # as the command line and TOML give it (text for parsed fields, lists)
+    help: str
+    short: Optional[str] = None
+    choices: Optional[Sequence] = None
+    aliases: Sequence[str] = ()    # more long flags, e.g. the reference's spelling
+    field: str = ""                # the dataclass field it sets
+    parse: Optional[Callable[[str], Any]] = None
+
+
+def field_default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def _option(field: dataclasses.Field) -> Option:
+    meta = field.metadata
+    if meta["parse"] is not None:
+        default = meta["text_default"]
+    else:
+        default = field_default(field)
+        if isinstance(default, tuple):
+            default = list(default)  # what nargs="+" and a TOML array give
+    return Option(meta["key"] or field.name, type(default), default, meta["help"], meta["short"], meta["choices"],
+                  meta["aliases"], field.name, meta["parse"])
+
+
+def options(cls) -> List[Option]:
+    """The flags and TOML keys of a settings class, in field order."""
+    return [_option(field) for field in dataclasses.fields(cls) if field.metadata.get("option")]
+
+
+def combo_default(cls, key: str) -> Any:
+    """SchedulerClusterCombo's default for the keyword that sets option `key` of `cls`."""
+    for field in dataclasses.fields(cls):
+        if field.metadata.get("option") and (field.metadata["key"] or field.name) == key:
+            if field.metadata["combo"] is not dataclasses.MISSING:
+                return field.metadata["combo"]
+            option = _option(field)
+            return tuple(option.default) if isinstance(option.default, list) else option.default
+    raise KeyError(f"{cls.__name__} has no option {key!r}")
+
+
+class SettingsError(ValueError):
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def settings_from(cls, values: Mapping[str, Any], **fields: Any):
+    """`cls` built from a mapping keyed by option names (parsed flags, combo keywords).
+
+    Keys of other components are ignored; options missing from `values` keep their defaults; a
+    text value of a parsed field (capabilities) is parsed, raising SettingsError. `fields` sets
+    fields by name, internal ones included."""
+    arguments = {}
+    for option in options(cls):
+        if option.name not in values:
+            continue
+        value = values[option.name]
+        if option.parse is not None and isinstance(value, str):
+            try:
+                value = option.parse(value)
+            except ValueError as error:
+                raise SettingsError(option.name, str(error)) from None
+        elif isinstance(value, list) and option.type is list:
+            value = tuple(value)
+        arguments[option.field] = value
+    arguments.update(fields)
+    return cls(**arguments)
