@@ -304,6 +304,32 @@ def test_done_callback_runs_on_cancel(executor, gate):
     assert seen == [queued[-1]] and seen[0].cancelled()
 
 
+def test_a_queued_future_is_pending_and_a_started_one_running(executor, gate):
+    running = occupy_all_workers(executor, gate)
+    poll_until(lambda: len(helpers.started_markers(gate.path)) == len(running))
+    poll_until(lambda: all(future.running() for future in running))
+    queued = [executor.submit(helpers.square, x) for x in range(10)]
+    assert not queued[-1].running() and not queued[-1].done()
+    assert not running[0].cancel() and running[0].running()
+    gate.open()
+    assert [future.result(timeout=RESULT_LIMIT) for future in queued] == [x * x for x in range(10)]
+    wait(running, timeout=RESULT_LIMIT)
+    assert not any(future.running() for future in queued + running)
+
+
+def test_a_cancelled_future_completes_wait_and_as_completed(executor, gate):
+    occupy_all_workers(executor, gate)
+    queued = [executor.submit(helpers.square, x) for x in range(10)]
+    seen = []
+    queued[-1].add_done_callback(lambda future: seen.append(future.cancelled()))
+    assert queued[-1].cancel()
+    assert seen == [True]
+    gate.open()  # the process pool tells waiters of a cancel only when the call would have been sent
+    done, not_done = wait(queued[-1:], timeout=RESULT_LIMIT)
+    assert done == {queued[-1]} and not not_done
+    assert list(as_completed(queued[-1:], timeout=RESULT_LIMIT)) == queued[-1:]
+
+
 # --- shutdown ------------------------------------------------------------------------
 
 
