@@ -19,14 +19,16 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EVENT_LOOPS = ("builtin", "uvloop")
 
 
-def setting(default: Any, help: str, short: Optional[str] = None, *, choices: Optional[Sequence] = None,
-            aliases: Sequence[str] = (), key: Optional[str] = None, parse: Optional[Callable[[str], Any]] = None,
-            text_default: Optional[str] = None, combo: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+def setting(default: Any = dataclasses.MISSING, help: str = "", short: Optional[str] = None, *,
+            choices: Optional[Sequence] = None, aliases: Sequence[str] = (), key: Optional[str] = None,
+            parse: Optional[Callable[[str], Any]] = None, text_default: Optional[str] = None,
+            combo: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
     """A field that is also a command-line flag and a TOML key.
 
     `key` names the flag and TOML key when they differ from the field (the reference's spelling).
     A field whose value is parsed from text (`parse`) has `text_default` as its flag's default.
-    `combo` is SchedulerClusterCombo's default where it deliberately differs from the tools'."""
+    `combo` is SchedulerClusterCombo's default where it deliberately differs from the tools'.
+    `factory` replaces `default` for a mutable default, as in dataclasses.field."""
     metadata = {"help": help, "short": short, "choices": tuple(choices) if choices else None,
                 "aliases": tuple(aliases), "key": key, "parse": parse, "text_default": text_default,
                 "combo": combo, "option": True}
@@ -122,7 +124,7 @@ class WorkerSettings:
     memory_limit_bytes: int = setting(0, "stop a task whose worker grows past this RSS (0: no limit)", "-wml",
                                       key="worker_memory_limit_bytes")
     object_cache_bytes: int = setting(256 * 1024 * 1024, "bytes of fetched objects a worker keeps", "-ocb")
-    capabilities: Dict[str, int] = setting(None, 'capabilities of each worker, e.g. "gpu,linux,cpu=8"', "-pwc",
+    capabilities: Dict[str, int] = setting(help='capabilities of each worker, e.g. "gpu,linux,cpu=8"', short="-pwc",
                                            key="per_worker_capabilities", parse=parse_capabilities,
                                            text_default="", factory=dict)
     keys: Any = internal("CurveZMQ keys towards the scheduler and the object storage", factory=_no_keys)
