@@ -28,7 +28,8 @@ def worker_id(n):
 def state(request, monkeypatch):
     # every batch as a sparse product, however small, so that path is what these tests exercise
     monkeypatch.setattr(GraphBLASFrontier, "SPARSE_MIN_BATCH", 1)
-    state = SchedulerState(SchedulerSettings(object_storage_address="tcp://127.0.0.1:1", graph_frontier=request.param))
+    state = SchedulerState(SchedulerSettings(object_storage_address="tcp://127.0.0.1:1", graph_frontier=request.param),
+                           validate=True)
     state.on_message(CLIENT, protocol.ClientHello(), now=0.0)
     return state
 

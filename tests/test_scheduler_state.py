@@ -18,7 +18,9 @@ def worker_id(n):
 
 def make_state(**settings):
     policy = settings.pop("policy", None)
-    return SchedulerState(SchedulerSettings(object_storage_address="tcp://127.0.0.1:1", **settings), policy)
+    # validate: every step recounts the counters from the records (see lifecycle.check_invariants)
+    return SchedulerState(SchedulerSettings(object_storage_address="tcp://127.0.0.1:1", **settings), policy,
+                          validate=True)
 
 
 def hello(state, n, capabilities=None, now=0.0):

@@ -17,6 +17,7 @@ from scaler_core import protocol
 from scaler_core.errors import GraphError
 from scaler_core.graph_ids import node_task_id, split_node_task_id
 from scaler_core.scheduler.graph_table import GraphTable
+from scaler_core.scheduler.lifecycle import Event, finish_event
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
 from scaler_core.scheduler.records import TaskRecord, TaskState
 from scaler_core.serialization import dumps_exception
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 class GraphTasks:
-    """Mixin for SchedulerState: needs tasks, graphs, clients, ready, outbox, counts, pending."""
+    """Mixin for SchedulerState: needs tasks, graphs, clients, ready, outbox and the lifecycle's moves."""
 
     def _on_GraphSubmit(self, sender, message, now):
         client = self._client(sender)
@@ -40,7 +41,7 @@ class GraphTasks:
             return
         self.graphs[graph.graph_id] = graph
         client.graphs[graph.graph_id] = None
-        self.pending += graph.n
+        self._shift(TaskState.NEW, Event.ADMIT, graph.n)
 
     def _refuse_graph(self, client_id: bytes, message, error: GraphError) -> None:
         """Fail every node the client asked for, so no future waits for a graph we will not run."""
@@ -85,7 +86,7 @@ class GraphTasks:
         graph.queued_entry = (graph,)  # a fresh object: an older entry of this graph becomes stale
         graph.queued_key = key
         self.ready.push(-key, graph.queued_entry)
-        self._dispatch_needed = True
+        self._dispatch_needed = True  # the graph's nodes became ready inside its table: no move of ours says so
 
     def _materialize_next(self, graph: GraphTable, entry) -> None:
         """The graph's entry reached the front of the queue: its best node becomes a queued record."""
@@ -95,7 +96,7 @@ class GraphTasks:
         index = graph.pop_ready()
         if index is not None:
             record = TaskRecord(graph.task_for(index))
-            record.state = TaskState.QUEUED  # already counted in `pending` since the graph arrived
+            record.state = self._shift(TaskState.HELD, Event.MATERIALIZE)
             record.graph, record.node = graph, index
             graph.materialized[index] = record
             self.tasks[record.task_id] = record
@@ -109,30 +110,25 @@ class GraphTasks:
         if status != "success":
             for descendant in graph.descendants(index):
                 self._settle_graph_node(graph, descendant, status, value, False, None, notify_client, None)
-        self._dirty_graphs[graph] = None
-        self._dispatch_needed = True
+        self._dirty_graphs[graph] = None  # applied at the next dispatch round, which the outcome asked for
 
     def _settle_graph_node(self, graph, index, status, value, stored, profiling, notify_client, report) -> None:
         if graph.is_done(index):
             return
         record = graph.materialized.pop(index, None)
         if record is None:
-            self.pending -= 1  # never left the table: it was waiting or queued
+            done = self._shift(TaskState.HELD, finish_event(status))
         else:
-            if record.state in (TaskState.WAITING, TaskState.QUEUED):
-                self.pending -= 1
-            record.state = TaskState.DONE
+            done = record.state = self._shift(record.state, finish_event(status))
             del self.tasks[record.task_id]
-        success = status == "success"
-        graph.mark_done(index, success, None if stored else value, stored)
-        self.counts["succeeded" if success else "cancelled" if status == "cancelled" else "failed"] += 1
-        if graph.requested[index] and notify_client and graph.client_id in self.clients:
-            task_id = node_task_id(graph.graph_id, index)
-            if report is None or report.task_id != task_id:
-                report = protocol.TaskResult(
-                    task_id=task_id, status=status, value=value, stored=stored,
-                    profiling=profiling if profiling is not None else protocol.Profiling())
-            self.outbox.result(graph.client_id, report)
+        # the outcome lives on in the graph's table (for dependents), not in a record
+        gone = self._shift(done, Event.FORGET)
+        if record is not None:
+            record.state = gone
+        graph.mark_done(index, status == "success", None if stored else value, stored)
+        if graph.requested[index]:
+            self._report_outcome(graph.client_id, node_task_id(graph.graph_id, index), True, status, value, stored,
+                                 profiling, notify_client, report)
 
     def _cancel_graph_node(self, graph: GraphTable, index: int) -> None:
         record = graph.materialized.get(index)
@@ -181,16 +177,15 @@ class GraphTasks:
             if graph is None:
                 continue
             graph.dropped = True
-            assigned = 0
+            self._shift(TaskState.HELD, Event.DROP, graph.undone_count() - len(graph.materialized))
             for record in graph.materialized.values():
                 if record.state == TaskState.ASSIGNED:
-                    assigned += 1
                     record.graph = None  # finishes as a plain record; nobody waits for it
                     client.tasks[record.task_id] = None
                     self._cancel(record, notify_client=False)
                 else:
+                    record.state = self._shift(record.state, Event.DROP)
                     del self.tasks[record.task_id]
-            self.pending -= graph.undone_count() - assigned
         client.graphs.clear()
 
     def graph_ready_count(self) -> int:

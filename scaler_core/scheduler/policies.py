@@ -12,6 +12,9 @@ from scaler_core.scheduler.records import TaskRecord, WorkerRecord
 
 class AllocationPolicy:
     name = "base"
+    # True when every worker can run every task: then, once `choose` finds no worker for one task,
+    # it finds none for any (every worker is full), and no task is ever unrunnable for good.
+    uniform = False
 
     def choose(self, task: TaskRecord, workers: Iterable[WorkerRecord]) -> Optional[WorkerRecord]:
         """The least-loaded worker that may run `task` now, or None."""
@@ -45,6 +48,7 @@ class EvenLoadPolicy(AllocationPolicy):
     """Every worker is equal; capabilities are ignored (the reference's `even` policy)."""
 
     name = "even"
+    uniform = True
 
     def choose(self, task, workers):
         return _least_loaded(workers)

@@ -10,12 +10,19 @@ from scaler_core.scheduler.pipeline import in_flight_limit
 
 class TaskState:
     """Plain ints, not an enum: read several times per task on the hot path (an enum member
-    lookup and compare costs 110 ns, a class int 45 ns)."""
+    lookup and compare costs 110 ns, a class int 45 ns). The moves between them are in lifecycle.py.
 
-    WAITING = 0    # graph task whose dependencies are not all done
+    A GraphTable's state column uses WAITING, QUEUED and DONE for its own nodes; to the scheduler
+    every node of a graph without a record is HELD."""
+
+    WAITING = 0    # task whose dependencies are not all done
     QUEUED = 1     # ready, in the scheduler's queue
     ASSIGNED = 2   # sent to a worker (queued there or running)
     DONE = 3       # finished; kept only while dependents still need its result
+    HELD = 4       # graph node without a record, waiting or ready inside its GraphTable
+    NEW = 5        # not yet admitted
+    GONE = 6       # finished and forgotten
+    DROPPED = 7    # its client left before it ran: gone without an outcome
 
 
 class TaskRecord:
@@ -29,7 +36,7 @@ class TaskRecord:
         self.task = task
         self.task_id: bytes = task.task_id  # copies: read on every step of a task's life
         self.client_id: bytes = task.client_id
-        self.state = TaskState.WAITING
+        self.state = TaskState.NEW
         self.worker: Optional[bytes] = None
         self.waiting_on = 0
         self.dependents: List[bytes] = ()  # becomes a list at the first dependent (most tasks have none)

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 from scaler_core import protocol
 from scaler_core.errors import GraphError, NoWorkerError, WorkerDiedError
 from scaler_core.scheduler.graph_tasks import GraphTasks
+from scaler_core.scheduler.lifecycle import FINISHED, Event, TaskLifecycle, finish_event
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
 from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
 from scaler_core.scheduler.ready_queue import ReadyQueue
@@ -24,20 +25,12 @@ from scaler_core.settings import SchedulerSettings  # noqa: F401  (its home befo
 logger = logging.getLogger(__name__)
 
 CLIENT, WORKER, CLUSTER = ord("C"), ord("W"), ord("K")
-_PENDING_STATES = (TaskState.WAITING, TaskState.QUEUED)
-
-ALLOWED_MESSAGES = {
-    CLIENT: (protocol.ClientHello, protocol.TaskBatch, protocol.TaskCancel, protocol.Heartbeat,
-             protocol.ClientDisconnect, protocol.ObjectDelete, protocol.GraphSubmit),
-    WORKER: (protocol.WorkerHello, protocol.ResultBatch, protocol.Heartbeat, protocol.WorkerBlocked,
-             protocol.WorkerDisconnect, protocol.TaskLog, protocol.TaskWarnings, protocol.BalanceResponse,
-             protocol.TaskStarted),
-    CLUSTER: (protocol.WorkerDied, protocol.Heartbeat),
-}
 
 
-class SchedulerState(GraphTasks):
-    def __init__(self, settings: SchedulerSettings, policy: Optional[AllocationPolicy] = None):
+class SchedulerState(GraphTasks, TaskLifecycle):
+    def __init__(self, settings: SchedulerSettings, policy: Optional[AllocationPolicy] = None,
+                 validate: bool = False):
+        """`validate` checks every invariant after each message, tick and dispatch (slow: for tests)."""
         self.settings = settings
         self.policy = policy or EvenLoadPolicy()
         self.tasks: Dict[bytes, TaskRecord] = {}
@@ -48,8 +41,9 @@ class SchedulerState(GraphTasks):
         self.clusters: Dict[bytes, float] = {}  # cluster supervisor -> last heartbeat
         self.ready = ReadyQueue()  # task ids, and (graph,) entries for graphs with ready nodes
         self.outbox = Outbox()
-        self.counts = {"succeeded": 0, "failed": 0, "cancelled": 0}
-        self.pending = 0  # tasks WAITING or QUEUED, kept as they move
+        self._init_lifecycle(validate)
+        self._handlers = {role: {kind: handler.__get__(self) for kind, handler in table.items()}
+                          for role, table in HANDLERS.items()}
         self.stopping = False
         self._dispatch_needed = False
         self._now = 0.0
@@ -60,13 +54,15 @@ class SchedulerState(GraphTasks):
     def on_message(self, sender: bytes, message, frames=(), now: float = 0.0) -> bool:
         """Apply one decoded message; returns False (and changes nothing) when it is refused."""
         self._now = now
-        role = sender[0] if sender else None
-        if not isinstance(message, ALLOWED_MESSAGES.get(role, ())):
+        handlers = self._handlers.get(sender[0] if sender else None)
+        handler = handlers.get(type(message)) if handlers is not None else None
+        if handler is None:
             logger.warning("scheduler: refused %s from %r (not allowed for this peer role)",
                            type(message).__name__, sender[:40])
             return False
-        handler = getattr(self, "_on_" + type(message).__name__)
         handler(sender, message, now)
+        if self.validate:
+            self.check_invariants()
         return True
 
     def on_tick(self, now: float) -> None:
@@ -90,11 +86,15 @@ class SchedulerState(GraphTasks):
             self._remove_client(client.client_id)
         for cluster_id in [c for c, seen in self.clusters.items() if seen < worker_deadline]:
             del self.clusters[cluster_id]
-        self._dispatch_needed = True
+        self._dispatch_needed = True  # waits measured in time (no-worker grace) are judged per round
+        if self.validate:
+            self.check_invariants()
 
     def take_outgoing(self):
         if self._dispatch_needed:
             self._dispatch()
+            if self.validate:
+                self.check_invariants()
         return self.outbox.take()
 
     # --- clients --------------------------------------------------------------------------------
@@ -135,7 +135,6 @@ class SchedulerState(GraphTasks):
             if task.graph_id and self._add_graph_payload(client, task):
                 continue
             self._add_task(client, task)
-        self._dispatch_needed = True
 
     def _on_TaskCancel(self, sender, message, now):
         if self._client(sender) is None:
@@ -150,7 +149,6 @@ class SchedulerState(GraphTasks):
                 node = self._graph_node(task_id)
                 if node is not None and node[0].client_id == sender:
                     self._cancel_graph_node(*node)
-        self._dispatch_needed = True
 
     def _on_ObjectDelete(self, sender, message, now):
         """The client fetched these stored results and no longer needs them."""
@@ -196,7 +194,6 @@ class SchedulerState(GraphTasks):
             if record is not None and record.state == TaskState.DONE:
                 self._forget(record, force=True)
         self.outbox.send(OBJECT_STORAGE, protocol.ObjectDeleteOwner(owner_id=client_id))
-        self._dispatch_needed = True
 
     def shutdown(self, reason: str) -> None:
         """Tell every worker, cluster and client that the scheduler stops."""
@@ -265,7 +262,6 @@ class SchedulerState(GraphTasks):
                 self._finish(record, "cancelled", b"", False, None)
             else:
                 self._enqueue(record)
-        self._dispatch_needed = True
 
     def _on_TaskStarted(self, sender, message, now):
         by_client: Dict[bytes, List[bytes]] = {}
@@ -280,11 +276,10 @@ class SchedulerState(GraphTasks):
                 self.outbox.send(client_id, protocol.TaskStarted(task_ids=task_ids))
 
     def _on_TaskLog(self, sender, message, now):
+        """A task's log line or warnings: forwarded to its owner unchanged, ahead of its result."""
         record = self.tasks.get(message.task_id)
         if record is not None:
             self.outbox.send(record.client_id, message)
-
-    _on_TaskWarnings = _on_TaskLog  # forwarded to the task's owner unchanged, ahead of its result
 
     def _on_ResultBatch(self, sender, message, now):
         worker = self.workers.get(sender)
@@ -298,7 +293,6 @@ class SchedulerState(GraphTasks):
             self._unassign(record, worker)
             worker.record_duration(result.profiling.duration_seconds)
             self._finish(record, result.status, result.value, result.stored, result.profiling, report=result)
-        self._dispatch_needed = True
 
     def _remove_worker(self, worker_id: bytes, returned=frozenset()) -> None:
         worker = self.workers.pop(worker_id, None)
@@ -323,7 +317,7 @@ class SchedulerState(GraphTasks):
                     self._finish(record, "workerDied", dumps_exception(error), False, None)
                     continue
             self._enqueue(record)
-        self._dispatch_needed = True
+        self._dispatch_needed = True  # fewer workers: what can run anywhere at all may have changed
 
     def _unassign(self, record: TaskRecord, worker: WorkerRecord) -> None:
         worker.assigned.pop(record.task_id, None)
@@ -339,7 +333,7 @@ class SchedulerState(GraphTasks):
             return
         record = TaskRecord(task)
         self.tasks[task.task_id] = record
-        self.pending += 1  # a new record starts WAITING
+        record.state = self._shift(record.state, Event.SUBMIT)
         client.tasks[task.task_id] = None
         failure = None
         record.pending_dependents = task.dependent_count
@@ -375,12 +369,9 @@ class SchedulerState(GraphTasks):
             dependency.task_id, dependency.result_inline or b"", dependency.result_stored))
 
     def _enqueue(self, record: TaskRecord) -> None:
-        returned = record.state not in _PENDING_STATES
-        if returned:
-            self.pending += 1  # back from a worker (death, balancing): it keeps its turn
-        record.state = TaskState.QUEUED
+        returned = record.state == TaskState.ASSIGNED  # back from a worker (death, balancing): it keeps its turn
+        record.state = self._shift(record.state, Event.RETURN if returned else Event.READY)
         self.ready.push(record.task.priority, record.task_id, front=returned)
-        self._dispatch_needed = True
 
     def _dispatch(self) -> None:
         self._dispatch_needed = False
@@ -393,6 +384,7 @@ class SchedulerState(GraphTasks):
         deferred = []
         scanned = 0
         ready = self.ready
+        uniform = self.policy.uniform
         while ready and scanned < 10000:
             item = ready.peek()
             if type(item) is not bytes:
@@ -408,7 +400,7 @@ class SchedulerState(GraphTasks):
                 ready.pop()
                 self._assign(record, worker)
                 continue
-            if isinstance(self.policy, EvenLoadPolicy):
+            if uniform:
                 break  # every worker is full: nothing further in the queue can go either
             ready.pop()
             scanned += 1
@@ -455,7 +447,7 @@ class SchedulerState(GraphTasks):
         return True
 
     def _check_unrunnable_when_no_workers(self) -> None:
-        if self.workers or not self.ready or isinstance(self.policy, EvenLoadPolicy):
+        if self.workers or not self.ready or self.policy.uniform:
             return
         for item in list(self.ready):
             record = self.tasks.get(item) if type(item) is bytes else None
@@ -463,8 +455,7 @@ class SchedulerState(GraphTasks):
                 self._fail_if_unrunnable(record, ())
 
     def _assign(self, record: TaskRecord, worker: WorkerRecord) -> None:
-        self.pending -= 1
-        record.state = TaskState.ASSIGNED
+        record.state = self._shift(record.state, Event.ASSIGN)
         record.worker = worker.worker_id
         worker.assigned[record.task_id] = None
         worker.sent += 1
@@ -494,28 +485,21 @@ class SchedulerState(GraphTasks):
         stack = [(record, status, value, stored, profiling)]
         while stack:
             record, status, value, stored, profiling = stack.pop()
-            if record.state == TaskState.DONE:
-                continue
+            if record.state in FINISHED:
+                continue  # reached twice through two failed dependencies
             if record.graph is not None:
                 self._finish_graph_node(record.graph, record.node, status, value, stored, profiling,
                                         notify_client, report)
                 continue
-            if record.state in _PENDING_STATES:
-                self.pending -= 1
-            record.state = TaskState.DONE
+            record.state = self._shift(record.state, finish_event(status))
             record.status = status
-            self.counts["succeeded" if status == "success" else "cancelled" if status == "cancelled" else "failed"] += 1
             if status == "success":
                 record.result_stored = stored
                 record.result_inline = None if stored else value
             else:
                 record.error_value = value
-            if record.task.requested and notify_client and record.client_id in self.clients:
-                if report is None or report.task_id != record.task_id:
-                    report = protocol.TaskResult(
-                        task_id=record.task_id, status=status, value=value, stored=stored,
-                        profiling=profiling if profiling is not None else protocol.Profiling())
-                self.outbox.result(record.client_id, report)
+            self._report_outcome(record.client_id, record.task_id, record.task.requested, status, value, stored,
+                                 profiling, notify_client, report)
             for dependent_id in record.dependents:
                 dependent = self.tasks.get(dependent_id)
                 if dependent is None or dependent.state == TaskState.DONE:
@@ -544,6 +528,7 @@ class SchedulerState(GraphTasks):
         if record.result_stored and (not record.task.requested or record.client_released
                                      or record.client_id not in self.clients):
             self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=[record.task_id]))
+        record.state = self._shift(record.state, Event.FORGET)
         del self.tasks[record.task_id]
         client = self.clients.get(record.client_id)
         if client is not None:
@@ -567,6 +552,35 @@ class SchedulerState(GraphTasks):
         return loads
 
     def task_counts(self) -> Dict[str, int]:
-        """Counts by state, in time proportional to the number of workers (the monitor asks often)."""
-        running = sum(len(worker.assigned) for worker in self.workers.values())
-        return dict(self.counts, pending=self.pending, running=running)
+        """Counts by state, kept as tasks move (the monitor asks often)."""
+        return dict(self.counts, pending=self.pending, running=self.running)
+
+
+# Which messages each kind of peer may send, and the method that handles each.
+HANDLERS = {
+    CLIENT: {
+        protocol.ClientHello: SchedulerState._on_ClientHello,
+        protocol.TaskBatch: SchedulerState._on_TaskBatch,
+        protocol.TaskCancel: SchedulerState._on_TaskCancel,
+        protocol.Heartbeat: SchedulerState._on_Heartbeat,
+        protocol.ClientDisconnect: SchedulerState._on_ClientDisconnect,
+        protocol.ObjectDelete: SchedulerState._on_ObjectDelete,
+        protocol.GraphSubmit: SchedulerState._on_GraphSubmit,
+    },
+    WORKER: {
+        protocol.WorkerHello: SchedulerState._on_WorkerHello,
+        protocol.ResultBatch: SchedulerState._on_ResultBatch,
+        protocol.Heartbeat: SchedulerState._on_Heartbeat,
+        protocol.WorkerBlocked: SchedulerState._on_WorkerBlocked,
+        protocol.WorkerDisconnect: SchedulerState._on_WorkerDisconnect,
+        protocol.TaskLog: SchedulerState._on_TaskLog,
+        protocol.TaskWarnings: SchedulerState._on_TaskLog,  # forwarded to the owner like a log line
+        protocol.BalanceResponse: SchedulerState._on_BalanceResponse,
+        protocol.TaskStarted: SchedulerState._on_TaskStarted,
+    },
+    CLUSTER: {
+        protocol.WorkerDied: SchedulerState._on_WorkerDied,
+        protocol.Heartbeat: SchedulerState._on_Heartbeat,
+    },
+}
+ALLOWED_MESSAGES = {role: tuple(table) for role, table in HANDLERS.items()}
