@@ -172,8 +172,9 @@ def _dask_order(plan: PlannedGraph) -> dict | None:
     if len(plan) > dask.config.get(ORDER_LIMIT_CONFIG_KEY, DEFAULT_ORDER_LIMIT):
         return None
     shapes = {}
-    for node, key in enumerate(plan.keys_by_id):
-        dependencies = plan.dependencies_of(node)
+    keys, indptr, indices = plan.keys_by_id, plan.indptr.tolist(), plan.indices.tolist()
+    for node, key in enumerate(keys):
+        dependencies = [keys[dependency] for dependency in indices[indptr[node]:indptr[node + 1]]]
         shapes[key] = DataNode(key, None) if is_literal(plan[key], dependencies) else _Shape(key, frozenset(dependencies))
     try:
         return order(shapes)
