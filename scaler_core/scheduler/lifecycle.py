@@ -29,7 +29,7 @@ FINISHED = (DONE, GONE, DROPPED)
 
 
 class Event:
-    SUBMIT = 0       # a plain task arrives; it may still wait for dependencies
+    SUBMIT = 0       # a plain task arrives and waits for dependencies (READY or FAIL when it need not)
     ADMIT = 1        # a declared graph arrives: its nodes are held by the graph's table
     READY = 2        # its last dependency finished (or it had none)
     MATERIALIZE = 3  # dispatch reached a held graph node: it becomes a queued record
@@ -47,7 +47,7 @@ STATE_NAMES = {value: name for name, value in vars(TaskState).items() if not nam
 
 # state -> event -> next state
 TRANSITIONS = {
-    NEW: {Event.SUBMIT: WAITING, Event.ADMIT: HELD},
+    NEW: {Event.SUBMIT: WAITING, Event.READY: QUEUED, Event.FAIL: DONE, Event.ADMIT: HELD},
     WAITING: {Event.READY: QUEUED, Event.FAIL: DONE, Event.CANCEL: DONE},
     HELD: {Event.MATERIALIZE: QUEUED, Event.FAIL: DONE, Event.CANCEL: DONE, Event.DROP: DROPPED},
     QUEUED: {Event.ASSIGN: ASSIGNED, Event.FAIL: DONE, Event.CANCEL: DONE, Event.DROP: DROPPED},
@@ -60,7 +60,7 @@ TRANSITIONS = {
 # Work became ready, or a worker's slot came free, or an outcome may release dependents (and a
 # graph's finished nodes are applied in bulk during dispatch): the next round has something to do.
 # MATERIALIZE and ASSIGN happen inside a dispatch round, so they need not ask for another.
-_WAKING_EVENTS = (Event.READY, Event.RETURN, Event.SUCCEED, Event.FAIL, Event.CANCEL)
+_WAKING_EVENTS = (Event.READY, Event.RETURN, Event.SUCCEED, Event.FAIL, Event.CANCEL)  # outcomes among them
 _OUTCOMES = {Event.SUCCEED: "succeeded", Event.FAIL: "failed", Event.CANCEL: "cancelled"}
 FINISH_EVENT = {"success": Event.SUCCEED, "cancelled": Event.CANCEL}  # any other status: FAIL
 
@@ -73,6 +73,7 @@ def _compile():
     steps = [[None] * events for _ in range(states)]
     for state, moves in TRANSITIONS.items():
         for event, target in moves.items():
+            assert event in _WAKING_EVENTS or event not in _OUTCOMES, "_shift counts outcomes of waking moves only"
             steps[state][event] = (target, event in _WAKING_EVENTS, _OUTCOMES.get(event))
     return tuple(tuple(row) for row in steps)
 
@@ -102,17 +103,17 @@ class TaskLifecycle:
 
     def _shift(self, state: int, event: int, n: int = 1) -> int:
         """Move `n` tasks from `state` by `event`; returns their new state (the caller stores it)."""
-        step = _STEPS[state][event]
-        if step is None:
-            raise IllegalTransition(state, event)
-        target, wakes, outcome = step
+        try:
+            target, wakes, outcome = _STEPS[state][event]
+        except (TypeError, IndexError):  # no entry: None does not unpack
+            raise IllegalTransition(state, event) from None
         population = self._population
         population[state] -= n
         population[target] += n
         if wakes:
             self._dispatch_needed = True
-        if outcome is not None:
-            self.counts[outcome] += n
+            if outcome is not None:
+                self.counts[outcome] += n
         return target
 
     @property

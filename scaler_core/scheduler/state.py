@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 from scaler_core import protocol
 from scaler_core.errors import GraphError, NoWorkerError, WorkerDiedError
 from scaler_core.scheduler.graph_tasks import GraphTasks
-from scaler_core.scheduler.lifecycle import FINISHED, Event, TaskLifecycle, finish_event
+from scaler_core.scheduler.lifecycle import FINISH_EVENT, FINISHED, Event, TaskLifecycle
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
 from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
 from scaler_core.scheduler.ready_queue import ReadyQueue
@@ -333,7 +333,6 @@ class SchedulerState(GraphTasks, TaskLifecycle):
             return
         record = TaskRecord(task)
         self.tasks[task.task_id] = record
-        record.state = self._shift(record.state, Event.SUBMIT)
         client.tasks[task.task_id] = None
         failure = None
         record.pending_dependents = task.dependent_count
@@ -356,9 +355,12 @@ class SchedulerState(GraphTasks, TaskLifecycle):
                     dependency.dependents = []  # records start with a shared empty tuple
                 dependency.dependents.append(task.task_id)
                 record.waiting_on += 1
+        # one move from NEW, straight to where the dependencies put it
         if failure is not None:
             self._finish(record, failure[0], failure[1], False, None)
-        elif record.waiting_on == 0:
+        elif record.waiting_on:
+            record.state = self._shift(record.state, Event.SUBMIT)
+        else:
             self._enqueue(record)
 
     @staticmethod
@@ -491,7 +493,7 @@ class SchedulerState(GraphTasks, TaskLifecycle):
                 self._finish_graph_node(record.graph, record.node, status, value, stored, profiling,
                                         notify_client, report)
                 continue
-            record.state = self._shift(record.state, finish_event(status))
+            record.state = self._shift(record.state, FINISH_EVENT.get(status, Event.FAIL))
             record.status = status
             if status == "success":
                 record.result_stored = stored
