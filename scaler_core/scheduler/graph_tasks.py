@@ -17,7 +17,7 @@ from scaler_core import protocol
 from scaler_core.errors import GraphError
 from scaler_core.graph_ids import node_task_id, split_node_task_id
 from scaler_core.scheduler.graph_table import GraphTable
-from scaler_core.scheduler.lifecycle import Event, finish_event
+from scaler_core.scheduler.lifecycle import FINISH_EVENT, Event
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
 from scaler_core.scheduler.records import TaskRecord, TaskState
 from scaler_core.serialization import dumps_exception
@@ -116,10 +116,11 @@ class GraphTasks:
         if graph.is_done(index):
             return
         record = graph.materialized.pop(index, None)
+        event = FINISH_EVENT.get(status, Event.FAIL)
         if record is None:
-            done = self._shift(TaskState.HELD, finish_event(status))
+            done = self._shift(TaskState.HELD, event)
         else:
-            done = record.state = self._shift(record.state, finish_event(status))
+            done = record.state = self._shift(record.state, event)
             del self.tasks[record.task_id]
         # the outcome lives on in the graph's table (for dependents), not in a record
         gone = self._shift(done, Event.FORGET)

@@ -185,8 +185,3 @@ class TaskLifecycle:
 def _expect(condition: bool, message: str) -> None:
     if not condition:
         raise InvariantError(message)
-
-
-def finish_event(status: str) -> int:
-    return FINISH_EVENT.get(status, Event.FAIL)
-

@@ -3,7 +3,9 @@
 ``on_message(sender, message, frames, now)`` and ``on_tick(now)`` feed it; ``take_outgoing()``
 returns ``(destination, message, frames)`` triples to send (``OBJECT_STORAGE`` as destination means
 the object storage server). Peers are told apart by the first byte of their ZeroMQ identity:
-``C`` clients, ``W`` workers, ``K`` cluster supervisors.
+``C`` clients, ``W`` workers, ``K`` cluster supervisors; ``HANDLERS`` (at the end) says which
+messages each may send. Every change of a task's state goes through the lifecycle's table
+(lifecycle.py), which also keeps the counters the monitor reads.
 """
 
 from __future__ import annotations
