@@ -85,7 +85,7 @@ class Client:
         self._connection.welcomed.wait(timeout_seconds + 5)
         if not self._connection.welcomed.is_set() or self._connection.closed.is_set():
             if not self._connection.closed.is_set():
-                self._connection.post("disconnect", False)
+                self._connection.disconnect(False)
             self._connection.join(5)
             self._closed = True
             raise ConnectTimeoutError(f"could not connect to a scheduler at {address} within {timeout_seconds:g}s")
@@ -261,7 +261,7 @@ class Client:
                 future._graph_warnings = graph_warnings
         self._send_tasks([], list(futures.values()))
         dep_indptr, dep_indices = submission.structure
-        self._connection.post("message", protocol.GraphSubmit(
+        self._connection.send(protocol.GraphSubmit(
             graph_id=graph_id, node_count=len(ordered), dependency_offsets=dep_indptr.astype("<i8").tobytes(),
             dependency_indices=dep_indices.astype("<i4").tobytes(), priorities=node_priorities.tobytes(),
             requested=requested.tobytes()))
@@ -291,7 +291,7 @@ class Client:
             obj = SerializedValue(self.serializer.serialize(obj))
         frames = dumps_frames(obj)
         reference = ObjectReference(new_id(), name or "", frames_size(frames))
-        self._connection.post("put", reference.object_id, frames)
+        self._connection.put_object(reference.object_id, frames)
         self._objects[reference.object_id] = reference
         return reference
 
@@ -299,7 +299,7 @@ class Client:
         self._check_open()
         if self._objects.pop(reference.object_id, None) is not None:
             self._cleared.add(reference.object_id)
-            self._connection.post("storage", protocol.ObjectDelete(object_ids=[reference.object_id]))
+            self._connection.send_to_storage(protocol.ObjectDelete(object_ids=[reference.object_id]))
 
     def clear(self) -> None:
         """Cancel every unfinished future of this client and free every object it sent; the
@@ -309,7 +309,7 @@ class Client:
         object_ids, self._objects = list(self._objects), {}
         self._cleared.update(object_ids)
         if object_ids:
-            self._connection.post("storage", protocol.ObjectDelete(object_ids=object_ids))
+            self._connection.send_to_storage(protocol.ObjectDelete(object_ids=object_ids))
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -320,7 +320,7 @@ class Client:
         self._closed = True
         if not self._connection.closed.is_set():
             try:
-                self._connection.post("disconnect", False)
+                self._connection.disconnect(False)
             except SchedulerDiedError:
                 pass
         self._connection.join(10)
@@ -328,7 +328,7 @@ class Client:
     def shutdown(self) -> None:
         """Ask the scheduler to shut down the whole cluster (refused when it is protected)."""
         self._check_open()
-        self._connection.post("disconnect", True)
+        self._connection.disconnect(True)
         self._connection.join(15)
         self._closed = True
         response = self._connection.shutdown_response
@@ -362,7 +362,7 @@ class Client:
         entry = (fn, function_id, _signature_of(fn))
         with self._functions_lock:
             self._functions[id(fn)] = entry  # holding fn keeps its id() from being reused
-        self._connection.post("put", function_id, frames)
+        self._connection.put_object(function_id, frames)
         return entry
 
     def _serializer_entry(self, fn: Callable) -> Tuple[Callable, SerializerCall, Optional[inspect.Signature]]:
@@ -413,7 +413,7 @@ class Client:
         else:
             task.args_stored = True
             task.args_object_id = new_id()
-            self._connection.post("put", task.args_object_id, frames)
+            self._connection.put_object(task.args_object_id, frames)
         for object_id in dict.fromkeys(references):
             # graph nodes' results come as inputs from the scheduler, which has the shape (GraphSubmit)
             if graph_task_ids is None or object_id not in graph_task_ids:
@@ -433,10 +433,10 @@ class Client:
 
     def _cancel_task(self, task_id: bytes, pending_only: bool) -> None:
         # a pending-only cancel keeps the future registered: its result or its cancellation is still to come
-        known = self._connection.futures.get(task_id) if pending_only else self._connection.futures.pop(task_id, None)
+        known = self._connection.futures.get(task_id) if pending_only else self._connection.forget(task_id)
         if known is not None and not self._connection.closed.is_set():
             try:
-                self._connection.post("message", protocol.TaskCancel(task_ids=[task_id], pending_only=pending_only))
+                self._connection.send(protocol.TaskCancel(task_ids=[task_id], pending_only=pending_only))
             except SchedulerDiedError:
                 pass
 
