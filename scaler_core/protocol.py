@@ -283,6 +283,8 @@ def _encode_task_batch(builder, batch: TaskBatch) -> None:
 
 
 def _column(reader, name, count, default):
+    if not reader._has(name):  # an optional column left out: no list reader to build
+        return [default] * count
     values = list(getattr(reader, name))
     if not values:
         return [default] * count
@@ -293,6 +295,8 @@ def _column(reader, name, count, default):
 
 def _ragged(reader, offsets_name, count, *columns):
     """Per-row slices of flattened columns, or None when no row has any entry."""
+    if not reader._has(offsets_name):
+        return None
     offsets = list(getattr(reader, offsets_name))
     if not offsets:
         return None
@@ -390,7 +394,7 @@ def _decode_result_batch(reader) -> ResultBatch:
     task_ids = list(reader.taskIds)
     count = len(task_ids)
     statuses = [_TASK_STATUSES[status.raw] for status in _column(reader, "statuses", count, None)] \
-        if len(reader.statuses) else ["success"] * count
+        if reader._has("statuses") and len(reader.statuses) else ["success"] * count
     values = _column(reader, "values", count, b"")
     stored = _column(reader, "stored", count, False)
     durations = _column(reader, "durationSeconds", count, 0.0)

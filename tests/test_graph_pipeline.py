@@ -20,6 +20,7 @@ from scaler_core.client import graph_order
 from scaler_core.client.graph import GraphSubmission
 from scaler_core.errors import GraphCycleError
 from scaler_dask import get_for
+from scaler_dask.config_forwarding import Configured
 from tests.dask_fakes import RecordingClient
 
 
@@ -160,8 +161,17 @@ def test_a_cycle_is_found_once_and_named(counts):
 
 
 def _engine_graph(plan):
-    """Key -> (task, dependency keys): what the engine receives, independent of node numbering."""
-    return {key: (plan[key], sorted(plan.dependencies_of(node), key=repr)) for node, key in enumerate(plan.keys_by_id)}
+    """Key -> (task, dependency keys): what the engine receives, independent of node numbering.
+
+    The Dask path wraps functions in `Configured` when the process's dask.config differs from its
+    import-time baseline (another test module may have loaded dask.dataframe's defaults); that
+    wrapper is config forwarding's business, not the plan's, so it is looked through here."""
+    def unwrapped(task):
+        fn, args, kwargs = task
+        return (fn.fn if type(fn) is Configured else fn), args, kwargs
+
+    return {key: (unwrapped(plan[key]), sorted(plan.dependencies_of(node), key=repr))
+            for node, key in enumerate(plan.keys_by_id)}
 
 
 @pytest.mark.parametrize("graph, keys", [
