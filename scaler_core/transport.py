@@ -72,6 +72,20 @@ def decode_parts(parts: List[Any]) -> Tuple[Any, List[Any]]:
     return protocol.decode(head_bytes), parts[1:]
 
 
+def decode_routed(parts: List[Any], receiver: str) -> Optional[Tuple[bytes, Any, List[Any]]]:
+    """A ROUTER's input [identity, protocol frame, payload...] -> (sender, message, payload frames);
+    None (with a log line naming `receiver` and the sender) for anything that is not a message."""
+    if len(parts) < 2:
+        return None
+    sender = parts[0].bytes if isinstance(parts[0], zmq.Frame) else parts[0]
+    try:
+        message, frames = decode_parts(parts[1:])
+    except protocol.ProtocolError as error:
+        logger.warning("%s: dropped a malformed message from %r: %s", receiver, sender[:40], str(error)[:200])
+        return None
+    return sender, message, frames
+
+
 def free_tcp_port(host: str = "127.0.0.1") -> int:
     with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))

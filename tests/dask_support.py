@@ -1,4 +1,4 @@
-"""Fixtures for the tests/test_dask_*.py modules (each imports the ones it uses).
+"""Fixtures for the tests/integration/test_dask_*.py modules (each imports the ones it uses).
 
 They build on ``combo`` and ``client`` of tests/conftest.py: one 2-worker
 cluster per test module, checked for leftover processes at session end.

@@ -63,14 +63,10 @@ class ObjectStorageServer:
         self.context.term()
 
     def _handle(self, parts) -> None:
-        if len(parts) < 2:
+        routed = transport.decode_routed(parts, "object storage")
+        if routed is None:
             return
-        sender = parts[0].bytes
-        try:
-            message, frames = transport.decode_parts(parts[1:])
-        except protocol.ProtocolError as error:
-            logger.warning("object storage: dropped a malformed message from %r: %s", sender[:40], str(error)[:200])
-            return
+        sender, message, frames = routed
         kind = type(message)
         if kind is protocol.ObjectPut:
             if not frames:

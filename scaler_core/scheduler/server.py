@@ -37,7 +37,8 @@ BURST_SECONDS = 0.05
 
 class SchedulerServer:
     def __init__(self, address: str, object_storage_address: str, monitor_address: Optional[str],
-                 settings: SchedulerSettings, allocate_policy: str = "even", keys: CurveKeys = CurveKeys()):
+                 settings: SchedulerSettings, allocate_policy: str = SchedulerSettings.allocate_policy,
+                 keys: CurveKeys = CurveKeys()):
         self.address = address
         self.monitor_address = monitor_address
         settings.object_storage_address = object_storage_address
@@ -175,14 +176,10 @@ class SchedulerServer:
             self._loop.call_soon(self._on_router_readable)
 
     def _handle(self, parts, now: float) -> None:
-        if len(parts) < 2:
+        routed = transport.decode_routed(parts, "scheduler")
+        if routed is None:
             return
-        sender = parts[0].bytes
-        try:
-            message, frames = transport.decode_parts(parts[1:])
-        except protocol.ProtocolError as error:
-            logger.warning("scheduler: dropped a malformed message from %r: %s", sender[:40], str(error)[:200])
-            return
+        sender, message, frames = routed
         if frames:
             logger.warning("scheduler: dropped %s from %r carrying unexpected payload frames",
                            protocol.message_name(message), sender[:40])
@@ -259,7 +256,8 @@ def _post_json(url: str, request: dict, timeout: float = 10.0):
 
 
 def run_scheduler(address: str, object_storage_address: str, monitor_address: Optional[str],
-                  settings: SchedulerSettings, allocate_policy: str = "even", event_loop: str = "builtin",
+                  settings: SchedulerSettings, allocate_policy: str = SchedulerSettings.allocate_policy,
+                  event_loop: str = SchedulerSettings.event_loop,
                   keys: CurveKeys = CurveKeys()) -> None:
     """Run a scheduler in this process until it is stopped (signal or accepted remote shutdown)."""
     server = SchedulerServer(address, object_storage_address, monitor_address, settings, allocate_policy, keys)

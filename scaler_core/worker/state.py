@@ -22,6 +22,7 @@ from scaler_core import protocol
 from scaler_core.errors import TaskTimeoutError
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
 from scaler_core.serialization import dumps_exception, dumps_warnings
+from scaler_core.settings import WorkerSettings
 from scaler_core.worker.objects import ObjectCache
 from scaler_core.worker.runner import FunctionCache, Outcome
 
@@ -61,9 +62,9 @@ Instruction = object
 
 @dataclass
 class WorkerLimits:
-    death_timeout_seconds: float = 30.0
-    task_timeout_seconds: float = 0.0
-    memory_limit_bytes: int = 0
+    death_timeout_seconds: float = WorkerSettings.death_timeout_seconds
+    task_timeout_seconds: float = WorkerSettings.task_timeout_seconds
+    memory_limit_bytes: int = WorkerSettings.memory_limit_bytes
 
 
 @dataclass

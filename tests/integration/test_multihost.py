@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-REPO_ROOT = str(Path(__file__).resolve().parents[1])
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
 SCHEDULER_IP = "10.77.0.1"
 SCHEDULER_ADDRESS = f"tcp://{SCHEDULER_IP}:23456"  # fresh namespace: no port can be taken
 MONITOR_ADDRESS = f"tcp://{SCHEDULER_IP}:23458"  # the scheduler's default: port + 2

@@ -12,7 +12,7 @@ from scaler_core import Client, config
 from scaler_core.transport import free_tcp_port
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "examples")
 README_SAMPLES = [
     ("readme_opening.py", ["4.0", "661.4629471031477", "[11, 22, 33]", "[11, 22, 33]"]),

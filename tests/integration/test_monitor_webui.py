@@ -22,7 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # The README's picture is refreshed only on request: a test run must not change tracked files.
-DOCS_SCREENSHOT = pathlib.Path(__file__).resolve().parent.parent / "docs" / "webui.png"
+DOCS_SCREENSHOT = pathlib.Path(__file__).resolve().parents[2] / "docs" / "webui.png"
 UPDATE_DOCS_VARIABLE = "SCALER_UPDATE_DOCS_SCREENSHOT"
 TASKS = 400
 

@@ -122,7 +122,7 @@ def test_killed_client_has_its_tasks_cancelled():
             time.sleep(120)  # until killed
         """)
         victim = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                                  cwd=os.path.dirname(os.path.dirname(__file__)))
+                                  cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         try:
             assert victim.stdout.readline().strip() == "running", "the victim holds the only worker"
             with Client(cluster.address) as survivor:

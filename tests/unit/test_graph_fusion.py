@@ -3,11 +3,9 @@
 import operator
 
 import numpy as np
-import pytest
 
 from scaler_core.client import graph_fusion
 from scaler_core.client.graph import GraphSubmission, convert_legacy_graph
-from tests import helpers_tasks as tasks
 
 
 def chain_graph(length):
@@ -59,24 +57,3 @@ def test_run_chain_evaluates_in_a_loop():
 
     step, _ = dumps_with_references(((KeyRef("p"), KeyRef("p")), {}), lambda obj: graph_fusion.PREVIOUS, True)
     assert graph_fusion.run_chain([abs] + [operator.add] * 5000, (-1,), {}, [step[0]] * 5000) == 2 ** 5000
-
-
-def test_fused_chains_through_a_cluster(client):
-    graph = chain_graph(3000)
-    graph["side"] = (operator.neg, "x1500")
-    assert client.get(graph, keys=["x2999", "side"]) == {"x2999": 3000, "side": -1501}
-
-
-def test_a_failure_inside_a_chain_reaches_its_tail(client):
-    graph = chain_graph(50)
-    graph["x20"] = (tasks.fail, "x19")
-    with pytest.raises(tasks.CustomError):
-        client.get(graph, keys=["x49"])
-
-
-def test_a_step_using_a_stored_object_is_not_fused_and_still_works(client):
-    reference = client.send_object(np.arange(10))
-    graph = chain_graph(10)
-    graph["x5"] = (operator.add, "x4", reference)
-    result = client.get(graph, keys=["x9"])["x9"]
-    assert result.tolist() == (np.arange(10) + 9).tolist()

@@ -10,7 +10,7 @@ from scaler_core.scheduler.lifecycle import (
 from scaler_core.scheduler.policies import CapabilityPolicy, EvenLoadPolicy
 from scaler_core.scheduler.records import TaskState
 from scaler_core.scheduler.state import HANDLERS, SchedulerSettings, SchedulerState
-from tests.test_scheduler_state import CLIENT, hello, make_state, sent, submit, succeed, task, tid, worker_id
+from tests.unit.test_scheduler_state import CLIENT, hello, make_state, sent, submit, succeed, task, tid, worker_id
 
 GRAPH = b"g" * 16
 

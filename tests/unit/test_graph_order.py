@@ -1,17 +1,12 @@
 """Culling and ordering on integer arrays: the GraphBLAS and pure-Python paths agree."""
 
-import operator
 import random
 
 import numpy as np
 import pytest
 
-from scaler_core import GraphCycleError
-from scaler_core.client import graph_order
-from scaler_core.client.graph import convert_legacy_graph
 from scaler_core.client.graph_order import CycleFound, cull_and_order
 
-from tests import helpers_tasks as tasks
 
 PATHS = ["python", "graphblas"]
 
@@ -81,30 +76,3 @@ def test_cycles_are_found_by_both_paths(path):
     with pytest.raises(CycleFound) as info:
         cull_and_order(indptr, indices, [4], force=path)
     assert {1, 2, 3} <= set(info.value.remaining.tolist())
-
-
-@pytest.fixture(params=PATHS)
-def ordering_path(request, monkeypatch):
-    monkeypatch.setattr(graph_order, "GRAPHBLAS_MIN_NODES", 0 if request.param == "graphblas" else 10**12)
-    return request.param
-
-
-def test_graphs_through_the_client_on_each_path(client, ordering_path):
-    graph = {"x0": 1}
-    for n in range(1, 500):
-        graph[f"x{n}"] = (operator.add, f"x{n - 1}", 1)
-    graph["bad"] = (tasks.fail, "x10")
-    graph["after_bad"] = (operator.add, "bad", "x20")
-    assert client.get(graph, keys=["x499", "x250"]) == {"x499": 500, "x250": 251}
-    with pytest.raises(tasks.CustomError):
-        client.get(graph, keys=["after_bad"])
-    with pytest.raises(GraphCycleError) as info:
-        client.get({"a": (operator.neg, "c"), "b": (operator.neg, "a"), "c": (operator.neg, "b")}, keys=["c"])
-    assert set(info.value.cycle) == {"a", "b", "c"}
-
-
-def test_cancel_a_graph_on_each_path(client, ordering_path):
-    graph = {"slow": (tasks.sleep_and_return, 30, 1), "next": (operator.neg, "slow")}
-    futures = client.submit_graph(convert_legacy_graph(graph), ["next", "slow"])
-    assert futures["next"].cancel() and futures["slow"].cancel()
-    assert client.submit(tasks.square, 4).result(timeout=30) == 16

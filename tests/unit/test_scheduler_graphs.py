@@ -1,19 +1,16 @@
 """Declared graphs (GraphSubmit) in the scheduler state machine, on both frontier paths."""
 
-import operator
 import pickle
 
 import numpy as np
 import pytest
 
-from scaler_core import Client, SchedulerClusterCombo, protocol
-from scaler_core.client.graph import convert_legacy_graph
+from scaler_core import protocol
 from scaler_core.errors import GraphError
 from scaler_core.graph_ids import node_task_id
 from scaler_core.scheduler.graph_frontier import GraphBLASFrontier, PythonFrontier, successor_csr
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
 from scaler_core.scheduler.state import SchedulerSettings, SchedulerState
-from tests import helpers_tasks as tasks
 
 CLIENT = b"C|client-1"
 GRAPH = b"g" * 16
@@ -264,33 +261,3 @@ def test_both_frontiers_agree_on_random_dags():
         sorted(frontiers[2].descendants([5]))
     succ_indptr, succ_indices = successor_csr(3000, indptr, indices)
     assert int(succ_indptr[-1]) == len(indices)
-
-
-# --- end to end: a real cluster whose scheduler is forced onto each frontier path ---------------
-
-@pytest.fixture(scope="module", params=PATHS)
-def frontier_client(request):
-    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING", graph_frontier=request.param) as cluster:
-        with Client(cluster.address, timeout_seconds=30) as client:
-            yield client
-
-
-def test_graphs_end_to_end_on_each_frontier(frontier_client):
-    graph = {"x0": 1}
-    for n in range(1, 300):
-        graph[f"x{n}"] = (operator.add, f"x{n - 1}", 1)
-    graph["big"] = (np.ones, 100_000)  # a stored intermediate (above the inline threshold)
-    graph["sum"] = (np.sum, "big")
-    graph["both"] = (operator.add, "sum", "x299")
-    assert frontier_client.get(graph, keys=["both", "x150"]) == {"both": 100_300, "x150": 151}
-    graph["bad"] = (tasks.fail, "x10")
-    graph["after_bad"] = (operator.add, "bad", "x20")
-    with pytest.raises(tasks.CustomError):
-        frontier_client.get(graph, keys=["after_bad"])
-
-
-def test_graph_cancel_end_to_end_on_each_frontier(frontier_client):
-    graph = {"slow": (tasks.sleep_and_return, 30, 1), "next": (operator.neg, "slow")}
-    futures = frontier_client.submit_graph(convert_legacy_graph(graph), ["next", "slow"])
-    assert futures["next"].cancel() and futures["slow"].cancel()
-    assert frontier_client.submit(tasks.square, 4).result(timeout=30) == 16

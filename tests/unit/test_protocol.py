@@ -65,7 +65,7 @@ def test_non_message_struct_cannot_be_encoded_alone():
 def test_protocol_document_covers_every_struct():
     import os
 
-    path = os.path.join(os.path.dirname(__file__), "..", "protocol", "PROTOCOL.md")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "protocol", "PROTOCOL.md")
     text = open(path).read()
     for name in protocol._struct_names_by_id.values():
         assert name in text, f"PROTOCOL.md does not mention {name}"
