@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from typing import List
+from typing import List, Optional
 
 import psutil
 
@@ -61,6 +61,7 @@ class Worker:
         self._stop = False
         self._started: List[bytes] = []  # batched per I/O cycle: all starts go before all results
         self._results: List = []
+        self._loop_error: Optional[BaseException] = None
         self._handlers = {
             protocol.TaskBatch: lambda message, now: self.state.on_tasks(message.tasks),
             protocol.TaskCancel: lambda message, now: self.state.on_cancel(message.task_ids, message.pending_only),
@@ -95,6 +96,8 @@ class Worker:
             with self.lock:
                 self._stop = True
                 self.lock.notify_all()
+        if self._loop_error is not None:
+            raise RuntimeError(f"worker {self.worker_id!r}: its I/O loop crashed") from self._loop_error
         if stop is not None:
             (logger.error if stop.unexpected else logger.info)("worker %r: %s; exiting", self.worker_id, stop.reason)
             if stop.replace:
@@ -207,4 +210,4 @@ class Worker:
             raise TypeError(f"worker: no way to carry out {instruction!r}")
 
     def on_loop_error(self, error: BaseException) -> None:
-        pass  # run() stops the runners; the cluster sees the process end and starts another
+        self._loop_error = error  # run() raises it: the process ends as crashed and is replaced
