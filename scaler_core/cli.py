@@ -1,4 +1,9 @@
-"""Console entry points: scaler_scheduler, scaler_cluster, scaler_object_storage_server, the native adapter."""
+"""Console entry points: scaler_scheduler, scaler_cluster, scaler_object_storage_server, the native adapter,
+scaler_worker_manager and the one-file launcher `scaler` (launcher.py).
+
+Each command parses its options (config.parse) and hands the values to its `run_*` function; the
+launcher checks a whole file the same way and runs each section's `run_*` in a child process
+(run_component), so a section of the file and the command line start exactly the same thing."""
 
 from __future__ import annotations
 
@@ -11,17 +16,17 @@ from typing import Optional, Sequence
 from scaler_core import config
 from scaler_core.logging_setup import setup_logging
 from scaler_core.settings import (
-    ClusterSettings, LoggingSettings, NativeWorkerAdapterSettings, ObjectStorageSettings, SchedulerSettings,
-    SecuritySettings, SettingsError, WorkerSettings, settings_from,
+    WORKER_MANAGER_TYPES, ClusterSettings, LoggingSettings, NativeWorkerAdapterSettings, ObjectStorageSettings,
+    SchedulerSettings, SecuritySettings, SettingsError, WorkerManagerSettings, WorkerSettings, settings_from,
 )
 from scaler_core.transport import parse_tcp_address, shift_port
 
 logger = logging.getLogger(__name__)
 
 
-def _parse(component: str, argv: Optional[Sequence[str]], prog: str):
+def _parse(component: str, argv: Optional[Sequence[str]], prog: str, kind: Optional[str] = None):
     """The parsed options and the checked address; exits with a message on bad input."""
-    values = config.parse(component, argv, prog=prog)
+    values = config.parse(component, argv, prog=prog, kind=kind)
     address = values["address"]
     try:
         parse_tcp_address(address)
@@ -53,10 +58,15 @@ def _logging(values) -> LoggingSettings:
 
 
 def scheduler_main(argv: Optional[Sequence[str]] = None) -> None:
+    values, _ = _parse("scheduler", argv, "scaler_scheduler")
+    run_scheduler_values(values)
+
+
+def run_scheduler_values(values) -> None:
     from scaler_core.launch import ChildProcesses
     from scaler_core.scheduler.server import run_scheduler
 
-    values, address = _parse("scheduler", argv, "scaler_scheduler")
+    address = values["address"]
     keys = _keys(values, server=True, client=False)
     settings = _build(SchedulerSettings, values)
     logging_settings = _logging(values)
@@ -89,9 +99,14 @@ def _worker_settings(values) -> WorkerSettings:
 
 
 def cluster_main(argv: Optional[Sequence[str]] = None) -> None:
+    values, _ = _parse("cluster", argv, "scaler_cluster")
+    run_cluster_values(values)
+
+
+def run_cluster_values(values) -> None:
     from scaler_core.worker.cluster import run_cluster
 
-    values, address = _parse("cluster", argv, "scaler_cluster")
+    address = values["address"]
     cluster = _build(ClusterSettings, values)
     worker_settings = _worker_settings(values)
     logging_settings = _build(LoggingSettings, values)  # run_cluster sets logging up itself
@@ -100,9 +115,14 @@ def cluster_main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 def native_worker_adapter_main(argv: Optional[Sequence[str]] = None) -> None:
+    values, _ = _parse("native_worker_adapter", argv, "scaler_worker_adapter_native")
+    run_native_worker_adapter_values(values)
+
+
+def run_native_worker_adapter_values(values) -> None:
     from scaler_core.adapter.native import NativeWorkerAdapter
 
-    values, address = _parse("native_worker_adapter", argv, "scaler_worker_adapter_native")
+    address = values["address"]
     adapter_settings = _build(NativeWorkerAdapterSettings, values)
     logging_settings = _logging(values)
     worker_settings = _worker_settings(values)
@@ -114,9 +134,104 @@ def native_worker_adapter_main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 def object_storage_main(argv: Optional[Sequence[str]] = None) -> None:
+    values, _ = _parse("object_storage_server", argv, "scaler_object_storage_server")
+    run_object_storage_values(values)
+
+
+def run_object_storage_values(values) -> None:
     from scaler_core.object_storage.server import run_object_storage_server
 
-    values, address = _parse("object_storage_server", argv, "scaler_object_storage_server")
+    address = values["address"]
     keys = _keys(values, server=True, client=False)
     _logging(values)
     run_object_storage_server(address, keys, _build(ObjectStorageSettings, values))
+
+
+def worker_manager_settings(values) -> WorkerManagerSettings:
+    """The manager's own settings, checked beyond their types; raises SettingsError naming the key."""
+    manager = settings_from(WorkerManagerSettings, values)
+    if not manager.worker_manager_id:
+        raise SettingsError("worker_manager_id", "is required (a name for this worker manager)")
+    if manager.mode == "fixed" and manager.max_task_concurrency < 1:
+        raise SettingsError("max_task_concurrency", f"fixed mode starts that many workers: it must be at least 1, "
+                                                    f"got {manager.max_task_concurrency}")
+    if manager.mode == "dynamic" and (manager.max_task_concurrency == 0 or manager.max_task_concurrency < -1):
+        raise SettingsError("max_task_concurrency", f"must be at least 1, or -1 for no limit, got "
+                                                    f"{manager.max_task_concurrency}")
+    if not 0 <= manager.adapter_port <= 65535:
+        raise SettingsError("adapter_port", f"must be a port number (0: any free port), got {manager.adapter_port}")
+    return manager
+
+
+def run_worker_manager_values(values) -> None:
+    from scaler_core.adapter.native import NativeWorkerAdapter
+    from scaler_core.worker.cluster import new_cluster_id, run_cluster
+
+    address = values["address"]
+    try:
+        manager = worker_manager_settings(values)
+    except SettingsError as error:
+        sys.exit(f"error: --{error.key.replace('_', '-')}: {error.reason}")
+    worker_settings = _worker_settings(values)
+    logging_settings = _build(LoggingSettings, values)
+    if manager.mode == "fixed":
+        # the manager's id leads the cluster's identity, so the scheduler's logs and the monitor show whose workers
+        cluster_id = b"K|" + manager.worker_manager_id.encode() + new_cluster_id()[1:]
+        run_cluster(address, manager.max_task_concurrency, worker_settings, logging_settings.logging_level,
+                    logging_settings.logging_paths, cluster_id)
+        return
+    setup_logging(logging_settings.logging_level, logging_settings.logging_paths)
+    adapter = NativeWorkerAdapter(address, 1, manager.max_task_concurrency, worker_settings,
+                                  logging_settings.logging_level, logging_settings.logging_paths)
+    logger.info("worker manager %s (baremetal_native, dynamic): workers start when the scheduler at %s asks",
+                manager.worker_manager_id, address)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    adapter.serve(manager.adapter_host, manager.adapter_port)
+
+
+WORKER_MANAGER_USAGE = ("usage: scaler_worker_manager {" + ",".join(WORKER_MANAGER_TYPES) + "} SCHEDULER_ADDRESS "
+                        "--worker-manager-id ID [--max-task-concurrency N] [--mode fixed|dynamic] [options]\n"
+                        "`scaler_worker_manager baremetal_native -h` lists the options.")
+
+
+def worker_manager_main(argv: Optional[Sequence[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # the type comes first, after at most a --config FILE (upstream accepts both orders)
+    position = 2 if argv[:1] in (["-c"], ["--config"]) else 0
+    kinds = argv[position:position + 1] if len(argv) > position and not argv[position].startswith("-") else []
+    if not kinds or kinds[0] not in WORKER_MANAGER_TYPES:
+        if any(argument in ("-h", "--help") for argument in argv) and not kinds:
+            print(WORKER_MANAGER_USAGE)
+            sys.exit(0)
+        got = f"unknown worker manager type {kinds[0]!r}" if kinds else "a worker manager type is required"
+        sys.exit(f"{WORKER_MANAGER_USAGE}\nscaler_worker_manager: error: {got}; this engine has: "
+                 f"{', '.join(WORKER_MANAGER_TYPES)}")
+    kind = kinds[0]
+    del argv[position]
+    values, _ = _parse("worker_manager", argv, f"scaler_worker_manager {kind}", kind=kind)
+    run_worker_manager_values(values)
+
+
+RUNNERS = {
+    "object_storage_server": run_object_storage_values,
+    "scheduler": run_scheduler_values,
+    "cluster": run_cluster_values,
+    "native_worker_adapter": run_native_worker_adapter_values,
+    "worker_manager": run_worker_manager_values,
+}
+
+
+def run_component(component: str, values) -> None:
+    """What a section of the launcher's file runs as, in its own process."""
+    if component == "webui":
+        from scaler_core.monitor.webui import run_webui
+
+        run_webui(values)
+        return
+    RUNNERS[component](values)
+
+
+def launcher_main(argv: Optional[Sequence[str]] = None) -> None:
+    from scaler_core.launcher import main
+
+    main(argv)

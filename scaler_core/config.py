@@ -4,7 +4,10 @@ The options themselves (default, help, short flag, choices) are fields of the da
 settings.py; this module only groups them per command and reads the command line and the TOML file.
 Precedence: command-line flags > the component's section of the TOML file (--config/-c) >
 built-in defaults. TOML keys are the long flag names with underscores; an unknown key or a value
-of the wrong type is an error naming the key and the file.
+of the wrong type is an error naming the key and the file. The positional address may also come
+from the section, under the key upstream's files use for it (`bind_address` of [scheduler],
+`scheduler_address` of [cluster] and [[worker_manager]], ...): the one-file launcher (launcher.py)
+reads whole files through the same checks.
 """
 
 from __future__ import annotations
@@ -15,18 +18,23 @@ from typing import Any, Dict, List, Optional, Sequence
 import tomllib
 
 from scaler_core.settings import (  # noqa: F401  (parse_capabilities, Option: this module's public names)
-    ClusterSettings, LoggingSettings, NativeWorkerAdapterSettings, ObjectStorageSettings, Option, SchedulerSettings,
-    SecuritySettings, TopSettings, WebUISettings, WorkerSettings, options, parse_capabilities,
+    WORKER_MANAGER_TYPES, ClusterSettings, LoggingSettings, NativeWorkerAdapterSettings, ObjectStorageSettings, Option,
+    SchedulerSettings, SecuritySettings, TopSettings, WebUISettings, WorkerManagerSettings, WorkerSettings, options,
+    parse_capabilities,
 )
 
 
-def _component(section: str, description: str, *classes) -> Dict[str, Any]:
+def _component(section: str, description: str, *classes, address_keys=("address",)) -> Dict[str, Any]:
     component_options = [option for cls in classes for option in options(cls)]
     names = [option.name for option in component_options]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise AssertionError(f"[{section}]: options {duplicated} come from more than one settings class")
-    return {"section": section, "description": description, "classes": classes, "options": component_options}
+    clashing = sorted(set(address_keys) & set(names))
+    if clashing:
+        raise AssertionError(f"[{section}]: {clashing} would name both the address and an option")
+    return {"section": section, "description": description, "classes": classes, "options": component_options,
+            "address_keys": tuple(address_keys)}
 
 
 COMPONENTS: Dict[str, Dict[str, Any]] = {
@@ -34,25 +42,42 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
         "scheduler",
         "Run a scheduler (and, unless --object-storage-address is given, its own object storage at port + 1). "
         "Its monitor stream listens at port + 2 unless --monitor-address is given.",
-        SchedulerSettings, SecuritySettings, LoggingSettings),
+        SchedulerSettings, SecuritySettings, LoggingSettings, address_keys=("bind_address", "scheduler_address")),
     "cluster": _component(
         "cluster", "Run a cluster: N worker processes on this machine, connected to the scheduler.",
-        ClusterSettings, WorkerSettings, SecuritySettings, LoggingSettings),
+        ClusterSettings, WorkerSettings, SecuritySettings, LoggingSettings, address_keys=("scheduler_address",)),
     "top": _component(
         "top", "Live terminal view of a scheduler's monitor stream (address: the scheduler's monitor address).",
-        TopSettings, LoggingSettings),
+        TopSettings, LoggingSettings, address_keys=("monitor_address",)),
     "webui": _component(
         "webui", "Web page with live workers, load, task counts and timelines of a scheduler's monitor stream.",
-        WebUISettings, LoggingSettings),
+        WebUISettings, LoggingSettings, address_keys=("monitor_address",)),
     "native_worker_adapter": _component(
         "native_worker_adapter",
         "Run the native worker adapter: an HTTP service that starts and stops groups of workers on this machine "
         "when the scheduler asks (see scaler_core/adapter/native.py for the interface).",
-        NativeWorkerAdapterSettings, WorkerSettings, SecuritySettings, LoggingSettings),
+        NativeWorkerAdapterSettings, WorkerSettings, SecuritySettings, LoggingSettings,
+        address_keys=("scheduler_address",)),
     "object_storage_server": _component(
         "object_storage_server", "Run an object storage server. It stores pickles for anyone who reaches its port.",
-        ObjectStorageSettings, SecuritySettings, LoggingSettings),
+        ObjectStorageSettings, SecuritySettings, LoggingSettings,
+        address_keys=("bind_address", "object_storage_address")),
+    "worker_manager": _component(
+        "worker_manager",
+        "Run a worker manager of type baremetal_native (upstream Scaler 2.x): workers on this machine for the "
+        "scheduler at SCHEDULER_ADDRESS. --mode fixed starts --max-task-concurrency workers at once and keeps them "
+        "alive, as scaler_cluster -n does. --mode dynamic (the default) starts workers only when the scheduler asks "
+        "for them; until a later version replaces it, this runs the native worker adapter "
+        "(scaler_worker_adapter_native) with one worker per group and at most --max-task-concurrency groups, so "
+        "the scheduler must be started with --adapter-webhook-url http://ADAPTER_HOST:ADAPTER_PORT (the `scaler` "
+        "launcher sets that up itself).",
+        WorkerManagerSettings, WorkerSettings, SecuritySettings, LoggingSettings, address_keys=("scheduler_address",)),
 }
+
+# The launcher's [gui] is upstream scaler_gui's name for the web UI's section.
+SECTION_ALIASES = {"gui": "webui"}
+# An array of tables, one process each; `type` picks the kind.
+ARRAY_SECTIONS = {"worker_manager": "type"}
 
 
 def _flag(option: Option) -> List[str]:
@@ -62,11 +87,18 @@ def _flag(option: Option) -> List[str]:
     return flags
 
 
+def _section_title(section: str) -> str:
+    if section in ARRAY_SECTIONS:
+        return f"[[{section}]]"
+    return f"[{section}]"
+
+
 def build_parser(component: str, prog: Optional[str] = None) -> argparse.ArgumentParser:
     spec = COMPONENTS[component]
     parser = argparse.ArgumentParser(
         prog=prog, description=spec["description"], argument_default=argparse.SUPPRESS,
-        epilog=f"Every option can also be set in the [{spec['section']}] section of the --config TOML file, "
+        epilog=f"Every option can also be set in the {_section_title(spec['section'])} section of the --config TOML "
+               "file, "
                "under its long name with underscores (e.g. --logging-level -> logging_level).")
     parser.add_argument("address", nargs="?", help="address to listen on / connect to, tcp://HOST:PORT")
     parser.add_argument("-c", "--config", help="TOML configuration file")
@@ -82,7 +114,7 @@ def build_parser(component: str, prog: Optional[str] = None) -> argparse.Argumen
 
 
 def _check_toml_value(option: Option, value: Any, path: str, section: str) -> Any:
-    where = f"key {option.name!r} in section [{section}] of {path}"
+    where = f"key {option.name!r} in section {section} of {path}"
     if option.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if option.type is list and isinstance(value, str):
@@ -97,42 +129,99 @@ def _check_toml_value(option: Option, value: Any, path: str, section: str) -> An
     return value
 
 
-def load_toml_section(component: str, path: str) -> Dict[str, Any]:
-    spec = COMPONENTS[component]
-    section = spec["section"]
+def read_toml(path: str) -> Dict[str, Any]:
     try:
         with open(path, "rb") as file:
-            document = tomllib.load(file)
+            return tomllib.load(file)
     except FileNotFoundError:
         raise ValueError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"config file {path} is a directory") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"config file {path} is not valid TOML: {error}") from None
-    values = document.get(section, {})
+
+
+def check_table(component: str, values: Any, path: str, section: Optional[str] = None) -> Dict[str, Any]:
+    """One TOML table of `component`, checked: option names to values, and "address" when it names one.
+
+    `section` is how errors name the table (e.g. "[[worker_manager]] #2"). The discriminator key of an
+    array section (`type`) is the caller's to read; it is accepted here."""
+    spec = COMPONENTS[component]
+    section = section or f"[{spec['section']}]"
     if not isinstance(values, dict):
-        raise ValueError(f"[{section}] in {path} must be a table")
+        raise ValueError(f"{section} in {path} must be a table")
     known = {option.name: option for option in spec["options"]}
-    checked = {}
+    discriminator = ARRAY_SECTIONS.get(spec["section"])
+    checked: Dict[str, Any] = {}
+    address_key = None
     for key, value in values.items():
+        if key == discriminator:
+            continue
+        if key in spec["address_keys"]:
+            if address_key is not None:
+                raise ValueError(f"keys {address_key!r} and {key!r} in section {section} of {path} both set the "
+                                 "address; keep one")
+            if not isinstance(value, str):
+                raise ValueError(f"key {key!r} in section {section} of {path} must be of type str, got "
+                                 f"{type(value).__name__} {value!r}")
+            address_key = key
+            checked["address"] = value
+            continue
         if key not in known:
-            raise ValueError(f"unknown key {key!r} in section [{section}] of {path}; known keys: {sorted(known)}")
+            raise ValueError(f"unknown key {key!r} in section {section} of {path}; known keys: "
+                             f"{sorted(set(known) | set(spec['address_keys']))}")
         checked[key] = _check_toml_value(known[key], value, path, section)
     return checked
 
 
-def parse(component: str, argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> Dict[str, Any]:
-    """Defaults, then the TOML section, then command-line flags. Exits with a message on bad input."""
+def _array_entry(component: str, document: Dict[str, Any], path: str, kind: Optional[str]) -> Dict[str, Any]:
+    """The one entry of an array section (e.g. [[worker_manager]]) whose discriminator is `kind`."""
+    section = COMPONENTS[component]["section"]
+    discriminator = ARRAY_SECTIONS[section]
+    entries = document.get(section, [])
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list):
+        raise ValueError(f"[[{section}]] in {path} must be an array of tables")
+    matching = [entry for entry in entries if not isinstance(entry, dict) or entry.get(discriminator, kind) == kind]
+    if not matching:
+        return {}
+    if len(matching) > 1:
+        raise ValueError(f"{len(matching)} [[{section}]] entries with {discriminator} = {kind!r} in {path}; "
+                         "this command runs one (the `scaler` launcher runs them all)")
+    return check_table(component, matching[0], path, f"[[{section}]] ({discriminator} = {kind!r})")
+
+
+def load_toml_section(component: str, path: str, kind: Optional[str] = None) -> Dict[str, Any]:
+    section = COMPONENTS[component]["section"]
+    document = read_toml(path)
+    if section in ARRAY_SECTIONS:
+        return _array_entry(component, document, path, kind)
+    return check_table(component, document.get(section, {}), path)
+
+
+def defaults(component: str) -> Dict[str, Any]:
+    return {option.name: list(option.default) if option.type is list else option.default
+            for option in COMPONENTS[component]["options"]}
+
+
+def parse(component: str, argv: Optional[Sequence[str]] = None, prog: Optional[str] = None,
+          kind: Optional[str] = None) -> Dict[str, Any]:
+    """Defaults, then the TOML section, then command-line flags. Exits with a message on bad input.
+
+    `kind` picks the entry of an array section ([[worker_manager]] of type `kind`)."""
     parser = build_parser(component, prog)
     arguments = vars(parser.parse_args(argv))
-    settings = {option.name: list(option.default) if option.type is list else option.default
-                for option in COMPONENTS[component]["options"]}
+    settings = defaults(component)
     config_path = arguments.pop("config", None)
     if config_path:
         try:
-            settings.update(load_toml_section(component, config_path))
+            settings.update(load_toml_section(component, config_path, kind))
         except ValueError as error:
             parser.error(str(error))
     settings.update(arguments)
     settings.setdefault("address", None)
     if not settings["address"]:
-        parser.error("an address (tcp://HOST:PORT) is required")
+        keys = " or ".join(COMPONENTS[component]["address_keys"])
+        parser.error(f"an address (tcp://HOST:PORT) is required, on the command line or as {keys} in the TOML file")
     return settings

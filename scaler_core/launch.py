@@ -79,6 +79,10 @@ class ChildProcesses:
         return self._start(run_cluster, "cluster", scheduler_address, n_workers, settings, logging_level,
                            tuple(logging_paths), cluster_id)
 
+    def start(self, function, name: str, *args) -> subprocess.Popen:
+        """Any picklable `function(*args)` in a child of this process (the launcher's sections)."""
+        return self._start(function, name, *args)
+
     def stop(self, process: subprocess.Popen, timeout: float = 5.0) -> None:
         """Stop one child started here."""
         if process in self._children:

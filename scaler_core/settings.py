@@ -4,7 +4,7 @@ A field's metadata carries what the command line and the TOML file need: its hel
 choices, extra long flags, and, where the flag is spelled differently from the field, its key.
 config.py derives flags, TOML keys, type checks and help from these classes; the command-line tools
 and SchedulerClusterCombo build them with `settings_from`; Client and the combo take their keyword
-defaults from them. tests/test_settings.py checks that all of these still agree.
+defaults from them. tests/unit/test_settings.py checks that all of these still agree.
 
 Only the standard library is imported here: the scheduler's state machine and the monitoring tools
 load this module, and they must not pull in sockets.
@@ -13,6 +13,7 @@ load this module, and they must not pull in sockets.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -155,6 +156,34 @@ class NativeWorkerAdapterSettings:
     max_worker_groups: int = setting(0, "most groups at once (0: number of cores, -1: no limit)", "-mwg")
 
 
+WORKER_MANAGER_TYPES = ("baremetal_native",)
+WORKER_MANAGER_MODES = ("dynamic", "fixed")
+
+
+@dataclasses.dataclass
+class WorkerManagerSettings:
+    """A worker manager (upstream 2.x): `fixed` keeps N workers alive as a cluster does; `dynamic` lets the
+    scheduler ask for them through today's native worker adapter (an HTTP service the scheduler calls)."""
+
+    worker_manager_id: str = setting("", "name of this worker manager (required)", "-wmi")
+    # upstream's default: leave a core for the scheduler and the other services of the machine
+    max_task_concurrency: int = setting(max(1, (os.cpu_count() or 2) - 1),
+                                        "fixed: the number of workers; dynamic: the most workers at once "
+                                        "(-1: no limit)", "-mtc", aliases=("--num-of-workers",))
+    mode: str = setting("dynamic", "fixed: start max_task_concurrency workers now and keep them alive; dynamic: "
+                        "start workers when the scheduler asks (the scheduler needs --adapter-webhook-url "
+                        "http://ADAPTER_HOST:ADAPTER_PORT; `scaler` wires that itself)", "-m",
+                        choices=WORKER_MANAGER_MODES)
+    adapter_host: str = setting("127.0.0.1", "dynamic mode: interface of the HTTP service the scheduler calls",
+                                "-ah")
+    adapter_port: int = setting(0, "dynamic mode: port of that HTTP service (0: a free port, logged at start)",
+                                "-apt")
+    object_storage_address: str = setting("", "accepted for upstream's files; workers here learn the object storage "
+                                          "address from the scheduler", "-osa")
+    event_loop: str = setting("builtin", "accepted for compatibility; workers do not use asyncio", "-el",
+                              choices=EVENT_LOOPS)
+
+
 @dataclasses.dataclass
 class ObjectStorageSettings:
     get_wait_seconds: float = setting(60.0, "a get for an object that has not arrived yet waits this long for its "
@@ -181,6 +210,8 @@ class TopSettings:
 class WebUISettings:
     web_host: str = setting("127.0.0.1", "interface the web server binds to", "-wh")
     web_port: int = setting(8081, "port of the web server", "-p", aliases=("--port",))
+    gui_address: str = setting("", "HOST:PORT of the web server, upstream scaler_gui's spelling (when set, it "
+                               "replaces web_host and web_port)", "-ga")
 
 
 @dataclasses.dataclass(frozen=True)

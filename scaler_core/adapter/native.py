@@ -110,7 +110,9 @@ class NativeWorkerAdapter:
                 logger.debug("native adapter: " + args[0], *args[1:])
 
         server = ThreadingHTTPServer((host, port), Handler)
-        logger.info("native adapter: listening on http://%s:%d for scheduler %s", host, port, self.scheduler_address)
+        # the bound port, not the asked one: port 0 means "any free port" and the scheduler needs the real one
+        logger.info("native adapter: listening on http://%s:%d for scheduler %s", host, server.server_address[1],
+                    self.scheduler_address)
         try:
             server.serve_forever()
         finally:

@@ -166,18 +166,31 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    settings = config.parse("webui", argv, prog="scaler_ui")
+    run_webui(config.parse("webui", argv, prog="scaler_ui"))
+
+
+def _web_endpoint(settings: Dict[str, Any]) -> Tuple[str, int]:
+    if not settings.get("gui_address"):
+        return settings["web_host"], settings["web_port"]
+    host, _, port = settings["gui_address"].rpartition(":")
+    if not host or not port.isdigit():
+        sys.exit(f"scaler_ui: --gui-address must look like HOST:PORT, got {settings['gui_address']!r}")
+    return host, int(port)
+
+
+def run_webui(settings: Dict[str, Any]) -> None:
     setup_logging(settings["logging_level"], settings["logging_paths"])
+    web_host, web_port = _web_endpoint(settings)
     hub = StatusHub(settings["address"])
     try:
         subscriber = StatusSubscriber(settings["address"])
     except ValueError as error:
         sys.exit(f"scaler_ui: {error}")
     try:
-        server = make_server(hub, settings["web_host"], settings["web_port"])
+        server = make_server(hub, web_host, web_port)
     except OSError as error:
         subscriber.close()
-        sys.exit(f"scaler_ui: cannot serve on {settings['web_host']}:{settings['web_port']}: {error}")
+        sys.exit(f"scaler_ui: cannot serve on {web_host}:{web_port}: {error}")
     stop = threading.Event()
     follower = threading.Thread(target=follow_monitor_stream, args=(hub, subscriber, stop), name="monitor-stream",
                                 daemon=True)
