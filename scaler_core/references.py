@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import CancelledError
+
+from scaler_core.errors import GraphError
+
 
 class KeyRef:
     """Inside the arguments of a graph task: "the value of graph key `key`"."""
@@ -49,3 +53,16 @@ class ObjectReference:
 
     def __reduce__(self):
         return ObjectReference, (self.object_id, self.name, self.size)
+
+
+class MissingInputError(GraphError):
+    """The scheduler does not know a task named as an input: never submitted, or already finished
+    and forgotten. A client that passed a future can recover: by the time this error reaches it, the
+    input's own result has reached it too (the scheduler sent that first), so it sends the value."""
+
+
+class InputCancelledError(CancelledError):
+    """A task's input (a future passed as an argument) was cancelled, so the task could not run.
+
+    A concurrent.futures.CancelledError, raised by the dependent's result(); the dependent itself
+    was not cancelled (its cancelled() is False)."""

@@ -5,8 +5,8 @@ being copied into the pickle stream. Values whose pickled size is at most ``INLI
 inline inside task and result messages; larger ones go to the object storage as a list of frames
 (the pickle stream, then its buffers).
 
-Placeholders inside arguments (references to objects sent with ``send_object`` and to results of
-other graph tasks) are pickled as persistent ids, so the receiving side can resolve them without
+Placeholders inside arguments (references to objects sent with ``send_object``, to results of
+other graph tasks, and futures of the same client) are pickled as persistent ids, so the receiving side can resolve them without
 scanning the arguments.
 """
 
@@ -130,7 +130,14 @@ def _plain_dumps(obj, buffer_callback=None) -> Optional[bytes]:
 
 
 _PLACEHOLDER_MODULE = KeyRef.__module__.encode()  # found in a pickle that holds a placeholder
-_PLACEHOLDER_TYPES = (KeyRef, ObjectReference)
+# A set, looked up by exact type: persistent_id runs for every object pickled, isinstance would cost more.
+_PLACEHOLDER_TYPES = {KeyRef, ObjectReference}
+
+
+def register_placeholder_type(cls: type) -> None:
+    """Objects of exactly `cls` go to the pickler's `reference_of` (the client's futures: registered
+    by their module, which this one must not import)."""
+    _PLACEHOLDER_TYPES.add(cls)
 
 
 def dumps_with_references(obj, reference_of, expect_references: bool = False) -> Tuple[List[Any], List[bytes]]:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import threading
+import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -19,10 +20,10 @@ import numpy as np
 
 from scaler_core import protocol
 from scaler_core.client.connection import ClientConnection
-from scaler_core.client.futures import ScalerFuture, WarningSink
+from scaler_core.client.futures import EncodedResult, ScalerFuture, WarningSink
 from scaler_core.client.graph import GraphSubmission
 from scaler_core.graph_plan import build_plan
-from scaler_core.references import KeyRef, ObjectReference
+from scaler_core.references import InputCancelledError, KeyRef, ObjectReference
 from scaler_core.client.progress import ProgressBar
 from scaler_core.errors import (
     ClientError, ConnectTimeoutError, MissingObjectError, NoSchedulerAddressError, SchedulerDiedError,
@@ -74,6 +75,8 @@ class Client:
         self._functions: Dict[int, Tuple[Callable, bytes, Optional[inspect.Signature]]] = {}
         self._functions_lock = threading.Lock()
         self._objects: Dict[bytes, ObjectReference] = {}
+        # finished futures whose large values were sent again as task inputs -> their object ids
+        self._resent: "weakref.WeakKeyDictionary[ScalerFuture, bytes]" = weakref.WeakKeyDictionary()
         self._cleared: set = set()  # ids of objects this client freed: using them again is an error
         self._closed = False
         if security is None:
@@ -111,46 +114,55 @@ class Client:
 
     # --- tasks ----------------------------------------------------------------------------------
 
-    def submit(self, fn: Callable, /, *args, **kwargs) -> ScalerFuture:
-        """Run fn(*args, **kwargs) on the cluster; returns a concurrent.futures.Future."""
-        return self.submit_verbose(fn, args, kwargs)
+    def submit(self, fn: Callable, /, *args, reserialize: bool = False, **kwargs) -> ScalerFuture:
+        """Run fn(*args, **kwargs) on the cluster; returns a concurrent.futures.Future.
+
+        Futures of this client may be among the arguments, at any depth: the task runs once they
+        are done, with their values. `reserialize=True` pickles `fn` again instead of reusing the
+        copy this client shipped before (for a callable changed in place since)."""
+        return self.submit_verbose(fn, args, kwargs, reserialize=reserialize)
 
     def submit_verbose(self, fn: Callable, args: Sequence = (), kwargs: Optional[Dict[str, Any]] = None,
                        capabilities: Optional[Dict[str, int]] = None, *, notify_start: bool = False,
-                       future_factory: Callable[[bytes, Callable], ScalerFuture] = ScalerFuture) -> ScalerFuture:
+                       future_factory: Callable[[bytes, Callable], ScalerFuture] = ScalerFuture,
+                       reserialize: bool = False) -> ScalerFuture:
         """submit with explicit arguments; `notify_start=True` makes the future RUNNING (and so no
         longer cancellable, as in concurrent.futures) once a worker starts the task.
-        `future_factory(task_id, on_cancel)` makes the future (a ScalerFuture subclass's constructor)."""
+        `future_factory(task_id, on_cancel)` makes the future (a ScalerFuture subclass's constructor).
+        `reserialize` as for submit."""
         self._check_open()
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {fn!r}")
         args, kwargs = tuple(args), dict(kwargs or {})
-        self._check_call(fn, args, kwargs)
+        self._check_call(fn, args, kwargs, reserialize)
         if self.serializer is not None:
             fn, (args, kwargs) = self._serializer_entry(fn)[1], self._serialized_arguments(args, kwargs)
-        function_id = self._function_id(fn)
-        task, future = self._make_task(function_id, args, kwargs, capabilities, future_factory=future_factory)
-        task.notify_start = notify_start
-        self._send_tasks([task], [future])
+        function_id = self._function_id(fn, reserialize)
+        task, future = self._make_task(function_id, args, kwargs, capabilities, future_factory=future_factory,
+                                       notify_start=notify_start)
+        if task is not None:  # None: an input had failed, the future carries its error
+            self._send_tasks([task], [future])
         return future
 
     def map(self, fn: Callable, *iterables: Iterable, capabilities: Optional[Dict[str, int]] = None,
-            progress: bool = False) -> List[Any]:
+            progress: bool = False, reserialize: bool = False) -> List[Any]:
         """Like the builtin map (stops at the shortest iterable), run on the cluster; returns results.
 
-        `progress=True` draws a progress bar on stderr while the results come in."""
+        `progress=True` draws a progress bar on stderr while the results come in. Items may be (or
+        hold) futures of this client. `reserialize` as for submit."""
         if not iterables:
             raise TypeError("map() needs at least one iterable")
-        return self.starmap(fn, zip(*iterables), capabilities=capabilities, progress=progress)
+        return self.starmap(fn, zip(*iterables), capabilities=capabilities, progress=progress,
+                            reserialize=reserialize)
 
     def starmap(self, fn: Callable, iterable: Iterable[Sequence], capabilities: Optional[Dict[str, int]] = None,
-                progress: bool = False) -> List[Any]:
+                progress: bool = False, reserialize: bool = False) -> List[Any]:
         # Every task keeps a future (and its condition) alive until the end: the cyclic collector's
         # passes would rescan all of them again and again while the results come in (measured 1.2 s
         # of 3.7 s at 100k tasks). Submission pauses it; the futures then leave its sight (before it
         # runs again) until the results are in.
         with paused_gc():
-            futures = self.starmap_futures(fn, iterable, capabilities=capabilities)
+            futures = self.starmap_futures(fn, iterable, capabilities=capabilities, reserialize=reserialize)
             thaw = freeze_heap()
         try:
             if progress:
@@ -165,16 +177,17 @@ class Client:
     def starmap_futures(self, fn: Callable, iterable: Iterable[Sequence],
                         capabilities: Optional[Dict[str, int]] = None, *,
                         notify_start: bool = False,
-                        future_factory: Callable[[bytes, Callable], ScalerFuture] = ScalerFuture) -> List[ScalerFuture]:
+                        future_factory: Callable[[bytes, Callable], ScalerFuture] = ScalerFuture,
+                        reserialize: bool = False) -> List[ScalerFuture]:
         """Submit fn(*item) for each item; the function is shipped once for the whole call, the tasks
-        travel in batches. `notify_start` and `future_factory` as for submit_verbose."""
+        travel in batches. `notify_start`, `future_factory` and `reserialize` as for submit_verbose."""
         self._check_open()
         if not callable(fn):
             raise TypeError(f"map needs a callable, got {fn!r}")
         if self.serializer is not None:
             fn = self._serializer_entry(fn)[1]
             iterable = (self._serialized_arguments(tuple(item), {})[0] for item in iterable)
-        function_id = self._function_id(fn)
+        function_id = self._function_id(fn, reserialize)
         futures: List[ScalerFuture] = []
         iterator = iter(iterable)
         # Each task leaves a future (and its condition) alive: with the collector running, its passes
@@ -187,12 +200,12 @@ class Client:
                 tasks, chunk_futures = [], []
                 for item in chunk:
                     task, future = self._make_task(function_id, tuple(item), {}, capabilities,
-                                                   future_factory=future_factory)
-                    task.notify_start = notify_start
-                    tasks.append(task)
-                    chunk_futures.append(future)
+                                                   future_factory=future_factory, notify_start=notify_start)
+                    if task is not None:  # None: an input had failed, the future carries its error
+                        tasks.append(task)
+                        chunk_futures.append(future)
+                    futures.append(future)
                 self._send_tasks(tasks, chunk_futures)
-                futures.extend(chunk_futures)
 
     def cancel(self, futures: Iterable[Future]) -> None:
         for future in futures:
@@ -201,11 +214,12 @@ class Client:
     # --- graphs ---------------------------------------------------------------------------------
 
     def get(self, graph: Dict, keys: Sequence, block: bool = True, capabilities: Optional[Dict[str, int]] = None,
-            progress: bool = False) -> Dict:
+            progress: bool = False, reserialize: bool = False) -> Dict:
         """Compute the Dask-style dict graph and return {key: value} for `keys`.
 
         `block=False` returns {key: future} at once instead. `progress=True` draws a progress bar of
-        the requested keys on stderr."""
+        the requested keys on stderr. `reserialize=True` pickles the graph's functions again rather
+        than reusing copies this client shipped before."""
         if not isinstance(keys, (list, tuple)) or (isinstance(keys, tuple) and keys in graph):
             keys = [keys]
         missing = [key for key in keys if key not in graph]
@@ -220,7 +234,9 @@ class Client:
             if self.serializer is not None:
                 for key, (fn, args, kwargs) in tasks.items():
                     tasks[key] = (self._serializer_entry(fn)[1], *self._serialized_arguments(args, kwargs))
-        futures = self.submit_graph(tasks, list(keys), capabilities=capabilities)
+        # passed only when asked for: subclasses and test doubles override submit_graph without it
+        extra = {"reserialize": True} if reserialize else {}
+        futures = self.submit_graph(tasks, list(keys), capabilities=capabilities, **extra)
         if not block:
             return {key: futures[key] for key in keys}
         if progress:
@@ -233,16 +249,17 @@ class Client:
 
     def submit_graph(self, tasks: Dict[Any, Tuple[Callable, tuple, dict]], keys: Sequence,
                      priorities: Optional[Dict[Any, int]] = None,
-                     capabilities: Optional[Dict[str, int]] = None) -> Dict[Any, ScalerFuture]:
+                     capabilities: Optional[Dict[str, int]] = None,
+                     reserialize: bool = False) -> Dict[Any, ScalerFuture]:
         """Submit a graph of tasks {key: (fn, args, kwargs)} whose arguments may hold KeyRef(other key).
 
         Returns {key: future} for `keys`; every other task is an intermediate freed when its
         dependents are done. Raises GraphError / GraphCycleError before anything runs."""
         self._check_open()
         with paused_gc():  # millions of short-lived acyclic objects: collections would rescan them all
-            return self._submit_graph(tasks, keys, priorities, capabilities)
+            return self._submit_graph(tasks, keys, priorities, capabilities, reserialize)
 
-    def _submit_graph(self, tasks, keys, priorities, capabilities) -> Dict[Any, ScalerFuture]:
+    def _submit_graph(self, tasks, keys, priorities, capabilities, reserialize=False) -> Dict[Any, ScalerFuture]:
         submission = GraphSubmission(tasks, keys, self._reference_of_objects, priorities)
         graph_id = new_id()
         ordered = submission.prepare(graph_id)
@@ -256,6 +273,7 @@ class Client:
         for key in ordered:
             if key in submission.requested:
                 future = futures[key] = ScalerFuture(submission.task_ids[key], self._cancel_task)
+                future._owner = self.client_id
                 if self.serializer is not None:
                     future._serializer = self.serializer
                 future._graph_warnings = graph_warnings
@@ -266,10 +284,16 @@ class Client:
             dependency_indices=dep_indices.astype("<i4").tobytes(), priorities=node_priorities.tobytes(),
             requested=requested.tobytes()))
         batch_tasks = []
+        shipped = set() if reserialize else None  # each function pickled again, once per graph
         for position, key in enumerate(ordered):
             fn, args, kwargs = submission.spec(key)
+            if shipped is not None and id(fn) not in shipped:
+                shipped.add(id(fn))
+                function_id = self._function_id(fn, True)
+            else:
+                function_id = self._function_id(fn)
             task, _ = self._make_task(
-                self._function_id(fn), args, kwargs, capabilities, task_id=submission.task_ids[key],
+                function_id, args, kwargs, capabilities, task_id=submission.task_ids[key],
                 reference_of=submission.reference_of, graph_task_ids=submission.task_id_set,
                 requested=bool(requested[position]), priority=int(node_priorities[position]), graph_id=graph_id,
                 future=False, expect_references=bool(dep_indptr[position + 1] > dep_indptr[position]))
@@ -349,14 +373,20 @@ class Client:
         parent = worker_context.current_task_priority()
         return 0 if parent is None else (parent // NESTED_PRIORITY_STEP + 1) * NESTED_PRIORITY_STEP
 
-    def _function_id(self, fn: Callable) -> bytes:
-        return self._function_entry(fn)[1]
+    def _function_id(self, fn: Callable, reserialize: bool = False) -> bytes:
+        return self._function_entry(fn, reserialize)[1]
 
-    def _function_entry(self, fn: Callable) -> Tuple[Callable, bytes, Optional[inspect.Signature]]:
-        with self._functions_lock:
-            entry = self._functions.get(id(fn))
-            if entry is not None and entry[0] is fn:
-                return entry
+    def _function_entry(self, fn: Callable, reserialize: bool = False) -> Tuple[Callable, bytes, Optional[inspect.Signature]]:
+        """(fn, its function id, its signature), pickled and shipped once per function object.
+
+        `reserialize` (upstream Scaler's meaning) ignores that cached copy: a callable changed in
+        place since (a callable object's attributes, a function's globals or defaults) is pickled
+        again; new content gets a new content id, so workers fetch it instead of their cached copy."""
+        if not reserialize:
+            with self._functions_lock:
+                entry = self._functions.get(id(fn))
+                if entry is not None and entry[0] is fn:
+                    return entry
         frames = dumps_frames(fn)
         function_id = content_id(self.client_id, bytes(frames[0]))
         entry = (fn, function_id, _signature_of(fn))
@@ -375,16 +405,17 @@ class Client:
     def _serialized_arguments(self, args: tuple, kwargs: dict) -> Tuple[tuple, dict]:
         """Arguments under the client's serializer: placeholders stay, the rest go as its bytes."""
         def serialized(value):
-            if isinstance(value, (KeyRef, ObjectReference, SerializedValue)):
+            if isinstance(value, (KeyRef, ObjectReference, SerializedValue, ScalerFuture)):
                 return value
             return SerializedValue(self.serializer.serialize(value))
 
         return tuple(serialized(arg) for arg in args), {name: serialized(value) for name, value in kwargs.items()}
 
-    def _check_call(self, fn: Callable, args: tuple, kwargs: dict) -> None:
+    def _check_call(self, fn: Callable, args: tuple, kwargs: dict, reserialize: bool = False) -> None:
         """A call that cannot bind to fn's parameters fails here, not later on a worker."""
         # the cache of what is shipped: under a serializer that is the wrapper, not fn itself
-        signature = (self._serializer_entry(fn) if self.serializer is not None else self._function_entry(fn))[2]
+        signature = (self._serializer_entry(fn) if self.serializer is not None
+                     else self._function_entry(fn, reserialize))[2]
         if signature is not None:
             try:
                 signature.bind(*args, **kwargs)
@@ -398,16 +429,79 @@ class Client:
             raise MissingObjectError(f"{obj!r} was freed by clear() or clear_object(); send the object again")
         return obj.object_id
 
+    def _reference_of_future(self, future: ScalerFuture, inputs: "_TaskInputs") -> bytes:
+        """The placeholder id of a future among a task's arguments (see _TaskInputs)."""
+        if future._owner != self.client_id:
+            raise ClientError(
+                f"{future!r} belongs to another Client (or to one that has disconnected): a task can take "
+                "as arguments only futures of the client that submits it; pass the value (future.result()) instead")
+        if not future.done():
+            inputs.dependencies[future.task_id] = future
+            return future.task_id
+        if future.cancelled():
+            inputs.fail(InputCancelledError(f"the task's input {future!r} was cancelled"))
+            return future.task_id
+        error = Future.exception(future, 0)  # the base method: no wait, no warnings re-emitted here
+        if error is not None:
+            inputs.fail(error)
+            return future.task_id
+        return self._resent_value(future, inputs)
+
+    def _resent_value(self, future: ScalerFuture, inputs: "_TaskInputs") -> bytes:
+        """A finished future's value, sent with the task: the scheduler forgets a finished task once
+        its result is delivered, so the client, which holds the value, supplies it.
+
+        Small values ride inline in the task; a large one is put in the object storage once per
+        future (under a fresh id: the result's own id may be deleted at any moment now that the
+        client fetched it) and deleted when the future is garbage collected."""
+        object_id = self._resent.get(future)
+        if object_id is not None:
+            inputs.values[object_id] = None
+            return object_id
+        raw = Future.result(future, 0)
+        if type(raw) is EncodedResult:
+            frames = raw.frames
+            if frames is None:  # unpickled already: the frames were let go
+                raw = future._decoded
+                if self.serializer is not None and type(raw) is not SerializedValue:
+                    raw = SerializedValue(self.serializer.serialize(raw))
+                frames = dumps_frames(raw)
+        else:
+            frames = dumps_frames(raw)
+        if len(frames) == 1 and len(frames[0]) <= INLINE_THRESHOLD:
+            inputs.values[future.task_id] = bytes(frames[0])
+            return future.task_id
+        object_id = new_id()
+        self._connection.put_object(object_id, frames)
+        self._resent[future] = object_id
+        weakref.finalize(future, _delete_stored, weakref.ref(self._connection), object_id)
+        inputs.values[object_id] = None
+        return object_id
+
     def _make_task(self, function_id: bytes, args: tuple, kwargs: dict, capabilities, *, task_id: bytes = b"",
                    reference_of=None, graph_task_ids=None, requested: bool = True, priority: Optional[int] = None,
                    graph_id: bytes = b"", future: bool = True, expect_references: bool = False,
-                   future_factory: Callable[[bytes, Callable], ScalerFuture] = ScalerFuture):
+                   future_factory: Callable[[bytes, Callable], ScalerFuture] = ScalerFuture,
+                   notify_start: bool = False, scaler_future: Optional[ScalerFuture] = None):
+        """The task for one call, and its future (`scaler_future` when given: a resend).
+
+        The task is None when an input future failed or was cancelled: the future then already
+        carries that error and nothing is sent."""
         task_id = task_id or new_id()
-        frames, references = dumps_with_references((args, kwargs), reference_of or self._reference_of_objects,
-                                                   expect_references)
+        inputs = _TaskInputs(self) if reference_of is None else None
+        frames, references = dumps_with_references((args, kwargs), reference_of or inputs, expect_references)
+        if scaler_future is None and future:
+            scaler_future = future_factory(task_id, self._cancel_task)
+            scaler_future._owner = self.client_id
+            if self.serializer is not None:
+                scaler_future._serializer = self.serializer
+        if inputs is not None and inputs.failure is not None:
+            scaler_future._settle(error=inputs.failure)
+            return None, scaler_future
         task = protocol.make_task(task_id, self.client_id, function_id, b"",
                                   self._base_priority() if priority is None else priority, requested,
                                   self.stream_output, graph_id)
+        task.notify_start = notify_start
         if len(frames) == 1 and len(frames[0]) <= INLINE_THRESHOLD:
             task.args = frames[0]
         else:
@@ -416,14 +510,23 @@ class Client:
             self._connection.put_object(task.args_object_id, frames)
         for object_id in dict.fromkeys(references):
             # graph nodes' results come as inputs from the scheduler, which has the shape (GraphSubmit)
-            if graph_task_ids is None or object_id not in graph_task_ids:
+            if graph_task_ids is not None and object_id in graph_task_ids:
+                continue
+            if inputs is not None and object_id in inputs.dependencies:
+                task.dependencies.append(object_id)  # the scheduler supplies it where it lives
+            elif inputs is not None and object_id in inputs.values:
+                inline = inputs.values[object_id]
+                task.inputs.append(protocol.ObjectInput(object_id=object_id, inline=inline or b"",
+                                                        stored=inline is None))
+            else:
                 task.inputs.append(protocol.ObjectInput(object_id=object_id, stored=True))
         if capabilities:
             task.capabilities = [protocol.Capability(name=str(name), quantity=int(quantity))
                                  for name, quantity in capabilities.items()]
-        scaler_future = future_factory(task_id, self._cancel_task) if future else None
-        if scaler_future is not None and self.serializer is not None:
-            scaler_future._serializer = self.serializer
+        if inputs is not None and inputs.dependencies and scaler_future is not None:
+            scaler_future._inputs = list(inputs.dependencies.values())
+            scaler_future._retry = _Resend(self, scaler_future, function_id, args, kwargs, capabilities,
+                                           task.priority, notify_start)
         return task, scaler_future
 
     def _send_tasks(self, tasks: List, futures: Sequence[Optional[ScalerFuture]]) -> None:
@@ -439,6 +542,86 @@ class Client:
                 self._connection.send(protocol.TaskCancel(task_ids=[task_id], pending_only=pending_only))
             except SchedulerDiedError:
                 pass
+
+
+class _TaskInputs:
+    """What one task's arguments point at, met while they are pickled: objects sent with
+    send_object, and futures of this client.
+
+    A future that is not done here becomes a dependency: the scheduler holds the task until that
+    task finishes and hands its result to the worker where it lives (inline, or in the object
+    storage), never through this client. A future already done here is a value this client holds
+    (`values`: placeholder id -> inline bytes, or None when put in the storage). A failed or
+    cancelled one fails the task before it is sent (`failure`)."""
+
+    __slots__ = ("client", "dependencies", "values", "failure")
+
+    def __init__(self, client: "Client"):
+        self.client = client
+        self.dependencies: Dict[bytes, ScalerFuture] = {}
+        self.values: Dict[bytes, Optional[bytes]] = {}
+        self.failure: Optional[BaseException] = None
+
+    def fail(self, error: BaseException) -> None:
+        if self.failure is None:
+            self.failure = error
+
+    def __call__(self, obj) -> Optional[bytes]:
+        if isinstance(obj, ScalerFuture):
+            return self.client._reference_of_future(obj, self)
+        return self.client._reference_of_objects(obj)
+
+
+class _Resend:
+    """Sends a task again, with its inputs' values, when the scheduler answers that it forgot one.
+
+    That happens when an input finished while the task was on its way: the scheduler forgets a
+    finished task once it has delivered the result (and no known dependent needs it). Its result
+    reached the client before this answer did (the scheduler sent it first), so once the input
+    futures are done here (a stored result may still be fetching), their values go with the task,
+    under the same task id (the scheduler forgot the failed attempt too)."""
+
+    __slots__ = ("client", "future", "call", "waiting", "lock")
+
+    def __init__(self, client, future, function_id, args, kwargs, capabilities, priority, notify_start):
+        self.client = client
+        self.future = future
+        self.call = (function_id, args, kwargs, capabilities, priority, notify_start)
+        self.waiting = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        inputs = [future for future in self.future._inputs or () if not future.done()]
+        self.waiting = len(inputs) + 1
+        for future in inputs:
+            future.add_done_callback(self._input_done)
+        self._input_done(None)
+
+    def _input_done(self, _) -> None:
+        with self.lock:
+            self.waiting -= 1
+            if self.waiting:
+                return
+        future = self.future
+        if future.done() or not self.client.connected:
+            return  # cancelled by the user meanwhile, or the client left (its futures were settled)
+        function_id, args, kwargs, capabilities, priority, notify_start = self.call
+        try:
+            task, _ = self.client._make_task(function_id, args, kwargs, capabilities, task_id=future.task_id,
+                                             priority=priority, notify_start=notify_start, scaler_future=future)
+            if task is not None:
+                self.client._send_tasks([task], [future])
+        except BaseException as error:  # nobody else would tell the future's reader
+            future._settle(error=error)
+
+
+def _delete_stored(connection_ref, object_id: bytes) -> None:
+    connection = connection_ref()
+    if connection is not None and not connection.closed.is_set():
+        try:
+            connection.send_to_storage(protocol.ObjectDelete(object_ids=[object_id]))
+        except Exception:
+            pass  # closed meanwhile: the storage drops the client's objects when it leaves
 
 
 def _signature_of(fn: Callable) -> Optional[inspect.Signature]:

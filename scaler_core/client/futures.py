@@ -10,7 +10,8 @@ from typing import Callable, Optional
 
 from scaler_core import task_context as context
 from scaler_core.errors import SerializationError
-from scaler_core.serialization import loads_frames
+from scaler_core.references import InputCancelledError, MissingInputError
+from scaler_core.serialization import loads_frames, register_placeholder_type
 from scaler_core.serializer import SerializedValue
 
 
@@ -105,6 +106,9 @@ class ScalerFuture(Future):
     own lock."""
 
     _serializer = None  # the client's own serializer (Client(serializer=...)), if it has one
+    _owner = None       # id of the client that made it: only that client accepts it as an argument
+    _inputs = None      # futures this task takes as arguments (to name a cancelled one)
+    _retry = None       # resends the task when the scheduler forgot an input (MissingInputError)
 
     def __init__(self, task_id: bytes, on_cancel: Optional[Callable[[bytes, bool], None]] = None):
         super().__init__()
@@ -123,6 +127,10 @@ class ScalerFuture(Future):
         self._decoded = _UNDECODED
         # first, so that waiters are told before any other callback runs
         self.add_done_callback(_notify_waiters_if_cancelled)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        register_placeholder_type(cls)  # an executor's futures are arguments as much as ours
 
     def _add_warnings(self, caught) -> None:
         if self._warnings is None:
@@ -208,8 +216,15 @@ class ScalerFuture(Future):
             return True
 
     def _settle(self, value=None, error: Optional[BaseException] = None) -> None:
+        if error is not None and self._retry is not None and type(error) is MissingInputError:
+            # an input finished and left the scheduler before this task arrived: its result has
+            # reached this client by now, which sends the task again with the value
+            retry, self._retry = self._retry, None
+            retry()
+            return
         if not self._begin_settling():
             return
+        self._inputs = self._retry = None  # settled: the inputs and the arguments kept for a resend can go
         try:
             if error is None:
                 self.set_result(value)
@@ -221,6 +236,12 @@ class ScalerFuture(Future):
     def _settle_cancelled(self) -> None:
         """The task will give no result: cancelled, or when already RUNNING (no longer cancellable
         by the standard rules) failed with CancelledError, so nobody waits forever."""
+        if self._inputs and not self.cancelled():
+            cancelled = [future for future in self._inputs if future.cancelled()]
+            if cancelled:  # the scheduler cancels the dependents of a cancelled task; to the user it failed
+                self._settle(error=InputCancelledError(
+                    f"task {self.task_id.hex()} cannot run: its input {cancelled[0]!r} was cancelled"))
+                return
         if not self._begin_settling() or self._cancel_here():
             return
         try:
@@ -291,3 +312,7 @@ class ScalerFuture(Future):
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.task_id.hex()[:12]} {self._state_name()}>"
+
+
+# A future among a task's arguments is pickled as a placeholder for its task's result (client.py).
+register_placeholder_type(ScalerFuture)

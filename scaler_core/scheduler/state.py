@@ -14,7 +14,8 @@ import logging
 from typing import Dict, List, Optional
 
 from scaler_core import protocol
-from scaler_core.errors import GraphError, NoWorkerError, WorkerDiedError
+from scaler_core.errors import NoWorkerError, WorkerDiedError
+from scaler_core.references import MissingInputError
 from scaler_core.scheduler.graph_tasks import GraphTasks
 from scaler_core.scheduler.lifecycle import FINISH_EVENT, FINISHED, Event, TaskLifecycle
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
@@ -341,12 +342,14 @@ class SchedulerState(GraphTasks, TaskLifecycle):
         for dependency_id in task.dependencies:
             dependency = self.tasks.get(dependency_id)
             if dependency is None:
-                failure = ("schedulerError", dumps_exception(GraphError(
+                failure = ("schedulerError", dumps_exception(MissingInputError(
                     f"Missing dependency: task {task.task_id.hex()} depends on {dependency_id.hex()}, "
                     "which the scheduler does not know (never submitted, or already released)")))
                 continue
             if dependency.task.dependent_count == 0:
-                dependency.pending_dependents += 1  # a dependent its submitter did not announce
+                # A dependent its submitter did not announce (a future passed as an argument): the
+                # result stays here until this dependent has finished.
+                dependency.pending_dependents += 1
             if dependency.state == TaskState.DONE:
                 if dependency.status == "success":
                     self._add_input(record, dependency)
