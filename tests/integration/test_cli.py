@@ -114,12 +114,23 @@ def test_cluster_exits_when_its_scheduler_is_gone(processes):
 
 
 def test_help_lists_every_key():
-    for component, command in (("scheduler", "scaler_scheduler"), ("cluster", "scaler_cluster"),
-                               ("object_storage_server", "scaler_object_storage_server"),
-                               ("native_worker_adapter", "scaler_worker_adapter_native")):
-        text = subprocess.run([command, "-h"], capture_output=True, text=True, timeout=30).stdout
+    for component, command in (("scheduler", ["scaler_scheduler"]), ("cluster", ["scaler_cluster"]),
+                               ("object_storage_server", ["scaler_object_storage_server"]),
+                               ("native_worker_adapter", ["scaler_worker_adapter_native"]),
+                               ("worker_manager", ["scaler_worker_manager", "baremetal_native"])):
+        text = subprocess.run(command + ["-h"], capture_output=True, text=True, timeout=30).stdout
         for option in config.COMPONENTS[component]["options"]:
-            assert option.name in text, f"{command} -h does not mention {option.name}"
+            assert option.name in text, f"{' '.join(command)} -h does not mention {option.name}"
+
+
+def test_worker_manager_and_launcher_help_say_what_they_start():
+    manager = subprocess.run(["scaler_worker_manager", "baremetal_native", "-h"], capture_output=True, text=True,
+                             timeout=30).stdout
+    # dynamic mode is today's native adapter: -h must say so, and what the scheduler then needs
+    assert "scaler_worker_adapter_native" in manager and "--adapter-webhook-url" in " ".join(manager.split())
+    launcher = " ".join(subprocess.run(["scaler", "-h"], capture_output=True, text=True, timeout=30).stdout.split())
+    for section in ("[object_storage_server]", "[scheduler]", "[[worker_manager]]", "[gui]", "[webui]"):
+        assert section in launcher
 
 
 def write(path, text):
