@@ -63,6 +63,17 @@ def total(array):
 
 
 @ray.remote
+def fan_out(n):
+    # inside a worker, ray talks to the worker's own scheduler
+    return ray.get([add.remote(i, 1) for i in range(n)])
+
+
+@ray.remote
+def bump(counter, times):
+    return ray.get([counter.inc.remote() for _ in range(times)])
+
+
+@ray.remote
 class Counter:
     def __init__(self, start=0):
         self.value = start
@@ -248,6 +259,15 @@ def test_actor_calls_run_in_order_in_one_process(up):
     assert ray.get(counter.inc.options(num_returns=1).remote(0)) == 1131
     # an actor ref as a plain task's argument
     assert ray.get(add.remote(counter.inc.remote(), 1)) == 1133
+    ray.kill(counter)
+
+
+def test_nested_tasks_and_actor_handles_inside_tasks(up):
+    assert ray.get(fan_out.remote(4), timeout=60) == [1, 2, 3, 4]
+    counter = Counter.remote()
+    assert ray.get(counter.inc.remote()) == 1
+    assert ray.get(bump.remote(counter, 3), timeout=60) == [2, 3, 4]
+    assert ray.get(counter.inc.remote()) == 5
     ray.kill(counter)
 
 
