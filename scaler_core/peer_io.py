@@ -42,7 +42,7 @@ from scaler_core.security import CurveKeys, secure_client
 
 logger = logging.getLogger(__name__)
 
-# bounded, so ticks and queued sends still get their turn under a flood from the scheduler
+# bounded, so ticks and queued sends still get their turn under a flood of messages
 MAX_MESSAGES_PER_CYCLE = 1024
 
 
@@ -143,7 +143,7 @@ class PeerIO:
                         next_tick = now + self.tick_interval_seconds
                         self.carry_out(self.handler.on_tick(now))
                     if self.storage is not None and self.storage in events:
-                        self._drain_storage()
+                        self._drain_storage()  # bounded too: the poll on its socket sees what is left
                     if self._wakeup_receiver in events:
                         self._drain_wakeups()
                     self._carry_out_posted()
@@ -215,30 +215,23 @@ class PeerIO:
                 return
 
     def _drain_scheduler(self) -> None:
-        for _ in range(MAX_MESSAGES_PER_CYCLE):
-            try:
-                parts = self.scheduler.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            try:
-                message, frames = transport.decode_parts(parts)
-            except protocol.ProtocolError as error:
-                logger.warning("%s: dropped a malformed message from the scheduler: %s", self.name, error)
-                continue
-            self.carry_out(self.handler.on_scheduler(message, frames, time.monotonic()))
+        self._drain(self.scheduler, self.handler.on_scheduler, "the scheduler")
 
     def _drain_storage(self) -> None:
-        while True:
+        self._drain(self.storage, self.handler.on_storage, "the object storage")
+
+    def _drain(self, sock, on_message, source: str) -> None:
+        for _ in range(MAX_MESSAGES_PER_CYCLE):
             try:
-                parts = self.storage.recv_multipart(zmq.NOBLOCK, copy=False)
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             try:
                 message, frames = transport.decode_parts(parts)
             except protocol.ProtocolError as error:
-                logger.warning("%s: dropped a malformed message from the object storage: %s", self.name, error)
+                logger.warning("%s: dropped a malformed message from %s: %s", self.name, source, error)
                 continue
-            self.carry_out(self.handler.on_storage(message, frames, time.monotonic()))
+            self.carry_out(on_message(message, frames, time.monotonic()))
 
     def _connect_storage(self, address: str) -> None:
         if self.storage is not None:
