@@ -260,12 +260,12 @@ def run(sections: Sequence[Section]) -> int:
                         section.values["address"])
         if not received:
             ended = multiprocessing.connection.wait(list(watched) + [wake_reader])
-            for fd in ended:
-                if fd in watched:
-                    section, process = watched[fd]
-                    code = process.wait()
-                    logger.error("scaler: %s exited (code %s); stopping the others", section.title, code)
-                    break
+            # Ctrl-C reaches the sections too, and one may exit before our handler runs: a signal wins
+            exited = [fd for fd in ended if fd in watched]
+            if exited and not received:
+                section, process = watched[exited[0]]
+                code = process.wait()
+                logger.error("scaler: %s exited (code %s); stopping the others", section.title, code)
         if received:
             logger.info("scaler: %s received, stopping", signal.Signals(received[0]).name)
     finally:
