@@ -298,11 +298,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from scaler_core.logging_setup import setup_logging
 
     arguments = _parser().parse_args(argv)
-    setup_logging("INFO", ("/dev/stdout",))
     try:
         sections = load(arguments.config)
     except LaunchConfigError as error:
         sys.exit(f"scaler: error: {error}")
+    setup_logging("INFO", ("/dev/stdout",))
     if arguments.check:
         for section in sections:
             extra = ""
