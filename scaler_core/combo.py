@@ -49,7 +49,9 @@ class SchedulerClusterCombo:
                  graph_frontier: str = SchedulerSettings.graph_frontier,
                  preload: str = WorkerSettings.preload,
                  adapter_webhook_url: str = SchedulerSettings.adapter_webhook_url,
-                 adapter_idle_seconds: float = SchedulerSettings.adapter_idle_seconds):
+                 adapter_idle_seconds: float = SchedulerSettings.adapter_idle_seconds,
+                 policy_engine_type: str = SchedulerSettings.policy_engine_type,
+                 policy_content: str = SchedulerSettings.policy_content):
         # The keywords are named like the options of scaler_core.settings, so the settings objects
         # are built from them by name, with no field copied by hand.
         keywords = dict(locals())
@@ -77,8 +79,8 @@ class SchedulerClusterCombo:
         try:
             self._children.start_object_storage(object_storage_address, logging_level, logging_paths, security)
             self._scheduler = ProcessHandle(self._children.start_scheduler(
-                address, object_storage_address, monitor_address, scheduler_settings, allocate_policy, event_loop,
-                logging_level, logging_paths, security))
+                address, object_storage_address, monitor_address, scheduler_settings,
+                scheduler_settings.allocate_policy, event_loop, logging_level, logging_paths, security))
             # n_workers=0: a scheduler waiting for workers started elsewhere (scaler_cluster, adapters)
             self.cluster_process = self._children.start_cluster(
                 address, n_workers, worker_settings, logging_level, logging_paths) if n_workers else None

@@ -113,6 +113,41 @@ class SchedulerSettings:
     graph_frontier: str = setting("auto", "how graph nodes release their dependents: GraphBLAS sparse products, "
                                   "pure Python, or auto (GraphBLAS for big graphs)", "-gf",
                                   choices=("auto", "python", "graphblas"))
+    policy_engine_type: str = setting("simple", "upstream 2.x's policy engine; 'simple' is the one here",
+                                      "-pet", choices=("simple",))
+    policy_content: str = setting("", "upstream 2.x's policy text, e.g. 'allocate=even_load; scaling=no': its "
+                                  "allocate part (even_load or capability) sets --allocate-policy; scaling "
+                                  "policies other than 'no' are not available yet", "-pc")
+
+    def __post_init__(self):
+        if self.policy_content:
+            self.allocate_policy = allocate_policy_of(self.policy_content, self.allocate_policy)
+
+
+# upstream 2.x's allocation names -> this engine's (scheduler/policies.py)
+UPSTREAM_ALLOCATE_POLICIES = {"even_load": "even", "capability": "capability"}
+
+
+def allocate_policy_of(policy_content: str, default: str) -> str:
+    """The allocate policy a `--policy-content` text asks for (`default` when it names none);
+    SettingsError naming the part that is not understood or not available."""
+    allocate = default
+    for part in filter(None, (piece.strip() for piece in policy_content.split(";"))):
+        name, equals, value = (item.strip() for item in part.partition("="))
+        if not equals:
+            raise SettingsError("policy_content", f"{part!r} is not NAME=VALUE")
+        if name == "allocate":
+            if value not in UPSTREAM_ALLOCATE_POLICIES:
+                raise SettingsError("policy_content", f"allocate={value!r}: choose one of "
+                                    f"{sorted(UPSTREAM_ALLOCATE_POLICIES)}")
+            allocate = UPSTREAM_ALLOCATE_POLICIES[value]
+        elif name == "scaling":
+            if value != "no":
+                raise SettingsError("policy_content", f"scaling={value!r} is not available yet (only scaling=no); "
+                                    "dynamic worker managers scale through the worker adapter")
+        else:
+            raise SettingsError("policy_content", f"unknown part {name!r} (known: allocate, scaling)")
+    return allocate
 
 
 @dataclasses.dataclass
@@ -182,6 +217,7 @@ class WorkerManagerSettings:
                                           "address from the scheduler", "-osa")
     event_loop: str = setting("builtin", "accepted for compatibility; workers do not use asyncio", "-el",
                               choices=EVENT_LOOPS)
+    io_threads: int = setting(1, "accepted for upstream's files; each worker uses one ZeroMQ I/O thread", "-it")
 
 
 @dataclasses.dataclass

@@ -146,3 +146,17 @@ def test_renamed_and_parsed_options_reach_their_fields(tmp_path):
     assert scheduler.protected is False and scheduler.worker_timeout_seconds == 3.0
     logging_settings = settings_from(LoggingSettings, config.parse("scheduler", [ADDRESS, "-lp", "a", "b"]))
     assert logging_settings.logging_paths == ("a", "b")
+
+
+def test_upstream_policy_content_sets_the_allocate_policy_or_names_what_is_missing():
+    from scaler_core.settings import SchedulerSettings, SettingsError, allocate_policy_of
+
+    assert allocate_policy_of("allocate=even_load; scaling=no", "capability") == "even"
+    assert allocate_policy_of(" allocate = capability ;", "even") == "capability"
+    assert allocate_policy_of("scaling=no", "capability") == "capability"
+    assert SchedulerSettings(policy_content="allocate=capability; scaling=no").allocate_policy == "capability"
+    for text, named in [("allocate=round_robin", "round_robin"), ("scaling=vanilla", "vanilla"),
+                        ("placement=x", "placement"), ("allocate", "NAME=VALUE")]:
+        with pytest.raises(SettingsError, match=named) as caught:
+            allocate_policy_of(text, "even")
+        assert caught.value.key == "policy_content"
