@@ -26,7 +26,7 @@ from scaler_core.graph_plan import build_plan
 from scaler_core.references import InputCancelledError, KeyRef, ObjectReference
 from scaler_core.client.progress import ProgressBar
 from scaler_core.errors import (
-    ClientError, ConnectTimeoutError, MissingObjectError, NoSchedulerAddressError, SchedulerDiedError,
+    ClientError, ConnectTimeoutError, GraphError, MissingObjectError, NoSchedulerAddressError, SchedulerDiedError,
     ShutdownRefusedError,
 )
 from scaler_core.memory import freeze_heap, paused_gc
@@ -424,6 +424,9 @@ class Client:
 
     def _reference_of_objects(self, obj) -> Optional[bytes]:
         if type(obj) is not ObjectReference:
+            if isinstance(obj, ScalerFuture):  # reached only from a graph: plain tasks go through _TaskInputs
+                raise GraphError(f"{obj!r} is an argument of a graph task: graph tasks cannot take futures; "
+                                 "make it a node of the graph (a key), or pass future.result()")
             return None
         if obj.object_id in self._cleared:
             raise MissingObjectError(f"{obj!r} was freed by clear() or clear_object(); send the object again")
