@@ -1,5 +1,6 @@
 """scaler_core.compat.ray against real embedded clusters: Ray code with only its import changed."""
 
+import os
 import time
 
 import numpy as np
@@ -60,6 +61,28 @@ def describe(top, nested):
 @ray.remote
 def total(array):
     return float(array.sum())
+
+
+class OnlyInWorkers:
+    """Unpickling it in the test process fails: proves a value stayed on the cluster."""
+
+    def __init__(self, driver_pid):
+        self.driver_pid = driver_pid
+
+    def __setstate__(self, state):
+        if os.getpid() == state["driver_pid"]:
+            raise RuntimeError("this value came back to the caller")
+        self.__dict__.update(state)
+
+
+@ray.remote(num_returns=2)
+def make_poison(driver_pid):
+    return OnlyInWorkers(driver_pid), OnlyInWorkers(driver_pid)
+
+
+@ray.remote
+def poison_pid(value, other):
+    return value.driver_pid + other.driver_pid
 
 
 @ray.remote
@@ -225,6 +248,11 @@ def test_refs_as_arguments_top_level_resolved_nested_kept(up):
     # a failed dependency fails its dependents with its error
     with pytest.raises(Boom):
         ray.get(add.remote(fail.remote(1), 1))
+
+
+def test_top_level_task_refs_stay_on_the_cluster(up):
+    first, second = make_poison.remote(os.getpid())
+    assert ray.get(poison_pid.remote(first, other=second), timeout=60) == 2 * os.getpid()
 
 
 def test_cancel(up):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import operator
 import os
 import queue
 import sys
@@ -75,18 +76,28 @@ def _identity(value):
 class _Call:
     """One task of this layer: submitted now, or later by the dispatcher once its arguments are ready."""
 
-    __slots__ = ("future", "error", "submitted", "actor", "__weakref__")
+    __slots__ = ("future", "error", "submitted", "actor", "client", "elements", "__weakref__")
 
     def __init__(self, actor: Optional["_ActorState"] = None):
         self.future = None  # the engine's future once submitted
+        self.client = None
+        self.elements: Dict[int, Any] = {}
         self.error: Optional[BaseException] = None  # decided here: cancelled, actor killed, dependency failed
         self.submitted = threading.Event()
         self.actor = actor
 
-    def attach(self, future) -> None:
-        self.future = future
+    def attach(self, future, client) -> None:
+        self.future, self.client = future, client
         self.submitted.set()
         future.add_done_callback(_notify)
+        _notify()
+
+    def element(self, index: int):
+        """The engine future of one of several returns, computed on the cluster."""
+        future = self.elements.get(index)
+        if future is None:
+            future = self.elements[index] = self.client.submit(operator.getitem, self.future, index)
+        return future
 
     def fail(self, error: BaseException) -> None:
         if self.error is None:
@@ -185,23 +196,52 @@ def _nested_refs(value: Any, found: List[ObjectRef], depth: int = 0) -> None:
             _nested_refs(item, found, depth + 1)
 
 
-def _resolve_arguments(args: tuple, kwargs: dict) -> Tuple[tuple, dict]:
-    """What Client.submit receives for the arguments of `.remote()`: the one place to change once
-    the engine takes futures as arguments (then a task ref can go as its future, its value staying
-    on the cluster).
+def _resolve_arguments(args: tuple, kwargs: dict, client) -> Tuple[tuple, dict]:
+    """What Client.submit receives for the top-level arguments of `.remote()` (Ray resolves those
+    to values; nested refs stay ObjectRefs, see ObjectRef.__reduce__).
 
-    Top-level refs become their values, as in Ray: a task's value comes back here and is sent again
-    (the dispatcher waited for it); a put ref goes as its ObjectReference, which the worker receives as
-    the stored value. Refs nested in containers stay ObjectRefs (ObjectRef.__reduce__). A failed
-    dependency raises its error, which becomes the dependent's."""
+    A task ref of this client goes as its engine future: the engine runs the dependent once the
+    input is done and hands it the value on the cluster, which never comes back here (a ref of one
+    of several returns goes as the future of a small `getitem` task). A put ref goes as its
+    ObjectReference, which the worker receives as the stored value. Any other ref (of an earlier
+    runtime, or carried into a task) goes as its value. A dependency that failed here raises its error."""
     def top(value):
         if type(value) is not ObjectRef:
             return value
         if value._object_reference is not None:
             return value._object_reference
+        call = value._source
+        if type(call) is _Call and call.error is None and call.future is not None and call.client is client:
+            return call.future if value._index is None else call.element(value._index)
         return value._get(None)
 
     return tuple(top(arg) for arg in args), {name: top(value) for name, value in kwargs.items()}
+
+
+def _dependencies_ready(args: tuple, kwargs: dict, in_order: bool) -> Callable[[], bool]:
+    """When the call may be submitted: nested refs done (their values travel in the arguments);
+    top-level task refs submitted, or done for an actor call (the engine would start a later call
+    whose inputs are ready before an earlier one still waiting for its own)."""
+    top_level: List[ObjectRef] = []
+    nested: List[ObjectRef] = []
+    for value in (*args, *kwargs.values()):
+        if type(value) is ObjectRef:
+            top_level.append(value)
+        else:
+            _nested_refs(value, nested)
+
+    def ready() -> bool:
+        if not all(ref.done() for ref in nested):
+            return False
+        for ref in top_level:
+            if in_order or type(ref._source) is not _Call:
+                if not ref.done():
+                    return False
+            elif not ref._source.submitted.is_set():
+                return False
+        return True
+
+    return ready
 
 
 # --- the runtime: one client, an optional embedded cluster, actor processes --------------------
@@ -246,12 +286,10 @@ class _Runtime:
     # same actor waits), else through one dispatcher thread, FIFO, so `.remote()` never blocks.
     def submit(self, call: _Call, fn: Callable, args: tuple, kwargs: dict, capabilities: Optional[Dict[str, int]],
                actor: Optional[_ActorState] = None, pack: Optional[Callable] = None) -> None:
-        dependencies: List[ObjectRef] = []
-        _nested_refs(args, dependencies)
-        _nested_refs(kwargs, dependencies)
-        item = (call, fn, args, kwargs, capabilities, dependencies, actor, pack)
+        ready = _dependencies_ready(args, kwargs, actor is not None)
+        item = (call, fn, args, kwargs, capabilities, ready, actor, pack)
         with self.lock:
-            if all(ref.done() for ref in dependencies) and (actor is None or actor.queued == 0):
+            if ready() and (actor is None or actor.queued == 0):
                 self._submit_now(item, raise_errors=True)
                 return
             if actor is not None:
@@ -266,7 +304,7 @@ class _Runtime:
         if call.error is not None:
             return
         try:
-            args, kwargs = _resolve_arguments(args, kwargs)
+            args, kwargs = _resolve_arguments(args, kwargs, self.client)
         except BaseException as error:  # a dependency failed: so does this call, with its error
             call.fail(error)
             return
@@ -279,19 +317,18 @@ class _Runtime:
                 raise
             call.fail(error)
             return
-        call.attach(future)
+        call.attach(future, self.client)
 
     def _dispatch_loop(self) -> None:
         while True:
             item = self.queue.get()
             if item is None:
                 return
-            call, dependencies, actor = item[0], item[5], item[6]
+            call, ready, actor = item[0], item[5], item[6]
             try:
-                for ref in dependencies:
-                    with _changed:
-                        while not ref.done() and not self.stopping and call.error is None:
-                            _changed.wait(1.0)
+                with _changed:
+                    while not self.stopping and call.error is None and not ready():
+                        _changed.wait(1.0)
                 if self.stopping:
                     call.fail(RayError("ray.shutdown() was called before the task was submitted"))
                 else:
