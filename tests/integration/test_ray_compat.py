@@ -257,7 +257,6 @@ def test_top_level_task_refs_stay_on_the_cluster(up):
 
 def test_cancel(up):
     ref = slow.remote("never", 30)
-    time.sleep(0.2)  # let it start: a running task is cancelled too
     ray.cancel(ref)
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(ref, timeout=20)
