@@ -13,6 +13,7 @@ reads whole files through the same checks.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 import tomllib
@@ -185,6 +186,10 @@ def _array_entry(component: str, document: Dict[str, Any], path: str, kind: Opti
         raise ValueError(f"[[{section}]] in {path} must be an array of tables")
     matching = [entry for entry in entries if not isinstance(entry, dict) or entry.get(discriminator, kind) == kind]
     if not matching:
+        if entries:
+            found = sorted({str(entry.get(discriminator)) for entry in entries})
+            raise ValueError(f"no [[{section}]] entry with {discriminator} = {kind!r} in {path} (found: "
+                             f"{', '.join(found)})")
         return {}
     if len(matching) > 1:
         raise ValueError(f"{len(matching)} [[{section}]] entries with {discriminator} = {kind!r} in {path}; "
@@ -217,8 +222,10 @@ def parse(component: str, argv: Optional[Sequence[str]] = None, prog: Optional[s
     if config_path:
         try:
             settings.update(load_toml_section(component, config_path, kind))
-        except ValueError as error:
-            parser.error(str(error))
+        except ValueError as error:  # a problem of the file: exit 1, as upstream does (flags exit 2)
+            parser.print_usage(sys.stderr)
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
+            sys.exit(1)
     settings.update(arguments)
     settings.setdefault("address", None)
     if not settings["address"]:

@@ -58,8 +58,8 @@ class Client:
             address = worker_context.current_scheduler_address()
             if address is None:
                 raise NoSchedulerAddressError(
-                    "no scheduler address was given and this code is not running inside a worker: "
-                    "pass Client(address='tcp://HOST:PORT')")
+                    "No scheduler address provided and not running inside a worker context "
+                    "(no scheduler address was given): pass Client(address='tcp://HOST:PORT')")
         if not isinstance(address, str) or not address.startswith(("tcp://", "ipc://", "inproc://")):
             raise ClientError(f"invalid scheduler address {address!r}; expected tcp://HOST:PORT")
         if serializer is not None and not (callable(getattr(serializer, "serialize", None)) and

@@ -1,0 +1,1 @@
+"""Upstream Scaler's ``scaler.cluster`` path (``from scaler.cluster.combo import SchedulerClusterCombo``)."""

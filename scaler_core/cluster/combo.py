@@ -1,0 +1,3 @@
+"""``from scaler.cluster.combo import SchedulerClusterCombo`` with the package name changed."""
+
+from scaler_core.combo import SchedulerClusterCombo  # noqa: F401  (re-exported)

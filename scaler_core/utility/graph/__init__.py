@@ -1,0 +1,1 @@
+"""Upstream Scaler's ``scaler.utility.graph`` path (graph helpers code written for it imports)."""
