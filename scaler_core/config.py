@@ -156,6 +156,7 @@ def check_table(component: str, values: Any, path: str, section: Optional[str] =
     checked: Dict[str, Any] = {}
     address_key = None
     for key, value in values.items():
+        key = key.replace("-", "_")  # upstream reads `worker-timeout-seconds` as `worker_timeout_seconds`
         if key == discriminator:
             continue
         if key in spec["address_keys"]:

@@ -172,3 +172,12 @@ def test_worker_manager_file_without_exactly_one_entry_of_its_type_exits_1(tmp_p
         [sys.executable, "-c", "from scaler_core.cli import worker_manager_main; worker_manager_main()",
          "baremetal_native", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1 and message in completed.stderr, completed.stderr
+
+
+def test_toml_keys_may_be_written_with_dashes_as_upstream_reads_them(tmp_path):
+    from scaler_core import config
+
+    path = tmp_path / "scheduler.toml"
+    path.write_text('[scheduler]\nbind-address = "tcp://127.0.0.1:6378"\nworker-timeout-seconds = 20\n')
+    values = config.parse("scheduler", ["-c", str(path)])
+    assert values["address"] == "tcp://127.0.0.1:6378" and values["worker_timeout_seconds"] == 20
