@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import pytest
 
 from scaler_core import Client, config
 from scaler_core.transport import free_tcp_port
+from tests.ports import port_block
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,22 +20,6 @@ README_SAMPLES = [
     ("readme_graph.py", ["{'e': 1}"]),
     ("readme_nested.py", ["21"]),
 ]
-
-
-def port_block(size=3):
-    """A port p with p .. p+size-1 all free (the scheduler uses +1 and +2 by default)."""
-    for _ in range(100):
-        port = free_tcp_port()
-        if port + size >= 65535:
-            continue
-        try:
-            for offset in range(1, size):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port block")
 
 
 class Processes:

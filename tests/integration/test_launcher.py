@@ -15,6 +15,7 @@ import pytest
 
 from scaler_core import Client
 from scaler_core.transport import free_tcp_port
+from tests.ports import port_block
 
 STARTUP_SECONDS = 60
 STOP_SECONDS = 30
@@ -33,22 +34,6 @@ type = "baremetal_native"
 scheduler_address = "tcp://127.0.0.1:8516"
 worker_manager_id = "wm-native"
 """
-
-
-def port_block(size):
-    """p .. p+size-1 all free: a scheduler takes its monitor at port + 2 unless told otherwise."""
-    for _ in range(200):
-        port = free_tcp_port()
-        if port + size >= 65535:
-            continue
-        try:
-            for offset in range(1, size):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no block of free ports")
 
 
 def listening(port):

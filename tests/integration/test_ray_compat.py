@@ -387,3 +387,27 @@ def test_patch_ray_makes_import_ray_this_module(monkeypatch):
     from ray.exceptions import GetTimeoutError
 
     assert patched is ray and GetTimeoutError is ray.exceptions.GetTimeoutError
+
+
+def test_util_yields_in_completion_order(up):
+    refs = [slow.remote("late", 1.5), slow.remote("early", 0.0)]
+    assert [ray.get(ref) for ref in ray.util.as_completed(refs)] == ["early", "late"]
+    with pytest.raises(ray.GetTimeoutError):
+        list(ray.util.as_completed([slow.remote("never in time", 5)], timeout=0.2))
+    assert sorted(ray.util.map_unordered(add, [1, 2, 3])) == [1, 2, 3]
+    with pytest.raises(TypeError, match="num_returns=1"):
+        list(ray.util.map_unordered(split, [1]))
+
+
+def test_scaler_init_starts_a_configured_cluster_once():
+    ray.shutdown()
+    ray.scaler_init(n_workers=1, task_timeout_seconds=30)
+    try:
+        assert ray.is_initialized() and ray.get(add.remote(2, 3)) == 5
+        with pytest.raises(RuntimeError, match="already"):
+            ray.scaler_init()
+    finally:
+        ray.shutdown()
+    with pytest.raises(ValueError, match="only apply without an address"):
+        ray.scaler_init("tcp://127.0.0.1:1", n_workers=2, task_timeout_seconds=1)
+    assert not ray.is_initialized()

@@ -9,7 +9,8 @@ from scaler_core.transport import free_tcp_port
 
 from tests import helpers_tasks as tasks
 from tests.conftest import wait_until
-from tests.integration.test_cli import port_block, processes  # noqa: F401  (fixture)
+from tests.integration.test_cli import processes  # noqa: F401  (fixture)
+from tests.ports import port_block
 
 
 def test_policy_asks_for_workers_while_tasks_queue_and_waits_for_them():

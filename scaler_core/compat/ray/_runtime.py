@@ -27,15 +27,16 @@ class _ActorState:
 
 
 class _Runtime:
-    def __init__(self, address: Optional[str], num_cpus: Optional[int]):
+    def __init__(self, address: Optional[str], num_cpus: Optional[int], cluster_options: Optional[dict] = None):
         from scaler_core import Client, SchedulerClusterCombo
         from scaler_core.launch import ChildProcesses
 
         self.combo = None
         if address is None and not task_context.in_worker():
             # capability placement: actors are routed to their own worker by capability
-            self.combo = SchedulerClusterCombo(n_workers=num_cpus or os.cpu_count() or 1,
-                                               allocate_policy="capability", logging_level="WARNING")
+            options = dict(allocate_policy="capability", logging_level="WARNING")
+            options.update(cluster_options or {})
+            self.combo = SchedulerClusterCombo(n_workers=num_cpus or os.cpu_count() or 1, **options)
         try:
             self.client = Client(self.combo.address if self.combo else address)
         except BaseException:

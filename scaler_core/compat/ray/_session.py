@@ -73,6 +73,19 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None, ignor
         return RayContext(_state.address)
 
 
+def scaler_init(address: Optional[str] = None, *, n_workers: Optional[int] = None, **cluster_options) -> RayContext:
+    """Upstream Scaler's entry point: connect to `address`, or start an embedded cluster of
+    `n_workers` workers with `cluster_options` (SchedulerClusterCombo's keywords)."""
+    global _state
+    if address is not None and cluster_options:
+        raise ValueError(f"scaler_init: cluster options {sorted(cluster_options)} only apply without an address")
+    with _state_lock:
+        if _state is not None:
+            raise RuntimeError("scaler_init() or ray.init() was already called; call ray.shutdown() first")
+        _state = _Runtime(address, n_workers, cluster_options)
+        return RayContext(_state.address)
+
+
 def is_initialized() -> bool:
     return _state is not None
 
