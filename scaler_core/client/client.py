@@ -12,9 +12,10 @@ import itertools
 import logging
 import os
 import threading
+import types
 import weakref
 from concurrent.futures import Future
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -188,6 +189,7 @@ class Client:
             fn = self._serializer_entry(fn)[1]
             iterable = (self._serialized_arguments(tuple(item), {})[0] for item in iterable)
         function_id = self._function_id(fn, reserialize)
+        priority = self._base_priority()  # one per call: every task of it has the same
         futures: List[ScalerFuture] = []
         iterator = iter(iterable)
         # Each task leaves a future (and its condition) alive: with the collector running, its passes
@@ -199,7 +201,7 @@ class Client:
                     return futures
                 tasks, chunk_futures = [], []
                 for item in chunk:
-                    task, future = self._make_task(function_id, tuple(item), {}, capabilities,
+                    task, future = self._make_task(function_id, tuple(item), {}, capabilities, priority=priority,
                                                    future_factory=future_factory, notify_start=notify_start)
                     if task is not None:  # None: an input had failed, the future carries its error
                         tasks.append(task)
@@ -439,7 +441,7 @@ class Client:
                 f"{future!r} belongs to another Client (or to one that has disconnected): a task can take "
                 "as arguments only futures of the client that submits it; pass the value (future.result()) instead")
         if not future.done():
-            inputs.dependencies[future.task_id] = future
+            inputs.depend(future)
             return future.task_id
         if future.cancelled():
             inputs.fail(InputCancelledError(f"the task's input {future!r} was cancelled"))
@@ -459,7 +461,7 @@ class Client:
         client fetched it) and deleted when the future is garbage collected."""
         object_id = self._resent.get(future)
         if object_id is not None:
-            inputs.values[object_id] = None
+            inputs.hold(object_id, None)
             return object_id
         raw = Future.result(future, 0)
         if type(raw) is EncodedResult:
@@ -472,13 +474,13 @@ class Client:
         else:
             frames = dumps_frames(raw)
         if len(frames) == 1 and len(frames[0]) <= INLINE_THRESHOLD:
-            inputs.values[future.task_id] = bytes(frames[0])
+            inputs.hold(future.task_id, bytes(frames[0]))
             return future.task_id
         object_id = new_id()
         self._connection.put_object(object_id, frames)
         self._resent[future] = object_id
         weakref.finalize(future, _delete_stored, weakref.ref(self._connection), object_id)
-        inputs.values[object_id] = None
+        inputs.hold(object_id, None)
         return object_id
 
     def _make_task(self, function_id: bytes, args: tuple, kwargs: dict, capabilities, *, task_id: bytes = b"",
@@ -547,6 +549,9 @@ class Client:
                 pass
 
 
+_NOTHING: Mapping = types.MappingProxyType({})
+
+
 class _TaskInputs:
     """What one task's arguments point at, met while they are pickled: objects sent with
     send_object, and futures of this client.
@@ -560,10 +565,21 @@ class _TaskInputs:
     __slots__ = ("client", "dependencies", "values", "failure")
 
     def __init__(self, client: "Client"):
+        # one per task, and most tasks take no future: the dicts are made on first use
         self.client = client
-        self.dependencies: Dict[bytes, ScalerFuture] = {}
-        self.values: Dict[bytes, Optional[bytes]] = {}
+        self.dependencies: Mapping[bytes, ScalerFuture] = _NOTHING
+        self.values: Mapping[bytes, Optional[bytes]] = _NOTHING
         self.failure: Optional[BaseException] = None
+
+    def depend(self, future: ScalerFuture) -> None:
+        if self.dependencies is _NOTHING:
+            self.dependencies = {}
+        self.dependencies[future.task_id] = future
+
+    def hold(self, object_id: bytes, inline: Optional[bytes]) -> None:
+        if self.values is _NOTHING:
+            self.values = {}
+        self.values[object_id] = inline
 
     def fail(self, error: BaseException) -> None:
         if self.failure is None:

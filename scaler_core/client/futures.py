@@ -36,8 +36,9 @@ def cancel_and_notify(future: Future) -> bool:
 
 
 def _notify_waiters_if_cancelled(future: "ScalerFuture") -> None:
-    # The first done-callback of every ScalerFuture (a plain function: a bound method would tie
-    # the future to itself in a cycle, keeping its result until the cyclic collector runs).
+    # The first done-callback of a ScalerFuture that has callbacks (a plain function: a bound
+    # method would tie the future to itself in a cycle, keeping its result until the cyclic
+    # collector runs).
     if future.cancelled():
         future._notify_cancelled()
 
@@ -125,8 +126,7 @@ class ScalerFuture(Future):
         self._notified = False  # the waiters of a cancelled future were told
         self._start_callbacks: Optional[list] = None
         self._decoded = _UNDECODED
-        # first, so that waiters are told before any other callback runs
-        self.add_done_callback(_notify_waiters_if_cancelled)
+        self._notifier_added = False  # see add_done_callback
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -192,8 +192,22 @@ class ScalerFuture(Future):
 
     def _cancel_here(self) -> bool:
         """Cancel without telling the scheduler. Refused once started (RUNNING) or settled; the
-        first done-callback tells the waiters, so the future ends CANCELLED_AND_NOTIFIED."""
-        return super().cancel()
+        future ends CANCELLED_AND_NOTIFIED, its waiters told before its done-callbacks run."""
+        if not super().cancel():
+            return False
+        self._notify_cancelled()  # when no callback was added, nothing told the waiters yet
+        return True
+
+    def add_done_callback(self, fn) -> None:
+        # The first callback of a future that has any tells a cancel's waiters, so that they are
+        # told before the user's callbacks run (one of them may wait on the future). Added only
+        # with the first user callback: most futures have none, and it costs on every settle.
+        if not self._notifier_added:
+            with self._lock:
+                if not self._notifier_added:
+                    self._notifier_added = True
+                    super().add_done_callback(_notify_waiters_if_cancelled)
+        super().add_done_callback(fn)
 
     def cancel_if_pending(self) -> None:
         """Ask for the task to be cancelled only if no worker has started it yet.
@@ -224,7 +238,8 @@ class ScalerFuture(Future):
             return
         if not self._begin_settling():
             return
-        self._inputs = self._retry = None  # settled: the inputs and the arguments kept for a resend can go
+        if self._inputs is not None or self._retry is not None:
+            self._inputs = self._retry = None  # settled: the inputs and the arguments kept for a resend can go
         try:
             if error is None:
                 self.set_result(value)
