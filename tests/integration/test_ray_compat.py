@@ -411,3 +411,65 @@ def test_scaler_init_starts_a_configured_cluster_once():
     with pytest.raises(ValueError, match="only apply without an address"):
         ray.scaler_init("tcp://127.0.0.1:1", n_workers=2, task_timeout_seconds=1)
     assert not ray.is_initialized()
+
+
+# --- the patterns of Ray's core walkthrough, written again for this layer ---------------------------
+
+
+@ray.remote
+def cube(x):
+    return x ** 3
+
+
+@ray.remote
+def total(matrix):
+    return float(np.sum(matrix))
+
+
+@ray.remote
+def leaf():
+    return 1
+
+
+@ray.remote
+def refs_of_leaves():
+    return [leaf.remote() for _ in range(3)]  # refs made inside a task come back as refs
+
+
+@ray.remote
+def sum_of_leaves():
+    return sum(ray.get([leaf.remote() for _ in range(3)]))
+
+
+@ray.remote
+def distributed_sort(values):
+    if len(values) <= 64:
+        return sorted(values)
+    pivot, rest = values[0], values[1:]
+    lower = distributed_sort.remote([v for v in rest if v <= pivot])
+    upper = distributed_sort.remote([v for v in rest if v > pivot])
+    return ray.get(lower) + [pivot] + ray.get(upper)
+
+
+@ray.remote
+class Accumulator:
+    def __init__(self, start):
+        self.value = start
+
+    def add(self, amount):
+        self.value += amount
+        return self.value
+
+
+def test_walkthrough_patterns(up):
+    assert ray.get([cube.remote(i) for i in range(5)]) == [0, 1, 8, 27, 64]
+    matrix = np.ones((300, 300))
+    assert ray.get(total.remote(matrix)) == 90000.0                 # a literal argument
+    assert ray.get(total.remote(ray.put(matrix))) == 90000.0        # an object put once
+    assert ray.get(ray.get(refs_of_leaves.remote())) == [1, 1, 1]
+    assert ray.get(sum_of_leaves.remote()) == 3
+    values = [int(v) for v in np.random.default_rng(7).integers(0, 10_000, 2000)]
+    assert ray.get(distributed_sort.remote(values)) == sorted(values)
+    accumulator = Accumulator.remote(10)
+    assert ray.get([accumulator.add.remote(n) for n in (1, 2, 3)]) == [11, 13, 16]
+    ray.kill(accumulator)
