@@ -236,8 +236,10 @@ class ScalerFuture(Future):
             retry, self._retry = self._retry, None
             retry()
             return
-        if not self._begin_settling():
-            return
+        with self._lock:  # _begin_settling, inlined: this runs for every result
+            if self._settling:
+                return
+            self._settling = True
         if self._inputs is not None or self._retry is not None:
             self._inputs = self._retry = None  # settled: the inputs and the arguments kept for a resend can go
         try:

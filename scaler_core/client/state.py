@@ -65,6 +65,9 @@ class Welcomed:
     """The scheduler accepted us: direct sends may start, the constructor may return."""
 
 
+_FETCH = object()  # _on_result's answer for a stored result: fetch it from the object storage
+
+
 class ClientState:
     def __init__(self, client_id: bytes, address: str, timeout_seconds: float, heartbeat_interval_seconds: float,
                  now: float):
@@ -112,8 +115,15 @@ class ClientState:
         kind = type(message)
         if kind is protocol.ResultBatch:
             instructions: List = []
+            fetch: List[bytes] = []
             for result in message.results:
-                instructions += self._on_result(result)
+                outcome = self._on_result(result)
+                if outcome is _FETCH:
+                    fetch.append(result.task_id)
+                elif outcome is not None:
+                    instructions.append(outcome)
+            if fetch:  # one request for every stored result of the batch
+                instructions.append(ToStorage(protocol.ObjectGet(object_ids=fetch)))
             return instructions
         if kind is protocol.TaskStarted:
             return [MarkStarted(future) for future in map(self.futures.get, message.task_ids) if future is not None]
@@ -151,23 +161,26 @@ class ClientState:
             return [AddWarnings(sink, loads_warnings(message.warnings))]
         return []
 
-    def _on_result(self, result) -> List:
+    def _on_result(self, result):
+        """What one result asks for: a Settle or SettleCancelled, _FETCH (a stored result to fetch
+        from the object storage first), or None (nobody waits for it any more)."""
         future = self.futures.get(result.task_id)
         if future is None:
-            return []  # cancelled or already resolved
-        if result.status == "success" and result.stored:
+            return None  # cancelled or already resolved
+        status = result.status
+        if status == "success" and result.stored:
             self.fetching[result.task_id] = result
-            return [ToStorage(protocol.ObjectGet(object_ids=[result.task_id]))]
+            return _FETCH
         del self.futures[result.task_id]
-        if result.status == "success":
+        if status == "success":
             try:
-                return [Settle(future, pickle.loads(result.value), profiling=result.profiling)]
+                return Settle(future, pickle.loads(result.value), None, result.profiling)
             except Exception as error:
-                return [Settle(future, error=SerializationError(
-                    f"the task's result could not be unpickled here: {error!r}"), profiling=result.profiling)]
-        if result.status == "cancelled":
-            return [SettleCancelled(future)]
-        return [Settle(future, error=loads_exception(result.value), profiling=result.profiling)]
+                return Settle(future, error=SerializationError(
+                    f"the task's result could not be unpickled here: {error!r}"), profiling=result.profiling)
+        if status == "cancelled":
+            return SettleCancelled(future)
+        return Settle(future, error=loads_exception(result.value), profiling=result.profiling)
 
     # --- from the object storage ----------------------------------------------------------------
 

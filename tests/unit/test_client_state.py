@@ -64,12 +64,11 @@ def test_an_inline_result_settles_its_future_once():
     assert state.futures == {}
 
 
-def test_a_stored_result_is_fetched_then_released_in_one_batch():
+def test_stored_results_are_fetched_in_one_request_then_released_in_one_batch():
     state = welcomed()
     first, second = tracked(state, 1, 2)
     batch = protocol.ResultBatch(results=[result(1, stored=True), result(2, stored=True)])
-    assert state.on_scheduler(batch, 1.0) == [ToStorage(protocol.ObjectGet(object_ids=[tid(1)])),
-                                             ToStorage(protocol.ObjectGet(object_ids=[tid(2)]))]
+    assert state.on_scheduler(batch, 1.0) == [ToStorage(protocol.ObjectGet(object_ids=[tid(1), tid(2)]))]
     (settle,) = state.on_storage(protocol.ObjectData(object_id=tid(1), found=True), [b"frame"])
     assert settle.future is first and type(settle.value) is EncodedResult and settle.value.frames == [b"frame"]
     (missing,) = state.on_storage(protocol.ObjectData(object_id=tid(2), found=False), [])
