@@ -270,12 +270,13 @@ def run(sections: Sequence[Section]) -> int:
             logger.info("scaler: %s received, stopping", signal.Signals(received[0]).name)
     finally:
         children.stop_all(STOP_TIMEOUT_SECONDS)
+        # the handlers write to the wake pipe: they go before it closes
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         for fd in watched:
             os.close(fd)
         os.close(wake_reader)
         os.close(wake_writer)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     return code
 
 

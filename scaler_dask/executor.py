@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 from scaler_core import Client, SchedulerClusterCombo
 from scaler_core.client.futures import ScalerFuture
 from scaler_core.errors import SchedulerDiedError
+from scaler_core.references import MissingInputError
 
 
 class BrokenScalerExecutor(BrokenExecutor):
@@ -51,6 +52,9 @@ class ScalerExecutorFuture(ScalerFuture):
         return Future.running(self)
 
     def _settle(self, value=None, error: BaseException | None = None) -> None:
+        if error is not None and self._retry is not None and type(error) is MissingInputError:
+            super()._settle(value, error)  # not an outcome: the task is sent again, it settles later
+            return
         executor, self._executor = self._executor, None
         if error is not None and executor is not None:
             error = executor._error_breaking(error)

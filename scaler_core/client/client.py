@@ -135,10 +135,10 @@ class Client:
         if not callable(fn):
             raise TypeError(f"submit needs a callable, got {fn!r}")
         args, kwargs = tuple(args), dict(kwargs or {})
-        self._check_call(fn, args, kwargs, reserialize)
+        self._check_call(fn, args, kwargs, reserialize)  # without a serializer this ships fn (again, if asked)
         if self.serializer is not None:
             fn, (args, kwargs) = self._serializer_entry(fn)[1], self._serialized_arguments(args, kwargs)
-        function_id = self._function_id(fn, reserialize)
+        function_id = self._function_id(fn, reserialize and self.serializer is not None)
         task, future = self._make_task(function_id, args, kwargs, capabilities, future_factory=future_factory,
                                        notify_start=notify_start)
         if task is not None:  # None: an input had failed, the future carries its error
@@ -622,8 +622,12 @@ class _Resend:
             if self.waiting:
                 return
         future = self.future
-        if future.done() or not self.client.connected:
-            return  # cancelled by the user meanwhile, or the client left (its futures were settled)
+        if future.done():
+            return  # cancelled by the user meanwhile
+        if not self.client.connected:
+            # unregistered while it waited for its inputs, so the closing connection did not settle it
+            future._settle(error=self.client._connection.failure or SchedulerDiedError("the client is closed"))
+            return
         function_id, args, kwargs, capabilities, priority, notify_start = self.call
         try:
             task, _ = self.client._make_task(function_id, args, kwargs, capabilities, task_id=future.task_id,

@@ -103,9 +103,11 @@ class ClientConnection:
     # --- the I/O loop's handler (its thread) ----------------------------------------------------
 
     def _run(self) -> None:
-        self.io.run(protocol.ClientHello(client_id=self.client_id, version=protocol.PROTOCOL_VERSION))
-        self.closed.set()
-        self.welcomed.set()
+        try:
+            self.io.run(protocol.ClientHello(client_id=self.client_id, version=protocol.PROTOCOL_VERSION))
+        finally:  # even if closing itself failed: nobody may wait on a connection that is gone
+            self.closed.set()
+            self.welcomed.set()
 
     def _decide(self, event, *args):
         with self._lock:

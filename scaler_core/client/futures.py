@@ -15,26 +15,6 @@ from scaler_core.serialization import loads_frames, register_placeholder_type
 from scaler_core.serializer import SerializedValue
 
 
-def cancel_and_notify(future: Future) -> bool:
-    """Future.cancel that also settles the state at once, as an executor does when it drops the work.
-
-    concurrent.futures.wait() and as_completed() count only CANCELLED_AND_NOTIFIED as done, so a
-    future left CANCELLED would keep them waiting forever. A ScalerFuture is cancelled here without
-    telling the scheduler, its waiters are told before its done-callbacks run (so a callback may
-    wait on the future too). Another Future is notified once its own callbacks have run."""
-    if isinstance(future, ScalerFuture):
-        return future._cancel_here()
-    was_cancelled = future.cancelled()
-    if not future.cancel():
-        return False
-    if not was_cancelled:
-        try:
-            future.set_running_or_notify_cancel()
-        except RuntimeError:
-            pass  # someone else told the waiters meanwhile
-    return True
-
-
 def _notify_waiters_if_cancelled(future: "ScalerFuture") -> None:
     # The first done-callback of a ScalerFuture that has callbacks (a plain function: a bound
     # method would tie the future to itself in a cycle, keeping its result until the cyclic

@@ -7,7 +7,7 @@ requested nodes and (b) a dependency order of those ancestors:
 * the pure-Python path walks Python lists, one node at a time (Kahn's algorithm);
 * the GraphBLAS path orders a whole frontier at once: one sparse matrix-vector product
   decrements the in-degree of every successor of every finished node and yields the newly ready
-  set (`order_graphblas`). Culling always walks in Python (see `cull_and_order`).
+  set (`order_graphblas`). Culling walks in Python, once per compute (`graph_plan.build_plan`).
 
 GraphBLAS pays off for ordering wide graphs; a deep, narrow graph means many tiny frontiers, so
 that path hands over to the Python one when the frontiers stay small. The ordering path is chosen

@@ -25,7 +25,8 @@ from scaler_core.optional import require
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
 from scaler_core.scheduler.policies import make_policy
 from scaler_core.scheduler.scaling import ScalingPolicy
-from scaler_core.scheduler.state import SchedulerSettings, SchedulerState
+from scaler_core.scheduler.state import SchedulerState
+from scaler_core.settings import SchedulerSettings
 from scaler_core.security import CurveKeys, secure_client, secure_server, stop_authenticator
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
 from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
 from scaler_core.serialization import dumps_exception
-from scaler_core.settings import SchedulerSettings  # noqa: F401  (its home before settings.py)
+from scaler_core.settings import SchedulerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -590,4 +590,3 @@ HANDLERS = {
         protocol.Heartbeat: SchedulerState._on_Heartbeat,
     },
 }
-ALLOWED_MESSAGES = {role: tuple(table) for role, table in HANDLERS.items()}

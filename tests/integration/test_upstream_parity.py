@@ -181,3 +181,10 @@ def test_toml_keys_may_be_written_with_dashes_as_upstream_reads_them(tmp_path):
     path.write_text('[scheduler]\nbind-address = "tcp://127.0.0.1:6378"\nworker-timeout-seconds = 20\n')
     values = config.parse("scheduler", ["-c", str(path)])
     assert values["address"] == "tcp://127.0.0.1:6378" and values["worker_timeout_seconds"] == 20
+
+
+def test_cull_graph_follows_aliases_and_nested_keys():
+    from scaler_core.utility.graph.optimization import cull_graph
+
+    graph = {"a": 1, "b": (abs, "a"), "alias": "b", "c": (sum, ["alias", "a"]), "unused": (abs, "a")}
+    assert cull_graph(graph, ["c"]) == {key: graph[key] for key in ("a", "b", "alias", "c")}

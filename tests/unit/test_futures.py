@@ -12,13 +12,13 @@ import pickle
 import re
 import threading
 from concurrent.futures import (
-    FIRST_COMPLETED, CancelledError, Future, as_completed, wait,
+    FIRST_COMPLETED, CancelledError, as_completed, wait,
 )
 
 import pytest
 
 from scaler_core.client import futures as futures_module
-from scaler_core.client.futures import EncodedResult, ScalerFuture, cancel_and_notify
+from scaler_core.client.futures import EncodedResult, ScalerFuture
 from scaler_core.serialization import dumps_frames
 from scaler_dask.executor import ScalerExecutorFuture
 
@@ -91,19 +91,10 @@ def test_cancelling_twice_tells_the_scheduler_once(future, scheduler):
     assert scheduler.cancels == [(b"task-1", False)]
 
 
-def test_cancel_and_notify_cancels_here_only(future, scheduler):
-    assert cancel_and_notify(future)
+def test_a_cancel_without_the_scheduler_still_completes_waiters(future, scheduler):
+    assert future._cancel_here()
     assert wait([future], timeout=0).done == {future}
     assert scheduler.cancels == []
-
-
-def test_cancel_and_notify_on_a_plain_future():
-    plain = Future()
-    assert cancel_and_notify(plain) and cancel_and_notify(plain)
-    assert wait([plain], timeout=0).done == {plain}
-    running = Future()
-    running.set_running_or_notify_cancel()
-    assert not cancel_and_notify(running)
 
 
 # --- started (notify_start) ----------------------------------------------------------------------

@@ -94,8 +94,13 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     if call.actor is not None and force:
         raise ValueError("force=True is not supported for actor tasks")
     if call.future is None:
-        call.fail(TaskCancelledError("the task was cancelled before it was submitted"))
-    elif call.actor is not None:
+        # under the runtime's lock, which the dispatcher holds to submit: either it sees the
+        # failure and skips the call, or the call was submitted and is cancelled below
+        with _runtime().lock:
+            if call.future is None:
+                call.fail(TaskCancelledError("the task was cancelled before it was submitted"))
+                return
+    if call.actor is not None:
         call.future.cancel_if_pending()
     else:
         call.future.cancel()

@@ -103,6 +103,8 @@ class _Runtime:
                 else:
                     with self.lock:
                         self._submit_now(item, raise_errors=False)
+            except Exception as error:  # the one dispatcher must outlive a bad call: that call fails
+                call.fail(error)
             finally:
                 if actor is not None:
                     with self.lock:
