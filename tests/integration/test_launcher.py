@@ -16,25 +16,10 @@ import pytest
 from scaler_core import Client
 from scaler_core.transport import free_tcp_port
 from tests.ports import port_block
+from tests.upstream_samples import QUICKSTART
 
 STARTUP_SECONDS = 60
 STOP_SECONDS = 30
-
-# upstream's README, "Local Quickstart": the file, and `scaler config.toml` to start it
-QUICKSTART = """\
-[object_storage_server]
-bind_address = "tcp://127.0.0.1:8517"
-
-[scheduler]
-bind_address = "tcp://127.0.0.1:8516"
-object_storage_address = "tcp://127.0.0.1:8517"
-
-[[worker_manager]]
-type = "baremetal_native"
-scheduler_address = "tcp://127.0.0.1:8516"
-worker_manager_id = "wm-native"
-"""
-
 
 def listening(port):
     try:

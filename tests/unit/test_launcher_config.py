@@ -6,20 +6,7 @@ import pytest
 
 from scaler_core import config
 from scaler_core.launcher import LaunchConfigError, load, same_endpoint
-
-QUICKSTART = """
-[object_storage_server]
-bind_address = "tcp://127.0.0.1:8517"
-
-[scheduler]
-bind_address = "tcp://127.0.0.1:8516"
-object_storage_address = "tcp://127.0.0.1:8517"
-
-[[worker_manager]]
-type = "baremetal_native"
-scheduler_address = "tcp://127.0.0.1:8516"
-worker_manager_id = "wm-native"
-"""
+from tests.upstream_samples import QUICKSTART
 
 FIXED_MANAGER = """
 [[worker_manager]]
