@@ -271,6 +271,9 @@ class WorkerState:
         if stored:
             instructions.append(ToStorage(protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id),
                                           outcome.frames))
+            # kept here too (within the cache's budget): a dependent that runs on this worker reads
+            # it without a round trip through the object storage
+            self.objects.put(task.task_id, outcome.frames)
         instructions.append(Result(protocol.make_result(task.task_id, outcome.status, outcome.inline, stored,
                                                         outcome.profiling)))
         return instructions

@@ -114,6 +114,16 @@ def test_a_large_result_goes_to_the_storage_before_its_report():
     assert type(report) is Result and report.result.stored
 
 
+def test_a_large_result_consumed_on_its_own_worker_is_not_fetched():
+    state = welcomed()
+    state.on_tasks([task(1)])
+    started, _ = run_next(state)
+    state.finish(Outcome(started, "success", frames=[b"big"]))
+    instructions = state.on_tasks([task(2, stored_input=tid(1))])
+    assert not of_kind(instructions, ToStorage)  # no ObjectGet: the producer's copy is here
+    assert state.objects.frames_of(tid(1)) == [b"big"] and run_next(state)[0].task_id == tid(2)
+
+
 def test_cancel_of_a_queued_task_reports_it_cancelled():
     state = welcomed()
     state.on_tasks([task(1), task(2)])
