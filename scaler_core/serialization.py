@@ -120,8 +120,9 @@ def _plain_dumps(obj, buffer_callback=None) -> Optional[bytes]:
     """The C pickler, for the common case of plain data; None when cloudpickle is needed.
 
     Anything plain pickle would save by a reference into __main__ (which the other side cannot
-    import), cannot save at all (lambdas, local classes), or that holds placeholders (which must
-    become persistent ids) goes the slow way."""
+    import), cannot save at all (lambdas, local classes, futures: their lock does not pickle), or
+    that holds placeholders (KeyRef/ObjectReference, found by their module's name in the pickle:
+    they must become persistent ids) goes the slow way."""
     try:
         data = pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
     except Exception:
