@@ -78,6 +78,7 @@ class GraphTable:
         self.queued_entry = None  # this graph's entry in the scheduler's ready queue, if any
         self.queued_key = None  # and the -priority it was queued at
         self.materialized: Dict[int, object] = {}  # node -> TaskRecord while a record exists
+        self.stored_on: Dict[int, bytes] = {}  # node -> the worker that made its stored result (and keeps a copy)
         self.arrived_count = 0
         self.done_count = 0
         self.to_complete: List[int] = []  # succeeded, successors not yet told
@@ -191,6 +192,19 @@ class GraphTable:
 
     def forget_result(self, index: int) -> None:
         self.results.pop(index, None)
+        self.stored_on.pop(index, None)
+
+    def holder_of_inputs(self, index: int) -> Optional[bytes]:
+        """A worker that made one of the node's stored inputs: running the node there reads that
+        input from the worker's own cache instead of the object storage."""
+        if not self.stored_on:
+            return None
+        stored_on = self.stored_on
+        for dependency in self.frontier.dependencies(index):
+            holder = stored_on.get(dependency)
+            if holder is not None:
+                return holder
+        return None
 
     def finished(self) -> bool:
         return (self.done_count == self.n and self.arrived_count == self.n and not self.to_release

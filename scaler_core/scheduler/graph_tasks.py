@@ -98,6 +98,7 @@ class GraphTasks:
             record = TaskRecord(graph.task_for(index))
             record.state = self._shift(TaskState.HELD, Event.MATERIALIZE)
             record.graph, record.node = graph, index
+            record.preferred = graph.holder_of_inputs(index)
             graph.materialized[index] = record
             self.tasks[record.task_id] = record
             self.ready.push(record.task.priority, record.task_id, front=True)
@@ -127,6 +128,8 @@ class GraphTasks:
         if record is not None:
             record.state = gone
         graph.mark_done(index, status == "success", None if stored else value, stored)
+        if stored and record is not None and record.result_worker is not None:
+            graph.stored_on[index] = record.result_worker
         if graph.requested[index]:
             self._report_outcome(graph.client_id, node_task_id(graph.graph_id, index), True, status, value, stored,
                                  profiling, notify_client, report)

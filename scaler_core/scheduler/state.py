@@ -295,6 +295,8 @@ class SchedulerState(GraphTasks, TaskLifecycle):
                 continue  # stale: the task was re-run elsewhere or cancelled meanwhile
             self._unassign(record, worker)
             worker.record_duration(result.profiling.duration_seconds)
+            if result.stored:
+                record.result_worker = sender  # its worker keeps a copy: dependents are best placed there
             self._finish(record, result.status, result.value, result.stored, result.profiling, report=result)
 
     def _remove_worker(self, worker_id: bytes, returned=frozenset()) -> None:
@@ -402,7 +404,13 @@ class SchedulerState(GraphTasks, TaskLifecycle):
             if record is None or record.state != TaskState.QUEUED:
                 ready.pop()
                 continue
-            worker = self.policy.choose(record, workers)
+            worker = None
+            if record.preferred is not None:  # the worker holding a stored input, if it can take it now
+                holder = self.workers.get(record.preferred)
+                if holder is not None:
+                    worker = self.policy.choose(record, (holder,))
+            if worker is None:
+                worker = self.policy.choose(record, workers)
             if worker is not None:
                 ready.pop()
                 self._assign(record, worker)
@@ -513,6 +521,8 @@ class SchedulerState(GraphTasks, TaskLifecycle):
                     continue
                 if status == "success":
                     self._add_input(dependent, record)
+                    if stored and dependent.preferred is None:
+                        dependent.preferred = record.result_worker
                     dependent.waiting_on -= 1
                     if dependent.waiting_on == 0 and dependent.state == TaskState.WAITING:
                         self._enqueue(dependent)

@@ -261,3 +261,18 @@ def test_both_frontiers_agree_on_random_dags():
         sorted(frontiers[2].descendants([5]))
     succ_indptr, succ_indices = successor_csr(3000, indptr, indices)
     assert int(succ_indptr[-1]) == len(indices)
+
+
+def test_a_node_goes_to_the_worker_that_holds_its_stored_input(state):
+    hello(state, 1)
+    declare(state, [[], [], [0]])
+    rows(state, range(3))
+    dispatched, _, _ = take(state)
+    assert [t.task_id for t in dispatched] == [nid(0), nid(1)]  # both on worker 1, the only one yet
+    hello(state, 2)
+    take(state)
+    finish(state, 1, 0, stored=True)  # worker 1 keeps a copy of node 0's result
+    # worker 2 is idle and worker 1 still runs node 1, yet node 2 goes where its input is
+    outgoing = state.take_outgoing()
+    placed = {dest: [t.task_id for t in msg.tasks] for dest, msg, _ in outgoing if type(msg) is protocol.TaskBatch}
+    assert placed == {worker_id(1): [nid(2)]}

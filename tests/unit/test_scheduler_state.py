@@ -536,3 +536,29 @@ def test_task_warnings_are_forwarded_to_the_owner():
     outgoing = sent(state)
     assert [(dest, type(msg)) for dest, msg, _ in outgoing] == [(CLIENT, protocol.TaskWarnings),
                                                                  (CLIENT, protocol.ResultBatch)]
+
+
+def test_a_dependent_goes_to_the_worker_that_holds_its_stored_input():
+    state = make_state()
+    hello(state, 1)
+    submit(state, task(1), task(5))  # both on worker 1, the only one yet
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(1), tid(5)]}
+    hello(state, 2)
+    submit(state, task(3, deps=[1]))
+    sent(state)
+    succeed(state, 1, 1, stored=True, duration=0.001)  # a large result: worker 1 keeps a copy
+    # worker 2 is idle and worker 1 still runs 5 (with a free slot), yet 3 goes where its input is
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(3)]}
+
+
+def test_locality_yields_when_the_holder_cannot_take_the_task():
+    state = make_state()
+    hello(state, 1)
+    hello(state, 2)
+    sent(state)
+    submit(state, task(1), task(2, deps=[1]))
+    (holder, _), = tasks_sent(sent(state)).items()
+    holder_n = int(holder.rsplit(b"|", 1)[1])
+    state.workers[holder].closing = True  # the holder takes no new work: the dependent goes elsewhere
+    succeed(state, 1, holder_n, stored=True)
+    assert tasks_sent(sent(state)) == {worker_id(3 - holder_n): [tid(2)]}
