@@ -11,6 +11,7 @@ TASK_SYSTEMS = ["ours", "ours-executor", "upstream", "distributed", "ppe"]
 CLUSTER_SYSTEMS = ["ours", "upstream", "distributed"]
 DASK_SYSTEMS = ["ours", "ours-executor", "distributed", "ppe", "dask-threaded", "dask-processes"]
 GRAPH_SYSTEMS = ["ours", "upstream", "distributed", "dask-threaded", "dask-processes"]
+DATA_HEAVY_SYSTEMS = ["ours", "distributed", "dask-threaded"]
 
 # Column order of the tables.
 SYSTEM_ORDER = ["ours", "ours-executor", "upstream", "distributed", "ppe", "dask-threaded", "dask-processes",
@@ -46,6 +47,12 @@ def size_label(n):
         return f"{n // 1000}k"
     return str(n)
 
+
+# W8 memory: see benchmarks/tree_memory.py and the README's W8 entry.
+DATA_HEAVY_METRICS = [("seconds", "seconds", "lower"),
+                      ("peak_footprint_mb", "peak memory MB (tree RSS w/o shmem + new /dev/shm)", "lower"),
+                      ("peak_tree_rss_mb", "peak summed RSS MB (process tree)", "lower"),
+                      ("peak_shm_mb", "new /dev/shm MB at its peak", None)]
 
 THROUGHPUT = [("tasks_per_s", "tasks/s", "higher"), ("cpu_ms_per_task", "CPU ms/task (all procs)", "lower")]
 
@@ -122,4 +129,39 @@ def build_cases(quick):
         [("bytes_per_queued_task", "scheduler bytes/queued task", "lower")],
         not_applicable=["ppe"], size_param="n_queued",
         caps={"upstream": 1000 if q else 10_000, "distributed": 2000 if q else 50_000}))
+    cases += data_heavy_cases(q)
+    return cases
+
+
+def data_heavy_cases(q):
+    """W8 (issue 15): float64 dask.arrays of random data and a dataframe shuffle of large partitions."""
+    float_cases = [  # (case, side, chunk, title)
+        ("transpose-add", 4000 if q else 20_000, 1000 if q else 2000, "(x + x.T).mean(), {n}^2 in {k} chunks of {mb} MB"),
+        ("matmul", 2000 if q else 12_000, 500 if q else 1500, "(x @ x.T).sum(), {n}^2 in {k} blocks of {mb} MB"),
+        ("rechunk", 4000 if q else 16_000, 250 if q else 500,
+         "x.rechunk(({c}, {n})).sum() from ({n}, {c}) chunks, {n}^2 ({k} chunks of {mb} MB)"),
+    ]
+    cases = []
+    for case, side, chunk, title in float_cases:
+        chunk_mb = (side * chunk if case == "rechunk" else chunk * chunk) * 8 / 1e6
+        n_chunks = side // chunk if case == "rechunk" else (side // chunk) ** 2
+        cases.append(Case(
+            f"W8.{case}", "W8", title.format(n=side, c=chunk, k=n_chunks, mb=f"{chunk_mb:.0f}"),
+            W + "w8_data_heavy:run_data_heavy", {"case": case, "side": side, "chunk": chunk},
+            DATA_HEAVY_SYSTEMS, DATA_HEAVY_METRICS, timeout_factor=1.0 if q else 5.0))
+    partitions, rows = (4, 250_000) if q else (16, 1_000_000)
+    cases.append(Case(
+        "W8.shuffle", "W8", f"dask.dataframe shuffle on a random key, {partitions} partitions of "
+                            f"{rows * 32 / 1e6:.0f} MB",
+        W + "w8_data_heavy:run_data_heavy",
+        {"case": "shuffle", "partitions": partitions, "rows": rows, "n_keys": 1_000_000},
+        DATA_HEAVY_SYSTEMS, DATA_HEAVY_METRICS, timeout_factor=1.0 if q else 5.0))
+    side, chunk, limit_mb = (10_000, 1000, 256) if q else (20_000, 2000, 768)
+    cases.append(Case(
+        "W8.spill", "W8", f"((x - x.mean()) ** 2).mean(), {side}^2 ({side * side * 8 / 1e6:,.0f} MB), "
+                          f"memory limit {limit_mb} MB per worker",
+        W + "w8_data_heavy:run_data_heavy",
+        {"case": "spill", "side": side, "chunk": chunk, "memory_limit_mb_per_worker": limit_mb},
+        ["ours", "distributed"], DATA_HEAVY_METRICS + [("peak_spill_directory_mb", "peak spill directory MB", None)],
+        not_applicable=["dask-threaded"], timeout_factor=1.0 if q else 5.0))
     return cases
