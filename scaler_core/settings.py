@@ -166,6 +166,14 @@ class WorkerSettings:
     keys: Any = internal("CurveZMQ keys towards the scheduler and the object storage", factory=_no_keys)
     preload: str = setting("", 'run "package.module:function(args)" once in each worker before its first task; '
                            "a failing preload stops that worker", "-pl")
+    object_memory_limit_bytes: int = setting(
+        0, "bytes of large results a cluster keeps in shared memory; beyond, the least recently used go to "
+        "the spill directory (0: a quarter of the machine's memory)", "-oml")
+    spill_directory: str = setting("", "where a cluster's results beyond its memory limit go "
+                                   "(default: the system's temporary directory)", "-sd")
+    object_memory_directory: str = setting("", "the shared-memory directory for a cluster's results "
+                                           "(default: /dev/shm)", "-omd")
+    host_store_location: str = internal("set by the cluster: its host store, encoded (empty: none)", "")
 
     def __post_init__(self):
         if self.capabilities is None:  # the old constructor's spelling of "none"

@@ -18,6 +18,7 @@ from scaler_core.client.state import (
     AddWarnings, ClientState, MarkStarted, Settle, SettleCancelled, Welcomed, WriteOutput,
 )
 from scaler_core.errors import SchedulerDiedError
+from scaler_core.host_store import PENDING, LocatedObjects
 from scaler_core.instructions import Leave, ToScheduler, ToStorage
 from scaler_core.peer_io import PeerIO
 from scaler_core.security import CurveKeys
@@ -43,6 +44,7 @@ class ClientConnection:
         self._lock = threading.Lock()  # every call into `state`
         self.io = PeerIO(self, name="client", identity=client_id, scheduler_address=address, keys=keys,
                          tick_interval_seconds=heartbeat_interval_seconds)
+        self.located = LocatedObjects(self._arrived_from_another_host)
         self.welcomed = threading.Event()  # set once welcomed, or once closed (the constructor stops waiting)
         self.closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scaler-client-io", daemon=True)
@@ -106,6 +108,7 @@ class ClientConnection:
         try:
             self.io.run(protocol.ClientHello(client_id=self.client_id, version=protocol.PROTOCOL_VERSION))
         finally:  # even if closing itself failed: nobody may wait on a connection that is gone
+            self.located.stop()
             self.closed.set()
             self.welcomed.set()
 
@@ -122,7 +125,20 @@ class ClientConnection:
         return self._decide(self.state.on_scheduler, message, now)
 
     def on_storage(self, message, frames, now):
+        if type(message) is protocol.ObjectData and message.found and message.location:
+            # a worker's result in a host store: mapped from its file on this host, else fetched
+            frames = self.located.read(message.object_id, message.location)
+            if frames is PENDING:
+                return ()
+            if frames is None:
+                message = protocol.ObjectData(object_id=message.object_id, found=False)
         return self._decide(self.state.on_storage, message, frames)
+
+    def _arrived_from_another_host(self, object_id: bytes, frames) -> None:
+        message = protocol.ObjectData(object_id=object_id, found=frames is not None)
+        instructions = self._decide(self.state.on_storage, message, frames or ())
+        if instructions:
+            self.io.post(*instructions)
 
     def on_tick(self, now):
         return self._decide(self.state.on_tick, now)

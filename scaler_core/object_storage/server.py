@@ -1,7 +1,9 @@
 """The object storage server process: a ROUTER socket in front of an ObjectStore.
 
 Payload frames are kept as the zmq.Frame objects they arrived in and sent back with copy=False,
-so an object's bytes are never copied by Python on their way in or out. A get for an object that
+so an object's bytes are never copied by Python on their way in or out. A worker's large result is
+not sent here at all: the storage keeps where its host store holds it, answers a get with that
+location, and removes the file when the object is deleted (host_store/store.py). A get for an object that
 has not arrived yet waits (its writer may be a moment behind the reader), up to a deadline.
 
 This server stores pickles for anyone who can reach its port and hands them to anyone who asks:
@@ -17,6 +19,7 @@ import time
 import zmq
 
 from scaler_core import protocol, transport
+from scaler_core.host_store import HostStoreLocation, delete_objects, delete_remote
 from scaler_core.object_storage.store import ObjectStore
 from scaler_core.security import CurveKeys, secure_server, stop_authenticator
 from scaler_core.settings import ObjectStorageSettings
@@ -35,6 +38,7 @@ class ObjectStorageServer:
         secure_server(self.context, self.router, keys)
         self.router.bind(address)
         self._running = True
+        self._object_servers = {}  # address -> DEALER, to remove objects kept on other hosts
         logger.info("ObjectStorageServer: listen to %s", address)
 
     def stop(self, *_):
@@ -59,6 +63,8 @@ class ObjectStorageServer:
                     self._send_data(requester, object_id, None)
                 next_expiry = now + 1.0
         self.router.close(linger=0)
+        for sock in self._object_servers.values():
+            sock.close(linger=500)
         stop_authenticator(self.context)
         self.context.term()
 
@@ -69,11 +75,17 @@ class ObjectStorageServer:
         sender, message, frames = routed
         kind = type(message)
         if kind is protocol.ObjectPut:
-            if not frames:
-                logger.warning("object storage: ObjectPut without payload from %r", sender[:40])
+            location = message.location
+            if bool(frames) == bool(location):
+                logger.warning("object storage: ObjectPut from %r needs either payload frames or a location",
+                               sender[:40])
                 return
-            for requester in self.store.put(message.object_id, message.owner_id, frames):
-                self._send_data(requester, message.object_id, frames)
+            waiting, gone = self.store.put(message.object_id, message.owner_id, frames, location)
+            for requester in waiting:
+                self._send_data(requester, message.object_id, frames, location)
+            for old_location in gone:
+                if old_location != location or message.owner_id in self.store.dead_owners:
+                    self._delete_files(old_location, [message.object_id])
         elif kind is protocol.ObjectGet and not frames:
             deadline = time.monotonic() + self.settings.get_wait_seconds
             for object_id in message.object_ids:
@@ -81,18 +93,30 @@ class ObjectStorageServer:
                 if stored is None:
                     self.store.wait_for(object_id, sender, deadline)
                 else:
-                    self._send_data(sender, object_id, stored)
+                    self._send_data(sender, object_id, *stored)
         elif kind is protocol.ObjectDelete and not frames:
             for object_id in message.object_ids:
-                self.store.delete(object_id)
+                location = self.store.delete(object_id)
+                if location:
+                    self._delete_files(location, [object_id])
         elif kind is protocol.ObjectDeleteOwner and not frames and sender[:1] == b"S":
-            self.store.delete_owner(message.owner_id)
+            for object_id, location in self.store.delete_owner(message.owner_id):
+                self._delete_files(location, [object_id])
         else:
             logger.warning("object storage: refused %s from %r", protocol.message_name(message), sender[:40])
 
-    def _send_data(self, requester: bytes, object_id: bytes, frames) -> None:
-        header = protocol.ObjectData(object_id=object_id, found=frames is not None,
-                                     frame_count=len(frames) if frames else 0)
+    def _delete_files(self, encoded_location: str, object_ids) -> None:
+        """Remove deleted objects' files: here, or through their host's object server."""
+        location = HostStoreLocation.decode(encoded_location)
+        if location.is_here() or not location.server_address:
+            delete_objects(location, object_ids)
+        else:
+            delete_remote(location.server_address, list(object_ids), self._object_servers, self.context)
+
+    def _send_data(self, requester: bytes, object_id: bytes, frames, location: str = "") -> None:
+        found = frames is not None
+        header = protocol.ObjectData(object_id=object_id, found=found, frame_count=len(frames) if frames else 0,
+                                     location=location)
         try:
             transport.send(self.router, header, frames or (), identity=requester)
         except zmq.ZMQError as error:

@@ -208,9 +208,12 @@ struct SchedulerShutdown {
 }
 
 struct ObjectPut {
-  # followed by the payload frames: frame 0 is the pickle stream, the rest its out-of-band buffers
+  # followed by the payload frames: frame 0 is the pickle stream, the rest its out-of-band buffers;
+  # or, with `location` set, no frames: the object is a file of the host store at that location
   objectId @0 :Data;
   ownerId @1 :Data;
+  location @2 :Text;   # a host store's "memory directory\nspill directory"; empty: the frames follow
+  size @3 :UInt64;     # bytes of the object (with `location`)
 }
 
 struct ObjectGet {
@@ -222,6 +225,7 @@ struct ObjectData {
   objectId @0 :Data;
   found @1 :Bool;
   frameCount @2 :UInt32;
+  location @3 :Text;   # found in a host store: read it from there (no frames follow)
 }
 
 struct ObjectDelete {

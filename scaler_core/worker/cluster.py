@@ -3,23 +3,31 @@
 The supervisor notices a worker's death the moment its process ends (a pidfd per worker, no
 polling), tells the scheduler at once (so the dead worker's tasks are re-run without waiting
 for a heartbeat timeout) and starts a replacement. It exits when the scheduler is gone.
+
+It also owns the cluster's host store (host_store/store.py), where its workers keep their large
+results: it creates the directories before the first worker starts and removes them when it ends,
+so the objects outlive any one worker but not the cluster.
 """
 
 from __future__ import annotations
 
 import logging
+import dataclasses
 import multiprocessing.connection
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 import zmq
 
 from scaler_core import protocol, transport
 from scaler_core.child import spawn
+from scaler_core.host_store import (HostStoreLocation, ObjectServer, address_towards, create_host_store,
+                                    default_memory_limit, default_memory_parent, remove_host_store)
 from scaler_core.security import secure_client
 from scaler_core.logging_setup import setup_logging
 from scaler_core.settings import LoggingSettings, WorkerSettings
@@ -59,6 +67,8 @@ class Cluster:
         self._stopping = False
         self._sequence = 0
         self._wakeup_reader, self._wakeup_writer = os.pipe()
+        self.host_store: Optional[HostStoreLocation] = None
+        self.object_server: Optional[ObjectServer] = None
 
     def stop(self, *_):
         self._stopping = True
@@ -80,6 +90,7 @@ class Cluster:
         scheduler = transport.configure(context.socket(zmq.DEALER), identity=self.cluster_id, linger_ms=1000)
         secure_client(scheduler, self.settings.keys)
         scheduler.connect(self.scheduler_address)
+        self._create_host_store()
         for _ in range(self.n_workers):
             self._start_worker()
         last_echo = time.monotonic()
@@ -112,8 +123,36 @@ class Cluster:
                         self._on_worker_exit(pidfd, scheduler)
         finally:
             self._terminate_all()
+            if self.object_server is not None:
+                self.object_server.stop()
+            if self.host_store is not None:
+                remove_host_store(self.host_store)
             scheduler.close(linger=500)
             context.term()
+
+    def _create_host_store(self) -> None:
+        if self.settings.keys.enabled:
+            # its object server would hand results to anyone on the network: with CurveZMQ they go
+            # through the (encrypted, authenticated) object storage instead
+            logger.info("ClusterProcess: CurveZMQ keys set: large results go to the object storage")
+            return
+        memory_parent = self.settings.object_memory_directory or default_memory_parent()
+        spill_parent = self.settings.spill_directory or tempfile.gettempdir()
+        location = None
+        try:
+            location = create_host_store(memory_parent, spill_parent)
+            self.object_server = ObjectServer(location, address_towards(self.scheduler_address))
+        except (OSError, zmq.ZMQError) as error:
+            logger.warning("ClusterProcess: no host store (%s): large results go to the object storage", error)
+            if location is not None:
+                remove_host_store(location)
+            return
+        self.host_store = dataclasses.replace(location, server_address=self.object_server.address)
+        limit = self.settings.object_memory_limit_bytes or default_memory_limit(memory_parent)
+        self.settings = dataclasses.replace(self.settings, host_store_location=self.host_store.encode(),
+                                            object_memory_limit_bytes=limit)
+        logger.info("ClusterProcess: results kept in %s up to %.0f MiB, then spilled to %s",
+                    self.host_store.memory_directory, limit / 2**20, self.host_store.spill_directory)
 
     def _on_worker_exit(self, pidfd: int, scheduler) -> None:
         process, worker_id, _ = self.workers.pop(pidfd)

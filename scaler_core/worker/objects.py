@@ -1,29 +1,39 @@
 """Objects a worker fetched from the object storage, kept for reuse within a byte budget.
 
 An object stays while a task this worker holds still needs it (pinned); beyond the budget the
-least recently used unpinned objects go first.
+least recently used unpinned objects go first. An object its own host store keeps (`load_local`,
+a mapping of the file) is never fetched, and is kept only while pinned: mapping it again is cheap,
+and a mapping kept longer would hold the file's memory after the file is deleted.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
-from typing import Dict, Iterable, List
+from typing import Callable, Dict, Iterable, List, Optional, Set
 
 
 class ObjectCache:
-    def __init__(self, capacity_bytes: int):
+    def __init__(self, capacity_bytes: int, load_local: Optional[Callable[[bytes], Optional[List]]] = None):
         self.capacity_bytes = capacity_bytes
+        self._load_local = load_local
         self._frames: "collections.OrderedDict[bytes, List]" = collections.OrderedDict()
         self._sizes: Dict[bytes, int] = {}
         self._pins: Dict[bytes, int] = collections.Counter()
+        self._mapped: Set[bytes] = set()  # loaded from the host store: dropped once unpinned
         self._size = 0
         self._lock = threading.Lock()
 
     def has(self, object_id: bytes) -> bool:
-        return object_id in self._frames
+        if object_id in self._frames:
+            return True
+        frames = self._load_local(object_id) if self._load_local is not None else None
+        if frames is None:
+            return False
+        self.put(object_id, frames, mapped=True)
+        return True
 
-    def put(self, object_id: bytes, frames: List) -> None:
+    def put(self, object_id: bytes, frames: List, mapped: bool = False) -> None:
         size = sum(len(frame) for frame in frames)
         with self._lock:
             if object_id in self._frames:
@@ -31,6 +41,8 @@ class ObjectCache:
             self._frames[object_id] = frames
             self._sizes[object_id] = size
             self._size += size
+            if mapped:
+                self._mapped.add(object_id)
             self._evict()
 
     def frames_of(self, object_id: bytes) -> List:
@@ -50,6 +62,8 @@ class ObjectCache:
                 count = self._pins.get(object_id, 0) - 1
                 if count <= 0:
                     self._pins.pop(object_id, None)
+                    if object_id in self._mapped:
+                        self._drop(object_id)
                 else:
                     self._pins[object_id] = count
             self._evict()
@@ -62,5 +76,9 @@ class ObjectCache:
                 break
             if self._pins.get(object_id):
                 continue
-            del self._frames[object_id]
+            self._drop(object_id)
+
+    def _drop(self, object_id: bytes) -> None:
+        if self._frames.pop(object_id, None) is not None:
             self._size -= self._sizes.pop(object_id)
+            self._mapped.discard(object_id)

@@ -23,6 +23,7 @@ import psutil
 
 from scaler_core import protocol
 from scaler_core import task_context as context
+from scaler_core.host_store import PENDING, HostStore, HostStoreLocation, LocatedObjects
 from scaler_core.instructions import ToScheduler
 from scaler_core.peer_io import PeerIO
 from scaler_core.settings import WorkerSettings
@@ -50,7 +51,10 @@ class Worker:
         self.io = PeerIO(self, name="worker", identity=worker_id, scheduler_address=scheduler_address,
                          keys=settings.keys, tick_interval_seconds=settings.heartbeat_interval_seconds, linger_ms=2000)
 
-        self.objects = ObjectCache(settings.object_cache_bytes)
+        self.host_store = HostStore(HostStoreLocation.decode(settings.host_store_location),
+                                    settings.object_memory_limit_bytes) if settings.host_store_location else None
+        self.objects = ObjectCache(settings.object_cache_bytes, self.host_store.load if self.host_store else None)
+        self.located = LocatedObjects(self._arrived_from_another_host)
         self.functions = FunctionCache()
         self.lock = threading.Condition()  # every call into `state`; runners wait on it for work
         self.state = WorkerState(self.objects, self.functions, WorkerLimits(
@@ -93,6 +97,7 @@ class Worker:
                 capabilities=[protocol.Capability(name=n, quantity=q) for n, q in self.settings.capabilities.items()],
                 cluster_id=self.cluster_id, version=protocol.PROTOCOL_VERSION))
         finally:
+            self.located.stop()
             with self.lock:
                 self._stop = True
                 self.lock.notify_all()
@@ -137,6 +142,8 @@ class Worker:
             if instructions:
                 self.io.post(*instructions)
             outcome = run_task(task, self.functions, self.objects.frames_of, self._emit)
+            if outcome.frames is not None and self.host_store is not None:
+                self._keep_on_host(outcome)
             with self.lock:
                 instructions = self._woken(state.finish(outcome))
                 surplus = self.runner_count > 1 + state.blocked and self.idle_runners > 0
@@ -145,6 +152,16 @@ class Worker:
             self._deliver(instructions)
             if surplus:
                 return
+
+    def _keep_on_host(self, outcome) -> None:
+        """Write a large result into the host store, outside the lock (it may take a while)."""
+        try:
+            outcome.size = self.host_store.put(outcome.task.task_id, outcome.frames)
+        except OSError as error:  # a full disk or memory filesystem: the object storage takes it instead
+            logger.warning("worker %r: could not keep a result in the host store (%s); sending it to the "
+                           "object storage", self.worker_id, error)
+            return
+        outcome.location = self.host_store.encoded_location
 
     def _on_block(self) -> None:
         with self.lock:
@@ -182,8 +199,19 @@ class Worker:
     def on_storage(self, message, frames, now: float) -> List:
         if type(message) is not protocol.ObjectData:
             return []
+        if message.found and message.location:
+            frames = self.located.read(message.object_id, message.location)
+            if frames is PENDING:
+                return []
+            with self.lock:
+                return self._woken(self.state.on_object(message.object_id, frames is not None, frames or ()))
         with self.lock:
             return self._woken(self.state.on_object(message.object_id, message.found, frames))
+
+    def _arrived_from_another_host(self, object_id: bytes, frames) -> None:
+        with self.lock:
+            instructions = self._woken(self.state.on_object(object_id, frames is not None, frames or ()))
+        self.io.post(*instructions)
 
     def on_tick(self, now: float) -> List:
         cpu_percent, rss = self.process.cpu_percent(), self.process.memory_info().rss

@@ -269,11 +269,17 @@ class WorkerState:
                 task_id=task.task_id, graph_id=task.graph_id, warnings=dumps_warnings(outcome.warnings))))
         stored = outcome.frames is not None
         if stored:
-            instructions.append(ToStorage(protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id),
-                                          outcome.frames))
-            # kept here too (within the cache's budget): a dependent that runs on this worker reads
-            # it without a round trip through the object storage
-            self.objects.put(task.task_id, outcome.frames)
+            if outcome.location:
+                # in this host's store: the storage learns where, and a dependent that runs on this
+                # host maps the file without asking anyone
+                instructions.append(ToStorage(protocol.ObjectPut(
+                    object_id=task.task_id, owner_id=task.client_id, location=outcome.location, size=outcome.size)))
+            else:
+                instructions.append(ToStorage(protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id),
+                                              outcome.frames))
+                # kept here too (within the cache's budget): a dependent that runs on this worker
+                # reads it without a round trip through the object storage
+                self.objects.put(task.task_id, outcome.frames)
         instructions.append(Result(protocol.make_result(task.task_id, outcome.status, outcome.inline, stored,
                                                         outcome.profiling)))
         return instructions

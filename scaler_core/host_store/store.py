@@ -1,0 +1,214 @@
+"""A host's store of large results: the objects a cluster's workers made, kept as files where they
+were made, in shared memory up to a limit and on disk beyond it.
+
+Every worker of a cluster writes its results into the cluster's memory directory (/dev/shm by
+default) and any process on the same host maps them from there, so a result moves between processes
+of one host without a copy. When the objects in memory would pass the limit, the least recently used
+move to the spill directory; readers map them from there (the page cache brings them back). One lock
+file per store serialises the writers' accounting; reading takes no lock: a move copies the file,
+renames the copy into the spill directory and only then unlinks the original, so one of the two paths
+always exists.
+
+The object storage keeps only where each object lives (its `HostStoreLocation`) and deletes the files
+when the object's owner releases it; the cluster removes its directories when it ends, and removes
+those of clusters that died without doing so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Tuple
+
+from scaler_core.host_store.object_file import (PARTIAL_SUFFIX, ObjectFileLayout, fill_object_file,
+                                                open_object_file, reserve_object_file, unlink_quietly)
+from scaler_core.host_store.spill_policy import StoredObject, goes_to_disk, objects_to_spill
+
+logger = logging.getLogger(__name__)
+
+STORE_PREFIX = "scaler-objects-"
+LOCK_NAME = ".lock"
+DEFAULT_MEMORY_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class HostStoreLocation:
+    """Where a store keeps its objects; travels as text in ObjectPut/ObjectData."""
+    memory_directory: str
+    spill_directory: str
+    server_address: str = ""  # the host's object server, for readers on other hosts
+
+    def encode(self) -> str:
+        return f"{self.memory_directory}\n{self.spill_directory}\n{self.server_address}"
+
+    @classmethod
+    def decode(cls, text: str) -> "HostStoreLocation":
+        memory_directory, spill_directory, server_address = (text.split("\n") + ["", ""])[:3]
+        return cls(memory_directory, spill_directory, server_address)
+
+    def is_here(self) -> bool:
+        """The store's directories are on this host (a reader maps the files instead of asking its server)."""
+        return os.path.isdir(self.memory_directory)
+
+    def paths_of(self, object_id: bytes) -> Tuple[str, str]:
+        name = object_id.hex()
+        return os.path.join(self.memory_directory, name), os.path.join(self.spill_directory, name)
+
+
+def default_memory_parent() -> str:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def default_memory_limit(memory_parent: str) -> int:
+    """A quarter of the machine's memory, and never more than the memory filesystem can take."""
+    import psutil  # late: this module is also loaded by the object storage, which needs no psutil otherwise
+
+    limit = int(psutil.virtual_memory().total * DEFAULT_MEMORY_FRACTION)
+    try:
+        free = shutil.disk_usage(memory_parent).free
+    except OSError:
+        return limit
+    return min(limit, int(free * 0.9))
+
+
+class HostStore:
+    """One cluster's store, as its workers use it (many processes share one store)."""
+
+    def __init__(self, location: HostStoreLocation, memory_limit_bytes: int):
+        self.location = location
+        self.encoded_location = location.encode()
+        self.memory_limit_bytes = memory_limit_bytes
+        self._lock_path = os.path.join(location.memory_directory, LOCK_NAME)
+
+    def put(self, object_id: bytes, frames) -> int:
+        """Store an object's frames; returns its size in bytes."""
+        layout = ObjectFileLayout(frames)
+        memory_path, spill_path = self.location.paths_of(object_id)
+        with self._locked():
+            if goes_to_disk(layout.size, self.memory_limit_bytes):
+                path = spill_path
+            else:
+                for name in objects_to_spill(self._objects_in_memory(), layout.size, self.memory_limit_bytes):
+                    self._spill(name)
+                path = memory_path
+            descriptor = reserve_object_file(path, layout.size)
+        fill_object_file(descriptor, path, layout)
+        return layout.size
+
+    def load(self, object_id: bytes) -> Optional[List[memoryview]]:
+        return load_object(self.location, object_id)
+
+    def usage(self) -> Tuple[int, int]:
+        """(bytes in memory, bytes on disk)."""
+        return _directory_bytes(self.location.memory_directory), _directory_bytes(self.location.spill_directory)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        descriptor = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
+
+    def _objects_in_memory(self) -> List[StoredObject]:
+        objects = []
+        with os.scandir(self.location.memory_directory) as entries:
+            for entry in entries:
+                if entry.name == LOCK_NAME:
+                    continue
+                try:
+                    status = entry.stat()
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
+                objects.append(StoredObject(entry.name, status.st_size, status.st_mtime,
+                                            movable=not entry.name.endswith(PARTIAL_SUFFIX)))
+        return objects
+
+    def _spill(self, name: str) -> None:
+        source = os.path.join(self.location.memory_directory, name)
+        target = os.path.join(self.location.spill_directory, name)
+        partial = f"{target}.{os.getpid()}{PARTIAL_SUFFIX}"
+        try:
+            shutil.copyfile(source, partial)
+        except FileNotFoundError:
+            return  # deleted meanwhile
+        os.rename(partial, target)
+        unlink_quietly(source)
+
+
+def load_object(location: HostStoreLocation, object_id: bytes) -> Optional[List[memoryview]]:
+    """The object's frames mapped from this host's files, or None when they are not on this host."""
+    memory_path, spill_path = location.paths_of(object_id)
+    frames = open_object_file(memory_path)
+    if frames is not None:
+        with contextlib.suppress(OSError):
+            os.utime(memory_path)  # recently used: the last to spill
+        return frames
+    return open_object_file(spill_path)
+
+
+def delete_objects(location: HostStoreLocation, object_ids: Iterable[bytes]) -> None:
+    for object_id in object_ids:
+        for path in location.paths_of(object_id):
+            unlink_quietly(path)
+
+
+def create_host_store(memory_parent: str, spill_parent: str) -> HostStoreLocation:
+    """New directories for one cluster, named after its process so a later cluster can tell them stale."""
+    remove_stale_host_stores(memory_parent, spill_parent)
+    tag = f"{STORE_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+    location = HostStoreLocation(os.path.join(memory_parent, tag), os.path.join(spill_parent, tag))
+    os.makedirs(location.memory_directory, mode=0o700)
+    os.makedirs(location.spill_directory, mode=0o700)
+    return location
+
+
+def remove_host_store(location: HostStoreLocation) -> None:
+    for directory in (location.memory_directory, location.spill_directory):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_stale_host_stores(*parents: str) -> None:
+    """Remove the stores of clusters whose process is gone (killed before they could clean up)."""
+    for parent in parents:
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith(STORE_PREFIX):
+                continue
+            pid_text = name[len(STORE_PREFIX):].partition("-")[0]
+            if pid_text.isdigit() and not _process_exists(int(pid_text)):
+                logger.info("removing the object store %s of a cluster that is gone", os.path.join(parent, name))
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _directory_bytes(directory: str) -> int:
+    total = 0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.name != LOCK_NAME:
+                        total += entry.stat().st_size
+    except FileNotFoundError:
+        pass
+    return total
+
