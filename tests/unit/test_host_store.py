@@ -1,0 +1,160 @@
+"""The host store without a cluster: object files, the spill policy, spilling, the object storage's
+location records, and the object server answering a fetch over a real socket."""
+
+import os
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from scaler_core.host_store import (PENDING, HostStore, HostStoreLocation, LocatedObjects, ObjectServer,
+                                    create_host_store, delete_objects, load_object, remove_host_store)
+from scaler_core.host_store.object_file import ALIGNMENT, CorruptObjectFile, open_object_file, write_object_file
+from scaler_core.host_store.spill_policy import StoredObject, objects_to_spill
+from scaler_core.host_store.store import remove_stale_host_stores
+from scaler_core.object_storage.store import ObjectStore
+from scaler_core.serialization import dumps_frames, loads_frames
+from scaler_core.worker.objects import ObjectCache
+
+MiB = 2**20
+
+
+@pytest.fixture
+def location(tmp_path):
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "disk").mkdir()
+    location = create_host_store(str(tmp_path / "memory"), str(tmp_path / "disk"))
+    yield location
+    remove_host_store(location)
+
+
+def test_object_file_round_trip_is_aligned_writable_and_equal(tmp_path):
+    array = np.arange(1_000_003, dtype=np.float64)
+    frames = dumps_frames({"array": array, "text": "x" * 10})
+    path = str(tmp_path / "object")
+    size = write_object_file(path, frames)
+    assert size == os.path.getsize(path) and size % ALIGNMENT == 0
+    loaded = open_object_file(path)
+    assert [bytes(frame) for frame in loaded] == [bytes(memoryview(frame)) for frame in frames]
+    value = loads_frames(loaded)
+    assert value["text"] == "x" * 10 and np.array_equal(value["array"], array)
+    assert value["array"].ctypes.data % ALIGNMENT == 0
+    value["array"][0] = -1.0  # a private mapping: writable, and the file keeps its bytes
+    assert loads_frames(open_object_file(path))["array"][0] == 0.0
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
+
+
+def test_object_file_empty_frames_missing_and_corrupt(tmp_path):
+    path = str(tmp_path / "object")
+    write_object_file(path, [b"", pickle.dumps(None)])
+    assert [bytes(frame) for frame in open_object_file(path)] == [b"", pickle.dumps(None)]
+    assert open_object_file(str(tmp_path / "absent")) is None
+    (tmp_path / "garbage").write_bytes(b"not an object file at all")
+    with pytest.raises(CorruptObjectFile):
+        open_object_file(str(tmp_path / "garbage"))
+
+
+def test_spill_policy_moves_least_recently_used_until_the_incoming_object_fits():
+    stored = [StoredObject("old", 40, 1.0), StoredObject("new", 40, 3.0), StoredObject("middle", 40, 2.0)]
+    assert objects_to_spill(stored, incoming_bytes=10, limit_bytes=200) == []
+    assert objects_to_spill(stored, incoming_bytes=50, limit_bytes=150) == ["old"]
+    assert objects_to_spill(stored, incoming_bytes=100, limit_bytes=150) == ["old", "middle"]
+    # an object larger than the limit goes to disk itself and moves nothing
+    assert objects_to_spill(stored, incoming_bytes=151, limit_bytes=150) == []
+    # one still being written stays where it is
+    writing = [StoredObject("partial", 100, 0.0, movable=False), StoredObject("done", 40, 5.0)]
+    assert objects_to_spill(writing, incoming_bytes=50, limit_bytes=150) == ["done"]
+
+
+def test_store_spills_past_its_limit_and_reads_back_from_disk(location):
+    store = HostStore(location, memory_limit_bytes=3 * MiB)
+    arrays = {bytes([i]) * 16: np.full(MiB // 8, i, dtype=np.float64) for i in range(6)}  # 1 MiB each
+    for object_id, array in arrays.items():
+        store.put(object_id, dumps_frames(array))
+        time.sleep(0.01)  # distinct modification times: the least recently used is well defined
+    in_memory, on_disk = store.usage()
+    assert in_memory <= 3 * MiB and on_disk >= 3 * MiB
+    assert {name for name in os.listdir(location.spill_directory)} >= {bytes([0]).hex() * 16}
+    for object_id, array in arrays.items():
+        assert np.array_equal(loads_frames(store.load(object_id)), array)
+    big = np.zeros(4 * MiB // 8)  # larger than the limit: straight to disk
+    store.put(b"B" * 16, dumps_frames(big))
+    assert os.path.exists(location.paths_of(b"B" * 16)[1])
+    delete_objects(location, list(arrays) + [b"B" * 16])
+    assert store.usage() == (0, 0)
+    assert load_object(location, b"B" * 16) is None
+
+
+def test_stale_stores_of_dead_processes_are_removed(tmp_path):
+    memory = tmp_path / "memory"
+    memory.mkdir()
+    dead = memory / "scaler-objects-999999999-abcd"  # no such pid
+    alive = memory / f"scaler-objects-{os.getpid()}-abcd"
+    dead.mkdir()
+    alive.mkdir()
+    remove_stale_host_stores(str(memory))
+    assert not dead.exists() and alive.exists()
+
+
+def test_location_text_round_trip():
+    location = HostStoreLocation("/dev/shm/a", "/tmp/a", "tcp://10.0.0.1:5555")
+    assert HostStoreLocation.decode(location.encode()) == location
+    assert HostStoreLocation.decode("/dev/shm/a\n/tmp/a") == HostStoreLocation("/dev/shm/a", "/tmp/a", "")
+
+
+def test_object_storage_records_locations_and_returns_them_on_delete():
+    store = ObjectStore()
+    store.wait_for(b"x", b"reader", deadline=10.0)
+    waiting, gone = store.put(b"x", b"client", [], "where")
+    assert waiting == [b"reader"] and gone == []
+    assert store.get(b"x") == ([], "where")
+    assert store.put(b"x", b"client", [], "elsewhere") == ([], ["where"])  # a re-run replaced it
+    store.put(b"y", b"client", [b"frames"])
+    assert store.delete(b"y") == ""
+    assert store.delete_owner(b"client") == [(b"x", "elsewhere")]
+    # a put for an owner already gone: its file must go too
+    assert store.put(b"z", b"client", [], "late") == ([], ["late"])
+
+
+def test_cache_keeps_mapped_objects_only_while_pinned(location):
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    store.put(b"m" * 16, dumps_frames(np.ones(1000)))
+    cache = ObjectCache(capacity_bytes=64 * MiB, load_local=store.load)
+    cache.pin([b"m" * 16])
+    assert cache.has(b"m" * 16)
+    assert np.array_equal(loads_frames(cache.frames_of(b"m" * 16)), np.ones(1000))
+    cache.unpin([b"m" * 16])
+    assert b"m" * 16 not in cache._frames  # mapped again on the next use, not held
+    assert not cache.has(b"n" * 16)
+
+
+@pytest.mark.timeout(30)
+def test_object_server_answers_a_reader_on_another_host(location):
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    array = np.random.default_rng(0).random(300_000)
+    store.put(b"r" * 16, dumps_frames(array))
+    server = ObjectServer(location, "127.0.0.1")
+    arrived = {}
+    done = threading.Event()
+
+    def on_arrival(object_id, frames):
+        arrived[object_id] = frames
+        if len(arrived) == 2:
+            done.set()
+
+    reader = LocatedObjects(on_arrival)
+    try:
+        # the reader's view: the store's directories are not on its host, only its server is reachable
+        elsewhere = HostStoreLocation("/nonexistent/memory", "/nonexistent/disk", server.address).encode()
+        assert reader.read(b"r" * 16, elsewhere) is PENDING
+        assert reader.read(b"?" * 16, elsewhere) is PENDING
+        assert done.wait(20)
+        assert np.array_equal(loads_frames(arrived[b"r" * 16]), array)
+        assert arrived[b"?" * 16] is None
+        # and on its own host, the same reader maps the file at once
+        assert np.array_equal(loads_frames(reader.read(b"r" * 16, store.encoded_location)), array)
+    finally:
+        reader.stop()
+        server.stop()
