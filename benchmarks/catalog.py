@@ -149,7 +149,7 @@ def data_heavy_cases(q):
             f"W8.{case}", "W8", title.format(n=side, c=chunk, k=n_chunks, mb=f"{chunk_mb:.0f}"),
             W + "w8_data_heavy:run_data_heavy", {"case": case, "side": side, "chunk": chunk},
             DATA_HEAVY_SYSTEMS, DATA_HEAVY_METRICS, timeout_factor=1.0 if q else 5.0))
-    partitions, rows = (4, 250_000) if q else (16, 1_000_000)
+    partitions, rows = (4, 250_000) if q else (24, 2_000_000)
     cases.append(Case(
         "W8.shuffle", "W8", f"dask.dataframe shuffle on a random key, {partitions} partitions of "
                             f"{rows * 32 / 1e6:.0f} MB",
