@@ -1,0 +1,169 @@
+"""Large results on the host that made them, with real processes: read in place by dependents on the
+same host, spilled past the memory limit, surviving their worker, gone with their owner."""
+
+import glob
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from scaler_core import Client, SchedulerClusterCombo
+from scaler_core.launch import ChildProcesses
+from scaler_core.settings import WorkerSettings
+
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.timeout(120)
+MiB = 2**20
+
+
+def make_or_sum(what, started_marker=None):
+    """One function for both steps, so a worker that ran the first needs nothing new for the second."""
+    if isinstance(what, int):
+        with open(started_marker, "w"):
+            pass
+        time.sleep(1.0)
+        return np.full(MiB // 8 * 4, what, dtype=np.float64)  # 4 MiB: a stored result
+    return float(what.sum())
+
+
+def block(seed, mib):
+    return np.random.default_rng(seed).random(mib * MiB // 8)
+
+
+def slow_block(seed, mib, seconds):
+    time.sleep(seconds)
+    return block(seed, mib)
+
+
+def total(*blocks):
+    return float(sum(b.sum() for b in blocks))
+
+
+def worker_pid():
+    return os.getpid()
+
+
+def store_directories(combo):
+    pid = combo.cluster_process.pid
+    return glob.glob(f"/dev/shm/scaler-objects-{pid}-*"), glob.glob(f"/tmp/scaler-objects-{pid}-*")
+
+
+def files_in(directories):
+    return [name for directory in directories for name in os.listdir(directory) if not name.startswith(".")]
+
+
+def test_a_dependent_on_the_same_worker_reads_the_result_in_place_without_the_object_storage(tmp_path):
+    with SchedulerClusterCombo(n_workers=1, logging_level="WARNING") as combo, Client(combo.address) as client:
+        marker = tmp_path / "started"
+        made = client.submit(make_or_sum, 3, str(marker))
+        summed = client.submit(make_or_sum, made)
+        wait_until(marker.exists, timeout=30, message="the first task running (its function fetched)")
+        (storage,) = _engine_processes(combo, "object-storage")
+        os.kill(storage.pid, signal.SIGSTOP)  # from here on, any fetch through the object storage hangs
+        try:
+            assert summed.result(timeout=20) == 3.0 * MiB // 8 * 4
+        finally:
+            os.kill(storage.pid, signal.SIGCONT)
+        assert made.result(timeout=20)[0] == 3
+
+
+def test_results_past_the_memory_limit_spill_to_disk_and_come_back(tmp_path):
+    limit = 24 * MiB
+    with SchedulerClusterCombo(n_workers=2, object_memory_limit_bytes=limit, spill_directory=str(tmp_path),
+                               logging_level="WARNING") as combo, Client(combo.address) as client:
+        (memory_directory,) = store_directories(combo)[0]
+        peak = {"memory": 0, "disk": 0}
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                peak["memory"] = max(peak["memory"], _bytes_in(memory_directory))
+                peak["disk"] = max(peak["disk"], _bytes_in(*glob.glob(str(tmp_path / "scaler-objects-*"))))
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            # 24 blocks of 4 MiB (96 MiB, four times the limit) all alive at once, then one task reads them all
+            graph = {f"block-{i}": (block, i, 4) for i in range(24)}
+            graph["total"] = (total, *graph)
+            result = client.get(graph, keys=["total"])["total"]
+        finally:
+            stop.set()
+            watcher.join()
+    expected = sum(block(i, 4).sum() for i in range(24))
+    assert result == pytest.approx(expected)
+    assert peak["memory"] <= limit, "the objects in shared memory stayed within the limit"
+    assert peak["disk"] >= 96 * MiB - limit - 8 * MiB, "the rest went to the spill directory"
+
+
+def test_a_result_outlives_the_worker_that_made_it():
+    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as combo, Client(combo.address) as client:
+        made = client.submit(block, 7, 8)
+        maker = client.submit(worker_pid)  # warm; which worker ran `made` is found from the store below
+        maker.result(timeout=30)
+        made.exception(timeout=30)
+        wait_until(lambda: files_in(store_directories(combo)[0]), message="the result in the host store")
+        for process in _engine_processes(combo, "worker"):
+            os.kill(process.pid, signal.SIGKILL)  # every worker: the only copy left is the file
+        assert client.submit(total, made).result(timeout=60) == pytest.approx(block(7, 8).sum())
+
+
+def test_no_object_is_left_behind_when_the_client_leaves():
+    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as combo:
+        memory_directories = wait_until(lambda: store_directories(combo)[0], message="the cluster's store")
+        with Client(combo.address) as client:
+            # a graph's intermediates stay on the cluster until the graph is done; the client leaves first
+            graph = {f"block-{i}": (slow_block, i, 2, 0.2 * i) for i in range(6)}
+            graph["total"] = (total, *graph)
+            client.get(graph, keys=["total"], block=False)
+            wait_until(lambda: files_in(memory_directories), timeout=30, message="intermediates in the store")
+        wait_until(lambda: not files_in(memory_directories), timeout=20, message="the client's objects removed")
+    assert not any(os.path.exists(directory) for directory in memory_directories), "the cluster removed its store"
+
+
+def test_a_result_made_by_another_cluster_on_the_host_is_read_from_its_store():
+    with SchedulerClusterCombo(n_workers=1, allocate_policy="capability", per_worker_capabilities="left",
+                               logging_level="WARNING") as combo, Client(combo.address) as client:
+        other = ChildProcesses()
+        try:
+            other.start_cluster(combo.address, 1, WorkerSettings(capabilities={"right": -1}), "WARNING", ["/dev/stdout"])
+            made = client.submit_verbose(block, args=(11, 8), kwargs={}, capabilities={"left": -1})
+            summed = client.submit_verbose(total, args=(made,), kwargs={}, capabilities={"right": -1})
+            assert summed.result(timeout=60) == pytest.approx(block(11, 8).sum())
+            assert np.array_equal(made.result(timeout=30), block(11, 8))
+        finally:
+            other.stop_all()
+
+
+def _bytes_in(*directories):
+    size = 0
+    for directory in directories:
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    try:
+                        size += entry.stat().st_size
+                    except FileNotFoundError:
+                        pass
+        except FileNotFoundError:
+            pass
+    return size
+
+
+def _engine_processes(combo, name):
+    """The combo's processes (children and grandchildren) whose command line names `name`."""
+    found = []
+    for child in combo.processes():
+        for process in [psutil.Process(child.pid)] + psutil.Process(child.pid).children(recursive=True):
+            try:
+                if name in " ".join(process.cmdline()):
+                    found.append(process)
+            except psutil.Error:
+                pass
+    return found

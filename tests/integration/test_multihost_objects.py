@@ -1,0 +1,106 @@
+"""Objects between hosts: two clusters whose shared-memory directories the other cannot see (each its
+own network namespace and its own /dev/shm), a scheduler in a third namespace routing between them.
+
+A result made on one cluster and needed on the other moves host to host through the maker's object
+server; the client, on neither host, fetches a result the same way; deleting one reaches the holder.
+"""
+
+import shutil
+import sys
+import textwrap
+
+import pytest
+
+from tests.integration.test_multihost import (SCHEDULER_ADDRESS, InNamespace, LineReader, Namespaces, _run,
+                                              _namespace_skip_reason, poll)
+
+CLIENT_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from scaler_core import Client
+
+    def block(seed, mib):
+        import os
+        return os.environ["CLUSTER_NAME"], np.random.default_rng(seed).random(mib * 2**20 // 8)
+
+    def total(made):
+        import os
+        return os.environ["CLUSTER_NAME"], made[0], float(made[1].sum())
+
+    def emit(**fields):
+        sys.stdout.write(json.dumps(fields) + "\\n")
+        sys.stdout.flush()
+
+    with Client(sys.argv[1], timeout_seconds=60) as client:
+        on = lambda name: {name: -1}
+        made_a = client.submit_verbose(block, args=(1, 16), kwargs={}, capabilities=on("A"))
+        made_b = client.submit_verbose(block, args=(2, 16), kwargs={}, capabilities=on("B"))
+        read_on_b = client.submit_verbose(total, args=(made_a,), kwargs={}, capabilities=on("B"))
+        read_on_a = client.submit_verbose(total, args=(made_b,), kwargs={}, capabilities=on("A"))
+        for name, future, seed in (("a->b", read_on_b, 1), ("b->a", read_on_a, 2)):
+            ran_on, made_on, value = future.result(timeout=120)
+            expected = float(np.random.default_rng(seed).random(16 * 2**20 // 8).sum())
+            emit(event="dependent", name=name, ran_on=ran_on, made_on=made_on, correct=abs(value - expected) < 1e-6)
+        maker, array = made_a.result(timeout=120)  # the client is on neither host: fetched from A's server
+        emit(event="fetched", made_on=maker, correct=bool(np.array_equal(array, np.random.default_rng(1).random(16 * 2**20 // 8))))
+        emit(event="done")
+""")
+
+
+def _cluster_with_private_shm(python, name, scheduler_address):
+    # its own mount namespace with a fresh /dev/shm: the other processes cannot see its objects
+    command = (f"mount -t tmpfs tmpfs /dev/shm && exec {python} -c "
+               f"'from scaler_core.cli import cluster_main; cluster_main()' -n 1 {scheduler_address} "
+               f"--per-worker-capabilities {name} --logging-level INFO")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", command]
+
+
+@pytest.mark.timeout(180)
+def test_results_move_between_hosts_through_the_makers_object_server(tmp_path):
+    reason = _namespace_skip_reason() or (None if shutil.which("unshare") else "util-linux 'unshare' is missing")
+    if reason:
+        pytest.skip(reason)
+    namespaces = Namespaces()
+    processes = {}
+
+    def diagnostics():
+        return "\n".join(f"--- {name} (exit {process.process.poll()}) ---\n{process.log_tail()}"
+                         for name, process in processes.items())
+
+    try:
+        namespaces.create()
+        # the scheduler's namespace routes between the two clusters' networks, as a switch would
+        _run("ip", "netns", "exec", namespaces.scheduler, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        python = sys.executable
+        processes["scheduler"] = InNamespace(
+            namespaces.scheduler,
+            [python, "-c", "from scaler_core.cli import scheduler_main; scheduler_main()", SCHEDULER_ADDRESS,
+             "--allocate-policy", "capability", "--logging-level", "INFO"], tmp_path / "scheduler.log")
+        for name, namespace in (("A", namespaces.cluster_a), ("B", namespaces.cluster_b)):
+            processes[f"cluster {name}"] = InNamespace(
+                namespace, _cluster_with_private_shm(python, name, SCHEDULER_ADDRESS),
+                tmp_path / f"cluster_{name}.log", env_extra={"CLUSTER_NAME": name})
+        client = processes["client"] = InNamespace(
+            namespaces.scheduler, [python, "-c", CLIENT_SCRIPT, SCHEDULER_ADDRESS], tmp_path / "client.log",
+            capture_stdout=True)
+        reader = LineReader(client.process.stdout)
+
+        def finished():
+            if client.process.poll() not in (None, 0):
+                raise AssertionError(f"client exited with {client.process.poll()}\n{diagnostics()}")
+            return reader.snapshot("done")
+
+        poll(finished, 150, "the client's results", diagnostics)
+        dependents = {event["name"]: event for event in reader.snapshot("dependent")}
+        assert dependents["a->b"]["made_on"] == "A" and dependents["a->b"]["ran_on"] == "B"
+        assert dependents["b->a"]["made_on"] == "B" and dependents["b->a"]["ran_on"] == "A"
+        assert all(event["correct"] for event in dependents.values()), dependents
+        (fetched,) = reader.snapshot("fetched")
+        assert fetched["made_on"] == "A" and fetched["correct"]
+        served = [line for line in (tmp_path / "cluster_A.log").read_text().splitlines() if "object server" in line]
+        assert not any("refused" in line or "cannot read" in line for line in served), served
+    finally:
+        for name in ("client", "cluster A", "cluster B", "scheduler"):
+            if name in processes:
+                processes[name].kill()
+        namespaces.delete()
