@@ -103,6 +103,31 @@ class CapabilityPolicy(AllocationPolicy):
         return True
 
 
+def choose_near(policy: AllocationPolicy, task: TaskRecord, holder: WorkerRecord,
+                workers: Iterable[WorkerRecord]) -> Optional[WorkerRecord]:
+    """Placement by locality: where `task`'s stored input lies, unless that is busier than elsewhere.
+
+    Every worker of the holder's cluster maps the input from their host's store without a copy, and
+    the holder itself may still have it in memory; a worker on another host would fetch it over the
+    network. So the holder, else the least-loaded worker of its cluster, gets the task when it is no
+    more loaded than the least-loaded worker anywhere; otherwise that one does (moving the bytes
+    beats waiting behind a queue)."""
+    workers = list(workers)
+    anywhere = policy.choose(task, workers)
+    if anywhere is None or anywhere is holder:
+        return anywhere
+    if policy.choose(task, (holder,)) is holder and _load(holder) <= _load(anywhere):
+        return holder
+    if anywhere.cluster_id == holder.cluster_id:
+        return anywhere
+    near = policy.choose(task, [worker for worker in workers if worker.cluster_id == holder.cluster_id])
+    return near if near is not None and _load(near) <= _load(anywhere) else anywhere
+
+
+def _load(worker: WorkerRecord) -> float:
+    return len(worker.assigned) / worker.limit
+
+
 POLICIES = {policy.name: policy for policy in (EvenLoadPolicy, CapabilityPolicy)}
 
 

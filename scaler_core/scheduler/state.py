@@ -19,7 +19,7 @@ from scaler_core.references import MissingInputError
 from scaler_core.scheduler.graph_tasks import GraphTasks
 from scaler_core.scheduler.lifecycle import FINISH_EVENT, FINISHED, Event, TaskLifecycle
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
-from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
+from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy, choose_near
 from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
 from scaler_core.serialization import dumps_exception
@@ -404,12 +404,10 @@ class SchedulerState(GraphTasks, TaskLifecycle):
             if record is None or record.state != TaskState.QUEUED:
                 ready.pop()
                 continue
-            worker = None
-            if record.preferred is not None:  # the worker holding a stored input, if it can take it now
-                holder = self.workers.get(record.preferred)
-                if holder is not None:
-                    worker = self.policy.choose(record, (holder,))
-            if worker is None:
+            holder = self.workers.get(record.preferred) if record.preferred is not None else None
+            if holder is not None:  # the worker that made a stored input
+                worker = choose_near(self.policy, record, holder, workers)
+            else:
                 worker = self.policy.choose(record, workers)
             if worker is not None:
                 ready.pop()

@@ -271,8 +271,22 @@ def test_a_node_goes_to_the_worker_that_holds_its_stored_input(state):
     assert [t.task_id for t in dispatched] == [nid(0), nid(1)]  # both on worker 1, the only one yet
     hello(state, 2)
     take(state)
-    finish(state, 1, 0, stored=True)  # worker 1 keeps a copy of node 0's result
-    # worker 2 is idle and worker 1 still runs node 1, yet node 2 goes where its input is
+    finish(state, 1, 1)
+    finish(state, 1, 0, stored=True)  # worker 1 made node 0's stored result
+    # both workers idle: node 2 goes where its input was made
     outgoing = state.take_outgoing()
     placed = {dest: [t.task_id for t in msg.tasks] for dest, msg, _ in outgoing if type(msg) is protocol.TaskBatch}
     assert placed == {worker_id(1): [nid(2)]}
+
+
+def test_a_busy_holder_leaves_the_node_to_an_idle_worker_of_its_host(state):
+    hello(state, 1)
+    declare(state, [[], [], [0]])
+    rows(state, range(3))
+    take(state)
+    hello(state, 2)  # same cluster: it maps node 0's result from the host store in place
+    take(state)
+    finish(state, 1, 0, stored=True)  # worker 1 still runs node 1
+    outgoing = state.take_outgoing()
+    placed = {dest: [t.task_id for t in msg.tasks] for dest, msg, _ in outgoing if type(msg) is protocol.TaskBatch}
+    assert placed == {worker_id(2): [nid(2)]}

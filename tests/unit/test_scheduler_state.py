@@ -546,9 +546,23 @@ def test_a_dependent_goes_to_the_worker_that_holds_its_stored_input():
     hello(state, 2)
     submit(state, task(3, deps=[1]))
     sent(state)
-    succeed(state, 1, 1, stored=True, duration=0.001)  # a large result: worker 1 keeps a copy
-    # worker 2 is idle and worker 1 still runs 5 (with a free slot), yet 3 goes where its input is
+    succeed(state, 5, 1, duration=0.001)
+    succeed(state, 1, 1, stored=True, duration=0.001)  # a large result, made by worker 1
+    # both workers idle: 3 goes where its input was made
     assert tasks_sent(sent(state)) == {worker_id(1): [tid(3)]}
+
+
+def test_a_busy_holder_leaves_the_dependent_to_an_idle_worker():
+    state = make_state()
+    hello(state, 1)
+    submit(state, task(1), task(5))
+    sent(state)
+    hello(state, 2)
+    submit(state, task(3, deps=[1]))
+    sent(state)
+    succeed(state, 1, 1, stored=True, duration=0.001)
+    # worker 1 still runs 5: the idle worker 2 reads the input from the host store instead of waiting
+    assert tasks_sent(sent(state)) == {worker_id(2): [tid(3)]}
 
 
 def test_locality_yields_when_the_holder_cannot_take_the_task():
