@@ -28,6 +28,7 @@ from scaler_core import task_context as worker_context
 from scaler_dask import cluster
 from scaler_dask.config_forwarding import config_changes, with_config
 from scaler_dask.convert import GraphCycleError, flatten_keys, normalize_graph
+from scaler_dask.persist import persisted, with_persisted_values
 
 # dask.order costs ~35 us per task (6 s for 170k tasks). Above this size the
 # reversed depth-first walk of the culling is used instead: it is recorded anyway
@@ -60,11 +61,15 @@ def get_for(client: Any) -> Callable[..., Any]:
     return scaler_get_for_client
 
 
-def run_graph(client_source: Callable[[], Any], dsk: Any, keys: Any, forget_dead_client: bool) -> Any:
-    """The body of every get: plan, submit, wait, call back, nest results."""
+def run_graph(client_source: Callable[[], Any], dsk: Any, keys: Any, forget_dead_client: bool,
+              keep_on_cluster: bool = False) -> Any:
+    """The body of every get: plan, submit, wait, call back, nest results.
+
+    `keep_on_cluster` (scaler_dask.persist): large results stay on the cluster and the nested
+    values are their futures."""
     wanted = flatten_keys(keys)
     with paused_gc():
-        plan = plan_graph(normalize_graph(dsk), wanted)
+        plan = plan_graph(with_persisted_values(normalize_graph(dsk), set(wanted)), wanted)
     with local_callbacks(None) as callbacks:
         start_cbs, start_state_cbs, pretask_cbs, posttask_cbs, _ = unpack_callbacks(callbacks)
         started = []
@@ -75,7 +80,8 @@ def run_graph(client_source: Callable[[], Any], dsk: Any, keys: Any, forget_dead
                 if callback[0]:
                     callback[0](plan.sources)
                 started.append(callback)
-            values = _compute(client_source, plan, start_state_cbs, pretask_cbs, posttask_cbs, state, forget_dead_client)
+            values = _compute(client_source, plan, start_state_cbs, pretask_cbs, posttask_cbs, state, forget_dead_client,
+                              keep_on_cluster)
             succeeded = True
         finally:
             for callback in started:
@@ -92,7 +98,8 @@ def plan_graph(graph: Any, wanted: list) -> PlannedGraph:
         raise GraphCycleError.from_engine(error) from None
 
 
-def _compute(client_source, plan: PlannedGraph, start_state_cbs, pretask_cbs, posttask_cbs, state: dict, forget_dead_client: bool) -> dict:
+def _compute(client_source, plan: PlannedGraph, start_state_cbs, pretask_cbs, posttask_cbs, state: dict,
+             forget_dead_client: bool, keep_on_cluster: bool = False) -> dict:
     # A requested literal is answered here, like dask.local does: no round
     # trip, and the caller gets its own object back.
     values = dict(plan.literals)
@@ -113,8 +120,8 @@ def _compute(client_source, plan: PlannedGraph, start_state_cbs, pretask_cbs, po
             _add_completion_markers(plan, requested)
     client = client_source()
     try:
-        futures = client.submit_graph(plan, requested, priorities=plan.priorities)
-        _wait_for_futures(client, futures, set(plan.requested), values, tracker)
+        futures = client.submit_graph(plan, requested, priorities=plan.priorities, keep_on_cluster=keep_on_cluster)
+        _wait_for_futures(client, futures, set(plan.requested), values, tracker, keep_on_cluster)
     except SchedulerDiedError:
         if forget_dead_client:
             cluster.forget_client(client)
@@ -185,7 +192,8 @@ def _dask_order(plan: PlannedGraph) -> dict | None:
         raise
 
 
-def _wait_for_futures(client: Any, futures: dict, wanted: set, values: dict, tracker: _CallbackTracker | None) -> None:
+def _wait_for_futures(client: Any, futures: dict, wanted: set, values: dict, tracker: _CallbackTracker | None,
+                      keep_on_cluster: bool = False) -> None:
     """Collect results as futures finish; on the first error cancel the rest."""
     done: queue.SimpleQueue = queue.SimpleQueue()
     key_of = {future: key for key, future in futures.items()}
@@ -197,14 +205,15 @@ def _wait_for_futures(client: Any, futures: dict, wanted: set, values: dict, tra
     # wait, so the inner graph can run even on a one-worker cluster.
     try:
         with worker_context.blocked_while_waiting():
-            _collect(done, key_of, wanted, values, tracker)
+            _collect(done, key_of, wanted, values, tracker, keep_on_cluster)
     finally:
         # Nothing of this call may keep running after an error or interrupt.
         if key_of:
             client.cancel(list(key_of))
 
 
-def _collect(done: queue.SimpleQueue, key_of: dict, wanted: set, values: dict, tracker: _CallbackTracker | None) -> None:
+def _collect(done: queue.SimpleQueue, key_of: dict, wanted: set, values: dict, tracker: _CallbackTracker | None,
+             keep_on_cluster: bool = False) -> None:
     while key_of:
         future = done.get()
         key = key_of.pop(future)
@@ -217,7 +226,10 @@ def _collect(done: queue.SimpleQueue, key_of: dict, wanted: set, values: dict, t
             raise error.with_traceback(error.__traceback__)
         result = None
         if key in wanted:
-            result = values[key] = future.result()
+            if keep_on_cluster and future.kept_object_id() is not None:
+                result = values[key] = persisted(future)  # the future stands for the value, which stays put
+            else:
+                result = values[key] = future.result()
         if tracker is not None:
             tracker.finished(key, result)
 

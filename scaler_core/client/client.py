@@ -252,16 +252,21 @@ class Client:
     def submit_graph(self, tasks: Dict[Any, Tuple[Callable, tuple, dict]], keys: Sequence,
                      priorities: Optional[Dict[Any, int]] = None,
                      capabilities: Optional[Dict[str, int]] = None,
-                     reserialize: bool = False) -> Dict[Any, ScalerFuture]:
+                     reserialize: bool = False, keep_on_cluster: bool = False) -> Dict[Any, ScalerFuture]:
         """Submit a graph of tasks {key: (fn, args, kwargs)} whose arguments may hold KeyRef(other key).
 
         Returns {key: future} for `keys`; every other task is an intermediate freed when its
-        dependents are done. Raises GraphError / GraphCycleError before anything runs."""
+        dependents are done. Raises GraphError / GraphCycleError before anything runs.
+
+        `keep_on_cluster=True` (what a persist needs): a large result stays where it was made; its
+        future is done without its bytes, reads them on the first `result()`, and passes them to
+        other tasks without this process in between; the cluster frees it once the future is gone."""
         self._check_open()
         with paused_gc():  # millions of short-lived acyclic objects: collections would rescan them all
-            return self._submit_graph(tasks, keys, priorities, capabilities, reserialize)
+            return self._submit_graph(tasks, keys, priorities, capabilities, reserialize, keep_on_cluster)
 
-    def _submit_graph(self, tasks, keys, priorities, capabilities, reserialize=False) -> Dict[Any, ScalerFuture]:
+    def _submit_graph(self, tasks, keys, priorities, capabilities, reserialize=False,
+                      keep_on_cluster=False) -> Dict[Any, ScalerFuture]:
         submission = GraphSubmission(tasks, keys, self._reference_of_objects, priorities)
         graph_id = new_id()
         ordered = submission.prepare(graph_id)
@@ -279,6 +284,8 @@ class Client:
                 if self.serializer is not None:
                     future._serializer = self.serializer
                 future._graph_warnings = graph_warnings
+                if keep_on_cluster:
+                    future._kept = True
         self._send_tasks([], list(futures.values()))
         dep_indptr, dep_indices = submission.structure
         self._connection.send(protocol.GraphSubmit(
@@ -427,6 +434,9 @@ class Client:
     def _reference_of_objects(self, obj) -> Optional[bytes]:
         if type(obj) is not ObjectReference:
             if isinstance(obj, ScalerFuture):  # reached only from a graph: plain tasks go through _TaskInputs
+                kept = obj.kept_object_id() if obj._owner == self.client_id else None
+                if kept is not None:  # a persisted result: the task reads it where it lies
+                    return kept
                 raise GraphError(f"{obj!r} is an argument of a graph task: graph tasks cannot take futures; "
                                  "make it a node of the graph (a key), or pass future.result()")
             return None
@@ -450,6 +460,10 @@ class Client:
         if error is not None:
             inputs.fail(error)
             return future.task_id
+        kept = future.kept_object_id()
+        if kept is not None:  # still on the cluster, alive as long as the future: the task reads it there
+            inputs.hold(kept, None)
+            return kept
         return self._resent_value(future, inputs)
 
     def _resent_value(self, future: ScalerFuture, inputs: "_TaskInputs") -> bytes:

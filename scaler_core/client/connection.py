@@ -12,11 +12,13 @@ import logging
 import sys
 import threading
 import time
+import weakref
 
 from scaler_core import protocol
 from scaler_core.client.state import (
-    AddWarnings, ClientState, MarkStarted, Settle, SettleCancelled, Welcomed, WriteOutput,
+    AddWarnings, ClientState, DeliverObject, MarkStarted, Settle, SettleCancelled, SettleKept, Welcomed, WriteOutput,
 )
+from scaler_core.client.futures import KeptOnCluster
 from scaler_core.errors import SchedulerDiedError
 from scaler_core.host_store import PENDING, LocatedObjects
 from scaler_core.instructions import Leave, ToScheduler, ToStorage
@@ -95,6 +97,21 @@ class ClientConnection:
     def put_object(self, object_id: bytes, frames) -> None:
         self.send_to_storage(protocol.ObjectPut(object_id=object_id, owner_id=self.client_id), frames)
 
+    def fetch_kept(self, object_id: bytes) -> list:
+        """The frames of a result that stayed on the cluster (blocks until they are here)."""
+        waiter = _ObjectWaiter()
+        instructions = self._decide(self.state.request_object, object_id, waiter)
+        for instruction in instructions:
+            if type(instruction) is DeliverObject:
+                self.perform(instruction)
+            else:
+                self._post(instruction)
+        frames = waiter.wait()
+        if frames is None:
+            raise LookupError(f"the result of task {object_id.hex()} is gone from the cluster"
+                              f"{'' if self.state.failure is None else f' ({self.state.failure})'}")
+        return frames
+
     def disconnect(self, shutdown_scheduler: bool) -> None:
         self._post(_Disconnect(shutdown_scheduler))
 
@@ -162,6 +179,14 @@ class ClientConnection:
             instruction.future._mark_started()
         elif kind is SettleCancelled:
             instruction.future._settle_cancelled()
+        elif kind is SettleKept:
+            future = instruction.future
+            future._profiling = instruction.profiling
+            # released (deleted on the cluster) once nobody holds the future any more
+            weakref.finalize(future, _release_kept, weakref.ref(self), instruction.object_id)
+            future._settle(KeptOnCluster(instruction.object_id, self.fetch_kept))
+        elif kind is DeliverObject:
+            instruction.waiter.deliver(instruction.frames)
         elif kind is AddWarnings:
             target = instruction.target
             if hasattr(target, "_add_warnings"):
@@ -180,3 +205,29 @@ class ClientConnection:
                                             time.monotonic()))
         else:
             raise TypeError(f"client: no way to carry out {instruction!r}")
+
+
+class _ObjectWaiter:
+    __slots__ = ("event", "frames")
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.frames = None
+
+    def deliver(self, frames) -> None:
+        self.frames = frames
+        self.event.set()
+
+    def wait(self):
+        self.event.wait()
+        return self.frames
+
+
+def _release_kept(connection_ref, object_id: bytes) -> None:
+    """A kept result's future is gone: the scheduler may delete the object (as after a fetch)."""
+    connection = connection_ref()
+    if connection is not None and not connection.closed.is_set():
+        try:
+            connection.send(protocol.ObjectDelete(object_ids=[object_id]))
+        except Exception:
+            pass  # closed meanwhile: the client's objects go when it leaves

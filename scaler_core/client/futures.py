@@ -6,7 +6,7 @@ import asyncio
 import threading
 import warnings
 from concurrent.futures import CancelledError, Future, InvalidStateError
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from scaler_core import task_context as context
 from scaler_core.errors import SerializationError
@@ -30,6 +30,17 @@ class EncodedResult:
 
     def __init__(self, frames):
         self.frames = frames
+
+
+class KeptOnCluster:
+    """A stored result left where it lies (a persisted collection's): fetched when first read.
+    `fetch(object_id)` returns its frames, or raises LookupError when it is gone."""
+
+    __slots__ = ("object_id", "fetch")
+
+    def __init__(self, object_id: bytes, fetch: Callable[[bytes], Any]):
+        self.object_id = object_id
+        self.fetch = fetch
 
 
 class WarningSink(list):
@@ -70,6 +81,7 @@ class ProfilingInfo:
 
 
 _UNDECODED = object()
+_UNDECODED_TYPES = (EncodedResult, KeptOnCluster)
 
 
 class ScalerFuture(Future):
@@ -90,6 +102,7 @@ class ScalerFuture(Future):
     _owner = None       # id of the client that made it: only that client accepts it as an argument
     _inputs = None      # futures this task takes as arguments (to name a cancelled one)
     _retry = None       # resends the task when the scheduler forgot an input (MissingInputError)
+    _kept = False       # a stored result stays on the cluster until read or released (persist)
 
     def __init__(self, task_id: bytes, on_cancel: Optional[Callable[[bytes, bool], None]] = None):
         super().__init__()
@@ -257,17 +270,24 @@ class ScalerFuture(Future):
     def result(self, timeout=None):
         self.exception(timeout)  # waits (lending a worker's slot inside a task), re-emits warnings
         value = super().result(0)
-        if type(value) is EncodedResult or (type(value) is SerializedValue and self._serializer is not None):
+        if type(value) in _UNDECODED_TYPES or (type(value) is SerializedValue and self._serializer is not None):
             return self._decode(value)
         return value
+
+    def kept_object_id(self) -> Optional[bytes]:
+        """The object id of a result left on the cluster and not read here yet, else None."""
+        value = Future.result(self, 0) if self.done() and not self.cancelled() and Future.exception(self, 0) is None \
+            else None
+        return value.object_id if type(value) is KeptOnCluster and self._decoded is _UNDECODED else None
 
     def _decode(self, value):
         """The value as it arrived -> the task's value, once: one reader converts, later ones reuse."""
         with self._lock:
             if self._decoded is _UNDECODED:
-                if type(value) is EncodedResult:
+                if type(value) in _UNDECODED_TYPES:
+                    frames = value.frames if type(value) is EncodedResult else value.fetch(value.object_id)
                     try:
-                        decoded = loads_frames(value.frames)
+                        decoded = loads_frames(frames)
                     except Exception as error:
                         raise SerializationError(
                             f"the task's result could not be unpickled here: {error!r}") from None

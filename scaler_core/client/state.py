@@ -38,6 +38,21 @@ class Settle:
 
 
 @dataclass(slots=True)
+class SettleKept:
+    """A stored result that stays on the cluster (persist): the future is done without its bytes."""
+    future: object
+    object_id: bytes
+    profiling: object = None
+
+
+@dataclass(slots=True)
+class DeliverObject:
+    """An object a reader asked for on demand arrived (frames), or is gone (None)."""
+    waiter: object
+    frames: object
+
+
+@dataclass(slots=True)
 class SettleCancelled:
     future: object
 
@@ -82,6 +97,7 @@ class ClientState:
         self.graph_warnings: "weakref.WeakValueDictionary[bytes, object]" = weakref.WeakValueDictionary()
         self.fetching: Dict[bytes, protocol.TaskResult] = {}  # stored results asked from the storage
         self.released: List[bytes] = []                 # fetched results the scheduler may delete
+        self.on_demand: Dict[bytes, List[object]] = {}  # kept results being read -> their waiters
         self.welcomed = False
         self.closed = False
         self.failure: Optional[BaseException] = None
@@ -98,6 +114,14 @@ class ClientState:
         for future in futures:
             if future is not None:
                 self.futures[future.task_id] = future
+
+    def request_object(self, object_id: bytes, waiter) -> List:
+        """A reader wants a result that stayed on the cluster: `waiter` gets a DeliverObject."""
+        if self.closed:
+            return [DeliverObject(waiter, None)]
+        waiters = self.on_demand.setdefault(object_id, [])
+        waiters.append(waiter)
+        return [ToStorage(protocol.ObjectGet(object_ids=[object_id]))] if len(waiters) == 1 else []
 
     def on_disconnect(self, shutdown_scheduler: bool, now: float) -> List:
         if self.closed:
@@ -169,6 +193,9 @@ class ClientState:
             return None  # cancelled or already resolved
         status = result.status
         if status == "success" and result.stored:
+            if getattr(future, "_kept", False):
+                del self.futures[result.task_id]
+                return SettleKept(future, result.task_id, result.profiling)
             self.fetching[result.task_id] = result
             return _FETCH
         del self.futures[result.task_id]
@@ -187,6 +214,9 @@ class ClientState:
     def on_storage(self, message, frames) -> List:
         if type(message) is not protocol.ObjectData:
             return []
+        waiters = self.on_demand.pop(message.object_id, None)
+        if waiters is not None:
+            return [DeliverObject(waiter, frames if message.found else None) for waiter in waiters]
         result = self.fetching.pop(message.object_id, None)
         future = self.futures.pop(message.object_id, None)
         if result is None or future is None:
@@ -229,4 +259,6 @@ class ClientState:
         futures, self.futures = list(self.futures.values()), {}
         self.fetching.clear()
         settle = (SettleCancelled(future) if on_purpose else Settle(future, error=error) for future in futures)
-        return [*settle, Leave()]
+        waiters = [waiter for waiting in self.on_demand.values() for waiter in waiting]
+        self.on_demand.clear()
+        return [*settle, *(DeliverObject(waiter, None) for waiter in waiters), Leave()]

@@ -7,7 +7,7 @@ import pytest
 from scaler_core import protocol
 from scaler_core.client.futures import EncodedResult, WarningSink
 from scaler_core.client.state import (
-    AddWarnings, ClientState, MarkStarted, Settle, SettleCancelled, Welcomed, WriteOutput,
+    AddWarnings, ClientState, DeliverObject, MarkStarted, Settle, SettleCancelled, SettleKept, Welcomed, WriteOutput,
 )
 from scaler_core.errors import SchedulerDiedError, SerializationError
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
@@ -161,3 +161,28 @@ def test_an_unanswered_shutdown_request_gives_up_after_its_deadline():
     state.on_scheduler(protocol.HeartbeatEcho(), 5.0)
     assert state.on_tick(5.5) == [ToScheduler(protocol.Heartbeat())]
     assert state.on_tick(6.5) == [Leave()] and state.shutdown_response is None
+
+
+def test_a_kept_result_settles_without_a_fetch_and_is_read_on_demand():
+    state = welcomed()
+    (future,) = tracked(state, 1)
+    future._kept = True  # a persisted collection's result
+    instructions = state.on_scheduler(protocol.ResultBatch(results=[result(1, stored=True)]), 0.0)
+    assert instructions == [SettleKept(future, tid(1), protocol.Profiling())]
+    assert state.fetching == {} and state.end_of_cycle() == []  # not fetched, not released
+    first, second = object(), object()
+    assert state.request_object(tid(1), first) == [ToStorage(protocol.ObjectGet(object_ids=[tid(1)]))]
+    assert state.request_object(tid(1), second) == []  # one request for both readers
+    frames = [b"stream"]
+    delivered = state.on_storage(protocol.ObjectData(object_id=tid(1), found=True, frame_count=1), frames)
+    assert delivered == [DeliverObject(first, frames), DeliverObject(second, frames)]
+    assert state.end_of_cycle() == [], "a kept result stays on the cluster after a read"
+
+
+def test_readers_of_kept_results_are_answered_when_the_client_closes():
+    state = welcomed()
+    reader = object()
+    state.request_object(tid(7), reader)
+    instructions = state.on_disconnect(False, 1.0)
+    assert DeliverObject(reader, None) in instructions and isinstance(instructions[-1], Leave)
+    assert state.request_object(tid(8), reader) == [DeliverObject(reader, None)]
