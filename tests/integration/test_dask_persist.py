@@ -3,7 +3,6 @@ there, the caller reads only what it asks for, and releasing the collections fre
 
 import gc
 import glob
-import os
 
 import dask
 import dask.array as da
