@@ -120,7 +120,8 @@ def _compute(client_source, plan: PlannedGraph, start_state_cbs, pretask_cbs, po
             _add_completion_markers(plan, requested)
     client = client_source()
     try:
-        futures = client.submit_graph(plan, requested, priorities=plan.priorities, keep_on_cluster=keep_on_cluster)
+        kept = {"keep_on_cluster": True} if keep_on_cluster else {}  # any client with submit_graph serves a get
+        futures = client.submit_graph(plan, requested, priorities=plan.priorities, **kept)
         _wait_for_futures(client, futures, set(plan.requested), values, tracker, keep_on_cluster)
     except SchedulerDiedError:
         if forget_dead_client:

@@ -135,4 +135,7 @@ def status_to_dict(status: Any) -> Dict[str, Any]:
         "workers": [worker_to_dict(worker) for worker in status.workers],
         "sent": _counts_to_dict(status.sent),
         "received": _counts_to_dict(status.received),
+        "host_stores": [{"cluster": store.cluster_id.decode(errors="replace"), "hostname": store.hostname,
+                         "memory_bytes": store.memory_bytes, "disk_bytes": store.disk_bytes,
+                         "memory_limit_bytes": store.memory_limit_bytes} for store in status.host_stores],
     }

@@ -67,6 +67,9 @@ def _sections(status: Any) -> List[List[str]]:
                                ("clients", str(status.clients))]),
         _section("task_manager", [(state, f"{getattr(status, state):,}")
                                   for state in ("pending", "running", "succeeded", "failed", "cancelled")]),
+        _section("object_memory", [(store.hostname or "?", f"{format_bytes(store.memory_bytes)}/"
+                                    f"{format_bytes(store.memory_limit_bytes)} +{format_bytes(store.disk_bytes)} disk")
+                                   for store in status.host_stores] or [("none", "-")]),
         _section("scheduler_sent", _count_rows(status.sent)),
         _section("scheduler_received", _count_rows(status.received)),
     ]

@@ -233,6 +233,9 @@ class SchedulerServer:
             workers=workers,
             sent=[protocol.MessageCount(name=k, count=v) for k, v in sorted(self.sent.items())],
             received=[protocol.MessageCount(name=k, count=v) for k, v in sorted(self.received.items())],
+            host_stores=[protocol.HostStoreStatus(
+                cluster_id=cluster_id, hostname=_host_of_cluster(cluster_id), memory_bytes=memory, disk_bytes=disk,
+                memory_limit_bytes=limit) for cluster_id, (memory, disk, limit) in sorted(self.state.host_stores.items())],
         )
 
     def _publish_status(self, now: float) -> None:
@@ -240,6 +243,12 @@ class SchedulerServer:
             transport.send(self.monitor, self.status(now))
         except zmq.ZMQError:
             pass
+
+
+def _host_of_cluster(cluster_id: bytes) -> str:
+    """K|<host>|<pid>|<hex> -> <host>."""
+    parts = cluster_id.split(b"|")
+    return parts[1].decode(errors="replace") if len(parts) > 2 else ""
 
 
 def _post_json(url: str, request: dict, timeout: float = 10.0):

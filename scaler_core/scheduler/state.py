@@ -11,7 +11,7 @@ messages each may send. Every change of a task's state goes through the lifecycl
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from scaler_core import protocol
 from scaler_core.errors import NoWorkerError, WorkerDiedError
@@ -42,6 +42,8 @@ class SchedulerState(GraphTasks, TaskLifecycle):
         self.workers: Dict[bytes, WorkerRecord] = {}
         self.clients: Dict[bytes, ClientRecord] = {}
         self.clusters: Dict[bytes, float] = {}  # cluster supervisor -> last heartbeat
+        # cluster supervisor -> (bytes in memory, bytes on disk, memory limit) of its host store
+        self.host_stores: Dict[bytes, Tuple[int, int, int]] = {}
         self.ready = ReadyQueue()  # task ids, and (graph,) entries for graphs with ready nodes
         self.outbox = Outbox()
         self._init_lifecycle(validate)
@@ -89,6 +91,7 @@ class SchedulerState(GraphTasks, TaskLifecycle):
             self._remove_client(client.client_id)
         for cluster_id in [c for c, seen in self.clusters.items() if seen < worker_deadline]:
             del self.clusters[cluster_id]
+            self.host_stores.pop(cluster_id, None)
         self._dispatch_needed = True  # waits measured in time (no-worker grace) are judged per round
         if self.validate:
             self.check_invariants()
@@ -223,6 +226,9 @@ class SchedulerState(GraphTasks, TaskLifecycle):
                 return
         elif role == CLUSTER:
             self.clusters[sender] = now
+            if message.object_memory_limit_bytes:
+                self.host_stores[sender] = (message.object_memory_bytes, message.object_disk_bytes,
+                                            message.object_memory_limit_bytes)
         self.outbox.send(sender, protocol.HeartbeatEcho())
 
     # --- workers --------------------------------------------------------------------------------

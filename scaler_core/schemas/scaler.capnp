@@ -167,6 +167,10 @@ struct Heartbeat {
   rssBytes @1 :UInt64;
   queuedTasks @2 :UInt32;
   blockedTasks @3 :UInt32;   # tasks waiting on their own nested tasks
+  # from a cluster supervisor: what its host store holds
+  objectMemoryBytes @4 :UInt64;
+  objectDiskBytes @5 :UInt64;
+  objectMemoryLimitBytes @6 :UInt64;
 }
 
 struct HeartbeatEcho {
@@ -279,6 +283,16 @@ struct MonitorStatus {
   workers @9 :List(WorkerStatus);
   sent @10 :List(MessageCount);
   received @11 :List(MessageCount);
+  hostStores @12 :List(HostStoreStatus);
+}
+
+struct HostStoreStatus {
+  # one cluster's host store (large results kept where they were made), from its last heartbeat
+  clusterId @0 :Data;
+  hostname @1 :Text;
+  memoryBytes @2 :UInt64;
+  diskBytes @3 :UInt64;
+  memoryLimitBytes @4 :UInt64;
 }
 
 struct Message {

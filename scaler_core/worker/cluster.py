@@ -26,7 +26,7 @@ import zmq
 
 from scaler_core import protocol, transport
 from scaler_core.child import spawn
-from scaler_core.host_store import (HostStoreLocation, ObjectServer, address_towards, create_host_store,
+from scaler_core.host_store import (HostStore, HostStoreLocation, ObjectServer, address_towards, create_host_store,
                                     default_memory_limit, default_memory_parent, remove_host_store)
 from scaler_core.security import secure_client
 from scaler_core.logging_setup import setup_logging
@@ -102,7 +102,7 @@ class Cluster:
                     if now - last_echo > self.settings.death_timeout_seconds:
                         logger.error("ClusterProcess: scheduler silent for %.0fs, stopping", now - last_echo)
                         break
-                    transport.send(scheduler, protocol.Heartbeat())
+                    transport.send(scheduler, self._heartbeat())
                     next_heartbeat = now + self.settings.heartbeat_interval_seconds
                 ended = multiprocessing.connection.wait(list(self.workers) + [self._wakeup_reader],
                                                         timeout=max(0.01, next_heartbeat - now))
@@ -129,6 +129,13 @@ class Cluster:
                 remove_host_store(self.host_store)
             scheduler.close(linger=500)
             context.term()
+
+    def _heartbeat(self):
+        if self.host_store is None:
+            return protocol.Heartbeat()
+        in_memory, on_disk = HostStore(self.host_store, self.settings.object_memory_limit_bytes).usage()
+        return protocol.Heartbeat(object_memory_bytes=in_memory, object_disk_bytes=on_disk,
+                                  object_memory_limit_bytes=self.settings.object_memory_limit_bytes)
 
     def _create_host_store(self) -> None:
         if self.settings.keys.enabled:

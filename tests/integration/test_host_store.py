@@ -167,3 +167,28 @@ def _engine_processes(combo, name):
             except psutil.Error:
                 pass
     return found
+
+
+def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
+    from scaler_core.monitor.stream import StatusSubscriber, status_to_dict
+    from scaler_core.monitor.top import render
+
+    with SchedulerClusterCombo(n_workers=2, object_memory_limit_bytes=8 * MiB, spill_directory=str(tmp_path),
+                               heartbeat_interval_seconds=0.2, logging_level="WARNING") as combo, \
+            Client(combo.address) as client:
+        graph = {f"block-{i}": (slow_block, i, 4, 0.0) for i in range(4)}  # 16 MiB: half of it spills
+        graph["total"] = (slow_block, 0, 1, 30.0)  # holds the graph (and its blocks) open meanwhile
+        for key in list(graph)[:-1]:
+            graph[f"use-{key}"] = (total, key, "total")
+        client.get(graph, keys=[f"use-block-{i}" for i in range(4)], block=False)
+
+        def store_seen(subscriber):
+            status = subscriber.wait_for_status(1.0)
+            stores = status_to_dict(status)["host_stores"] if status is not None else []
+            return (status, stores) if stores and stores[0]["disk_bytes"] >= 8 * MiB else None
+
+        with StatusSubscriber(combo.monitor_address) as subscriber:
+            status, stores = wait_until(lambda: store_seen(subscriber), timeout=30, message="the store in the monitor")
+        (store,) = stores
+        assert store["memory_limit_bytes"] == 8 * MiB and 0 < store["memory_bytes"] <= 8 * MiB
+        assert any("object_memory" in line for line in render(status))

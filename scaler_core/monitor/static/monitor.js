@@ -94,6 +94,7 @@ function showNumbers(status) {
     status.scheduler.cpu_percent.toFixed(1) + "% / " + formatBytes(status.scheduler.rss_bytes);
   $("throughput-now").textContent = currentThroughput().toFixed(1);
   showWorkers(status.workers);
+  showHostStores(status.host_stores || []);
   if (status.sent) showMessageCounts($("messages-sent"), status.sent);
   if (status.received) showMessageCounts($("messages-received"), status.received);
 }
@@ -126,6 +127,20 @@ function showWorkers(workers) {
     return row;
   });
   body.replaceChildren(...rows);
+}
+
+function showHostStores(stores) {
+  const rows = stores.map((store) => {
+    const row = document.createElement("tr");
+    row.className = "host-store-row";
+    cell(row, shortId(store.cluster, 40)).title = store.cluster;
+    cell(row, store.hostname);
+    cell(row, formatBytes(store.memory_bytes)).className = "store-memory";
+    cell(row, formatBytes(store.memory_limit_bytes));
+    cell(row, formatBytes(store.disk_bytes)).className = "store-disk";
+    return row;
+  });
+  $("host-stores").tBodies[0].replaceChildren(...rows);
 }
 
 function showMessageCounts(table, counts) {
