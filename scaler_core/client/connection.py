@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import weakref
+from typing import Optional
 
 from scaler_core import protocol
 from scaler_core.client.state import (
@@ -20,12 +21,16 @@ from scaler_core.client.state import (
 )
 from scaler_core.client.futures import KeptOnCluster
 from scaler_core.errors import SchedulerDiedError
-from scaler_core.host_store import PENDING, LocatedObjects
+from scaler_core.host_store import PENDING, HostStore, LocatedObjects, close_process_store, open_process_store
+from scaler_core.serialization import frames_size
 from scaler_core.instructions import Leave, ToScheduler, ToStorage
 from scaler_core.peer_io import PeerIO
 from scaler_core.security import CurveKeys
 
 logger = logging.getLogger(__name__)
+
+# Objects at least this large go to the client's own host store instead of through the object storage.
+HOST_STORE_MIN_BYTES = 1024 * 1024
 
 
 class _Disconnect:
@@ -47,6 +52,11 @@ class ClientConnection:
         self.io = PeerIO(self, name="client", identity=client_id, scheduler_address=address, keys=keys,
                          tick_interval_seconds=heartbeat_interval_seconds)
         self.located = LocatedObjects(self._arrived_from_another_host)
+        self._keys = keys
+        self._store: Optional[HostStore] = None  # made with the first large object sent
+        self._object_server = None
+        self._store_unavailable = False
+        self._store_lock = threading.Lock()
         self.welcomed = threading.Event()  # set once welcomed, or once closed (the constructor stops waiting)
         self.closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scaler-client-io", daemon=True)
@@ -95,7 +105,29 @@ class ClientConnection:
         self._post(ToStorage(message, frames))
 
     def put_object(self, object_id: bytes, frames) -> None:
+        """Send an object to the cluster: a large one is written to this client's host store (the
+        object storage learns where; workers on this host map it, others fetch it from this
+        process's object server), anything else goes to the object storage itself."""
+        store = self._host_store_for(frames)
+        if store is not None:
+            try:
+                size = store.put(object_id, frames)
+            except OSError as error:
+                logger.warning("client: could not keep an object in the host store (%s); sending it", error)
+            else:
+                self.send_to_storage(protocol.ObjectPut(object_id=object_id, owner_id=self.client_id,
+                                                        location=store.encoded_location, size=size))
+                return
         self.send_to_storage(protocol.ObjectPut(object_id=object_id, owner_id=self.client_id), frames)
+
+    def _host_store_for(self, frames) -> Optional[HostStore]:
+        if self._store_unavailable or frames_size(frames) < HOST_STORE_MIN_BYTES:
+            return None
+        with self._store_lock:
+            if self._store is None and not self._store_unavailable:
+                self._store, self._object_server = open_process_store(self.address, self._keys, "Client")
+                self._store_unavailable = self._store is None
+            return self._store
 
     def fetch_kept(self, object_id: bytes) -> list:
         """The frames of a result that stayed on the cluster (blocks until they are here)."""
@@ -126,6 +158,9 @@ class ClientConnection:
             self.io.run(protocol.ClientHello(client_id=self.client_id, version=protocol.PROTOCOL_VERSION))
         finally:  # even if closing itself failed: nobody may wait on a connection that is gone
             self.located.stop()
+            with self._store_lock:
+                close_process_store(self._store, self._object_server)
+                self._store, self._store_unavailable = None, True
             self.closed.set()
             self.welcomed.set()
 

@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from typing import Dict, Optional
 
@@ -26,8 +25,7 @@ import zmq
 
 from scaler_core import protocol, transport
 from scaler_core.child import spawn
-from scaler_core.host_store import (HostStore, HostStoreLocation, ObjectServer, address_towards, create_host_store,
-                                    default_memory_limit, default_memory_parent, remove_host_store)
+from scaler_core.host_store import HostStore, ObjectServer, close_process_store, open_process_store
 from scaler_core.security import secure_client
 from scaler_core.logging_setup import setup_logging
 from scaler_core.settings import LoggingSettings, WorkerSettings
@@ -67,7 +65,7 @@ class Cluster:
         self._stopping = False
         self._sequence = 0
         self._wakeup_reader, self._wakeup_writer = os.pipe()
-        self.host_store: Optional[HostStoreLocation] = None
+        self.host_store: Optional[HostStore] = None
         self.object_server: Optional[ObjectServer] = None
 
     def stop(self, *_):
@@ -123,43 +121,24 @@ class Cluster:
                         self._on_worker_exit(pidfd, scheduler)
         finally:
             self._terminate_all()
-            if self.object_server is not None:
-                self.object_server.stop()
-            if self.host_store is not None:
-                remove_host_store(self.host_store)
+            close_process_store(self.host_store, self.object_server)
             scheduler.close(linger=500)
             context.term()
 
     def _heartbeat(self):
         if self.host_store is None:
             return protocol.Heartbeat()
-        in_memory, on_disk = HostStore(self.host_store, self.settings.object_memory_limit_bytes).usage()
+        in_memory, on_disk = self.host_store.usage()
         return protocol.Heartbeat(object_memory_bytes=in_memory, object_disk_bytes=on_disk,
-                                  object_memory_limit_bytes=self.settings.object_memory_limit_bytes)
+                                  object_memory_limit_bytes=self.host_store.memory_limit_bytes)
 
     def _create_host_store(self) -> None:
-        if self.settings.keys.enabled:
-            # its object server would hand results to anyone on the network: with CurveZMQ they go
-            # through the (encrypted, authenticated) object storage instead
-            logger.info("ClusterProcess: CurveZMQ keys set: large results go to the object storage")
-            return
-        memory_parent = self.settings.object_memory_directory or default_memory_parent()
-        spill_parent = self.settings.spill_directory or tempfile.gettempdir()
-        location = None
-        try:
-            location = create_host_store(memory_parent, spill_parent)
-            self.object_server = ObjectServer(location, address_towards(self.scheduler_address))
-        except (OSError, zmq.ZMQError) as error:
-            logger.warning("ClusterProcess: no host store (%s): large results go to the object storage", error)
-            if location is not None:
-                remove_host_store(location)
-            return
-        self.host_store = dataclasses.replace(location, server_address=self.object_server.address)
-        limit = self.settings.object_memory_limit_bytes or default_memory_limit(memory_parent)
-        self.settings = dataclasses.replace(self.settings, host_store_location=self.host_store.encode(),
-                                            object_memory_limit_bytes=limit)
-        logger.info("ClusterProcess: results kept in %s up to %.0f MiB, then spilled to %s",
-                    self.host_store.memory_directory, limit / 2**20, self.host_store.spill_directory)
+        self.host_store, self.object_server = open_process_store(
+            self.scheduler_address, self.settings.keys, "ClusterProcess", self.settings.object_memory_directory,
+            self.settings.spill_directory, self.settings.object_memory_limit_bytes)
+        if self.host_store is not None:
+            self.settings = dataclasses.replace(self.settings, host_store_location=self.host_store.encoded_location,
+                                                object_memory_limit_bytes=self.host_store.memory_limit_bytes)
 
     def _on_worker_exit(self, pidfd: int, scheduler) -> None:
         process, worker_id, _ = self.workers.pop(pidfd)
