@@ -112,6 +112,11 @@ class GraphTable:
             return True
         return False
 
+    def args_object_id(self, index: int) -> bytes:
+        """The id of the node's large argument blob (sent to the object storage), or b""."""
+        extra = self.extras.get(index)
+        return extra[0] if extra is not None else b""
+
     def _make_ready(self, index: int) -> None:
         self.state[index] = _QUEUED
         heapq.heappush(self.ready, -int(self.priorities[index]) * _PRIORITY_SHIFT + index)

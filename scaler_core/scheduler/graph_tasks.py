@@ -128,6 +128,9 @@ class GraphTasks:
         if record is not None:
             record.state = gone
         graph.mark_done(index, status == "success", None if stored else value, stored)
+        args_object_id = graph.args_object_id(index)
+        if args_object_id:  # its large argument blob: no run of it will read it again
+            self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=[args_object_id]))
         if stored and record is not None and record.result_worker is not None:
             graph.stored_on[index] = record.result_worker
         if graph.requested[index]:

@@ -512,6 +512,8 @@ class SchedulerState(GraphTasks, TaskLifecycle):
                 continue
             record.state = self._shift(record.state, FINISH_EVENT.get(status, Event.FAIL))
             record.status = status
+            if record.task.args_stored:  # its large argument blob: no run of it will read it again
+                self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=[record.task.args_object_id]))
             if status == "success":
                 record.result_stored = stored
                 record.result_inline = None if stored else value

@@ -290,3 +290,18 @@ def test_a_busy_holder_leaves_the_node_to_an_idle_worker_of_its_host(state):
     outgoing = state.take_outgoing()
     placed = {dest: [t.task_id for t in msg.tasks] for dest, msg, _ in outgoing if type(msg) is protocol.TaskBatch}
     assert placed == {worker_id(2): [nid(2)]}
+
+
+def test_a_finished_nodes_large_argument_blob_is_deleted(state):
+    hello(state, 1)
+    declare(state, [[], [0]])
+    node = protocol.make_task(nid(1), b"", b"f", b"", 0, True, False, GRAPH)
+    node.args_stored, node.args_object_id = True, b"args-of-node-1"
+    rows(state, [0])
+    state.on_message(CLIENT, protocol.TaskBatch(tasks=[node]), now=0.0)
+    take(state)
+    finish(state, 1, 0)
+    take(state)
+    finish(state, 1, 1)
+    _, _, deleted = take(state)
+    assert b"args-of-node-1" in deleted

@@ -576,3 +576,17 @@ def test_locality_yields_when_the_holder_cannot_take_the_task():
     state.workers[holder].closing = True  # the holder takes no new work: the dependent goes elsewhere
     succeed(state, 1, holder_n, stored=True)
     assert tasks_sent(sent(state)) == {worker_id(3 - holder_n): [tid(2)]}
+
+
+def test_a_finished_tasks_large_argument_blob_is_deleted():
+    state = make_state()
+    hello(state, 1)
+    big_args = task(1)
+    big_args.args_stored, big_args.args_object_id = True, b"args-of-task-1"
+    submit(state, big_args, task(2))
+    sent(state)
+    succeed(state, 1, 1)
+    succeed(state, 2, 1)
+    deletes = [i for d, m, _ in sent(state) if d == OBJECT_STORAGE and type(m) is protocol.ObjectDelete
+               for i in m.object_ids]
+    assert deletes == [b"args-of-task-1"]
