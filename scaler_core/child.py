@@ -20,15 +20,15 @@ import subprocess
 import sys
 import threading
 import traceback
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 HEADER = struct.Struct("!Q")
 
 
-def spawn(function: Callable, args: Sequence[Any], name: str) -> subprocess.Popen:
+def spawn(function: Callable, args: Sequence[Any], name: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
     paths = [os.getcwd() if entry == "" else entry for entry in sys.path]
     inherited = os.environ.get("PYTHONPATH", "")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths + ([inherited] if inherited else [])))
+    env = dict(os.environ, **(extra_env or {}), PYTHONPATH=os.pathsep.join(paths + ([inherited] if inherited else [])))
     process = subprocess.Popen([sys.executable, "-m", "scaler_core.child_entry", name], stdin=subprocess.PIPE, env=env,
                                close_fds=True)
     payload = pickle.dumps((function, tuple(args)))
