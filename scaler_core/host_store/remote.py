@@ -86,7 +86,7 @@ class RemoteObjectFetcher:
     """Fetches objects from other hosts' object servers, one at a time, on its own thread.
     `done(object_id, frames or None)` is called on that thread."""
 
-    def __init__(self, done: Callable[[bytes, Optional[List]], None], timeout_seconds: float = 120.0):
+    def __init__(self, done: Callable[[bytes, Optional[List]], None], timeout_seconds: float = 60.0):
         self._done = done
         self._timeout_ms = int(timeout_seconds * 1000)
         self._requests: "queue.Queue[Optional[Tuple[str, bytes]]]" = queue.Queue()
