@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from scaler_core import protocol
-from scaler_core.scheduler.pipeline import in_flight_limit
+from scaler_core.scheduler.pipeline import in_flight_limit, next_mean_duration
 
 
 class TaskState:
@@ -88,7 +88,7 @@ class WorkerRecord:
         self.limit = in_flight_limit(self.mean_duration, self.blocked)
 
     def record_duration(self, seconds: float) -> None:
-        self.mean_duration += 0.5 * (seconds - self.mean_duration)
+        self.mean_duration = next_mean_duration(self.mean_duration, seconds)
         self.limit = in_flight_limit(self.mean_duration, self.blocked)
 
     def set_blocked(self, blocked: int) -> None:

@@ -20,6 +20,7 @@ from scaler_core.scheduler.graph_tasks import GraphTasks
 from scaler_core.scheduler.lifecycle import FINISH_EVENT, FINISHED, Event, TaskLifecycle
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
 from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy, choose_near
+from scaler_core.scheduler.pipeline import SURPLUS_FACTOR, surplus
 from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
 from scaler_core.serialization import dumps_exception
@@ -301,6 +302,8 @@ class SchedulerState(GraphTasks, TaskLifecycle):
                 continue  # stale: the task was re-run elsewhere or cancelled meanwhile
             self._unassign(record, worker)
             worker.record_duration(result.profiling.duration_seconds)
+            if len(worker.assigned) > SURPLUS_FACTOR * worker.limit:
+                self._reclaim_surplus(worker, surplus(len(worker.assigned), worker.limit, worker.mean_duration))
             if result.stored:
                 record.result_worker = sender  # its worker keeps a copy: dependents are best placed there
             self._finish(record, result.status, result.value, result.stored, result.profiling, report=result)
@@ -450,6 +453,18 @@ class SchedulerState(GraphTasks, TaskLifecycle):
                 self.tasks[task_id].balance_requested = True
             self.outbox.send(donor.worker_id, protocol.BalanceRequest(task_ids=take))
             wanted -= len(take)
+    def _reclaim_surplus(self, worker, count: int) -> None:
+        """Ask a worker for `count` of its tasks not started yet, the last it got (see pipeline.py)."""
+        if count <= 0:
+            return
+        movable = [task_id for task_id in list(worker.assigned)[1 + worker.blocked:]
+                   if not self.tasks[task_id].balance_requested]
+        take = movable[max(0, len(movable) - count):]
+        if take:
+            for task_id in take:
+                self.tasks[task_id].balance_requested = True
+            self.outbox.send(worker.worker_id, protocol.BalanceRequest(task_ids=take))
+
     def _fail_if_unrunnable(self, record: TaskRecord, workers) -> bool:
         if self.policy.can_ever_run(record, workers):
             record.no_worker_since = None

@@ -2,6 +2,8 @@
 
 import pickle
 
+import pytest
+
 from scaler_core import protocol
 from scaler_core.errors import GraphError, NoWorkerError, WorkerDiedError
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
@@ -590,3 +592,36 @@ def test_a_finished_tasks_large_argument_blob_is_deleted():
     deletes = [i for d, m, _ in sent(state) if d == OBJECT_STORAGE and type(m) is protocol.ObjectDelete
                for i in m.object_ids]
     assert deletes == [b"args-of-task-1"]
+
+
+def test_a_worker_filled_by_tiny_tasks_gives_back_the_surplus_once_tasks_turn_slow():
+    state = make_state()
+    hello(state, 1)
+    for n in range(100, 112):  # tiny tasks: the pipeline grows to hundreds of tasks
+        submit(state, task(n))
+        sent(state)
+        succeed(state, n, 1, duration=0.0001)
+    submit(state, *[task(n) for n in range(1, 51)])
+    assert len(tasks_sent(sent(state))[worker_id(1)]) == 50
+    succeed(state, 1, 1, duration=0.05)  # the real tasks are slow: the limit drops at once
+    worker = state.workers[worker_id(1)]
+    assert worker.limit == 2
+    (request,) = [m for d, m, _ in sent(state) if type(m) is protocol.BalanceRequest]
+    assert request.task_ids == [tid(n) for n in range(4, 51)]  # all but the running one and the limit
+    state.on_message(worker_id(1), protocol.BalanceResponse(task_ids=request.task_ids), now=0.0)
+    assert len(worker.assigned) == 2 and state.queued_count() == 47
+
+
+def test_a_small_surplus_stays_where_it_is():
+    from scaler_core.scheduler.pipeline import surplus
+    assert surplus(held=50, limit=2, mean_duration=0.05) == 48
+    assert surplus(held=50, limit=2, mean_duration=0.001) == 0  # 48 ms of work: not worth moving
+    assert surplus(held=3, limit=2, mean_duration=10.0) == 0
+
+
+def test_durations_jump_up_at_once_and_settle_down_gradually():
+    from scaler_core.scheduler.pipeline import next_mean_duration
+    assert next_mean_duration(0.001, 0.1) == 0.1
+    assert next_mean_duration(0.1, 0.001) == pytest.approx(0.0505)
+    assert next_mean_duration(0.00001, 0.001) == pytest.approx(0.000505)  # a pause among tiny tasks: no jump
+    assert next_mean_duration(0.01, 0.02) == pytest.approx(0.015)
