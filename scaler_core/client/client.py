@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 
 from scaler_core import protocol
-from scaler_core.client.connection import ClientConnection
+from scaler_core.client.connection import ClientConnection, release_when_collected
 from scaler_core.client.futures import EncodedResult, ScalerFuture, WarningSink
 from scaler_core.client.graph import GraphSubmission
 from scaler_core.graph_plan import build_plan
@@ -493,7 +493,7 @@ class Client:
         object_id = new_id()
         self._connection.put_object(object_id, frames)
         self._resent[future] = object_id
-        weakref.finalize(future, _delete_stored, weakref.ref(self._connection), object_id)
+        weakref.finalize(future, release_when_collected, weakref.ref(self._connection), object_id, False)
         inputs.hold(object_id, None)
         return object_id
 
@@ -650,15 +650,6 @@ class _Resend:
                 self.client._send_tasks([task], [future])
         except BaseException as error:  # nobody else would tell the future's reader
             future._settle(error=error)
-
-
-def _delete_stored(connection_ref, object_id: bytes) -> None:
-    connection = connection_ref()
-    if connection is not None and not connection.closed.is_set():
-        try:
-            connection.send_to_storage(protocol.ObjectDelete(object_ids=[object_id]))
-        except Exception:
-            pass  # closed meanwhile: the storage drops the client's objects when it leaves
 
 
 def _signature_of(fn: Callable) -> Optional[inspect.Signature]:

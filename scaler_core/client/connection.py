@@ -218,7 +218,7 @@ class ClientConnection:
             future = instruction.future
             future._profiling = instruction.profiling
             # released (deleted on the cluster) once nobody holds the future any more
-            weakref.finalize(future, _release_kept, weakref.ref(self), instruction.object_id)
+            weakref.finalize(future, release_when_collected, weakref.ref(self), instruction.object_id, True)
             future._settle(KeptOnCluster(instruction.object_id, self.fetch_kept))
         elif kind is DeliverObject:
             instruction.waiter.deliver(instruction.frames)
@@ -258,11 +258,14 @@ class _ObjectWaiter:
         return self.frames
 
 
-def _release_kept(connection_ref, object_id: bytes) -> None:
-    """A kept result's future is gone: the scheduler may delete the object (as after a fetch)."""
+def release_when_collected(connection_ref, object_id: bytes, through_scheduler: bool) -> None:
+    """A weakref.finalize callback: what kept an object alive is gone. A task's result is released
+    through the scheduler (it decides when dependents are done with it), an object the client put
+    itself is deleted from the storage directly."""
     connection = connection_ref()
     if connection is not None and not connection.closed.is_set():
+        message = protocol.ObjectDelete(object_ids=[object_id])
         try:
-            connection.send(protocol.ObjectDelete(object_ids=[object_id]))
+            connection.send(message) if through_scheduler else connection.send_to_storage(message)
         except Exception:
             pass  # closed meanwhile: the client's objects go when it leaves
