@@ -86,6 +86,19 @@ class PythonFrontier:
     def release(self, batch: Sequence[int]) -> List[int]:
         return _count_down(batch, self._dep_ptr, self._dep_idx, self._pending)
 
+    def reopen(self, node: int) -> List[int]:
+        """A finished node will finish again (its result was lost): its successors wait for it anew
+        and it needs its dependencies' results again. Returns the dependencies whose results had
+        already been released (nobody needed them any more), which are gone too."""
+        for successor in self._succ_idx[self._succ_ptr[node]:self._succ_ptr[node + 1]]:
+            self._remaining[successor] += 1
+        released = []
+        for dependency in self._dep_idx[self._dep_ptr[node]:self._dep_ptr[node + 1]]:
+            if self._pending[dependency] == 0:
+                released.append(dependency)
+            self._pending[dependency] += 1
+        return released
+
     def descendants(self, roots: Sequence[int]) -> List[int]:
         ptr, idx = self._succ_ptr, self._succ_idx
         seen = set(roots)

@@ -84,6 +84,7 @@ class GraphTable:
         self.to_complete: List[int] = []  # succeeded, successors not yet told
         self.to_release: List[int] = []  # finished, dependencies not yet told
         self.dropped = False
+        self.recomputed: Dict[int, int] = {}  # node -> times its result was lost and it ran again
 
     # --- payloads -----------------------------------------------------------------------------
 
@@ -112,10 +113,9 @@ class GraphTable:
             return True
         return False
 
-    def args_object_id(self, index: int) -> bytes:
-        """The id of the node's large argument blob (sent to the object storage), or b""."""
-        extra = self.extras.get(index)
-        return extra[0] if extra is not None else b""
+    def args_object_ids(self) -> List[bytes]:
+        """The ids of the nodes' large argument blobs (sent to the object storage)."""
+        return [extra[0] for extra in self.extras.values() if extra[0]]
 
     def _make_ready(self, index: int) -> None:
         self.state[index] = _QUEUED
@@ -170,6 +170,24 @@ class GraphTable:
                 self.results[index] = inline_value
             self.to_complete.append(index)
         self.to_release.append(index)
+
+    def reopen(self, index: int) -> List[int]:
+        """Node `index` finished, but its result is lost: it must run again (see GraphFrontier.reopen).
+        Returns its finished dependencies whose results were released, so are lost as well."""
+        self.state[index] = _WAITING
+        self.done_count -= 1
+        self.result_stored[index] = False
+        self.forget_result(index)
+        self.recomputed[index] = self.recomputed.get(index, 0) + 1
+        return [dependency for dependency in self.frontier.reopen(index) if self.state[dependency] == _DONE]
+
+    def wait_again(self, index: int) -> None:
+        """Node `index` was handed out but an input of it is being made again: back to waiting."""
+        self.state[index] = _WAITING
+
+    def ready_if_free(self, index: int) -> None:
+        if self.state[index] == _WAITING and self.arrived[index] and self.frontier.remaining(index) == 0:
+            self._make_ready(index)
 
     def is_done(self, index: int) -> bool:
         return self.state[index] == _DONE

@@ -128,9 +128,6 @@ class GraphTasks:
         if record is not None:
             record.state = gone
         graph.mark_done(index, status == "success", None if stored else value, stored)
-        args_object_id = graph.args_object_id(index)
-        if args_object_id:  # its large argument blob: no run of it will read it again
-            self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=[args_object_id]))
         if stored and record is not None and record.result_worker is not None:
             graph.stored_on[index] = record.result_worker
         if graph.requested[index]:
@@ -165,10 +162,48 @@ class GraphTasks:
                 self._remove_graph(graph)
 
     def _remove_graph(self, graph: GraphTable) -> None:
+        blobs = graph.args_object_ids()
+        if blobs:  # nodes' large argument blobs: kept until now, as a lost result's node may run again
+            self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=blobs))
         self.graphs.pop(graph.graph_id, None)
         client = self.clients.get(graph.client_id)
         if client is not None:
             client.graphs.pop(graph.graph_id, None)
+
+    def _on_input_lost(self, record, object_id: bytes) -> None:
+        """A worker found no copy left of one of a task's inputs (it was lost with its holder's host).
+
+        Lineage: an input made by another node of the same graph is made again (that node runs anew,
+        after those of its own inputs already released, which are gone too) and the task waits for
+        it. Any other lost input, or one already remade `max_task_retries` times, fails the task."""
+        graph = record.graph
+        node = self._graph_node(object_id) if graph is not None else None
+        lost = node[1] if node is not None and node[0] is graph else None
+        if lost is None or (graph.is_done(lost) and graph.recomputed.get(lost, 0) >= self.settings.max_task_retries):
+            why = ("it is not a result of the task's graph, so nothing can make it again" if lost is None
+                   else f"it was made again {graph.recomputed[lost]} times already")
+            error = LookupError(f"object {object_id.hex()} needed by task {record.task_id.hex()} is gone (every "
+                                f"copy was lost with its holder) and {why}")
+            self._finish(record, "failed", dumps_exception(error), False, None)
+            return
+        del graph.materialized[record.node]
+        del self.tasks[record.task_id]
+        record.state = self._shift(record.state, Event.LOSE_INPUT)
+        graph.wait_again(record.node)
+        if graph.is_done(lost):  # else it is being made again already, for another dependent
+            reopened, to_reopen = [], [lost]
+            while to_reopen:
+                index = to_reopen.pop()
+                if graph.is_done(index):
+                    to_reopen.extend(graph.reopen(index))
+                    reopened.append(index)
+            self._recompute_finished_node(len(reopened))
+            for index in reopened:
+                graph.ready_if_free(index)
+            logger.warning("scheduler: the result of node %d of graph %s was lost with its holder; running %d "
+                           "node(s) of its lineage again", lost, graph.graph_id.hex(), len(reopened))
+        graph.ready_if_free(record.node)
+        self._queue_graph(graph)
 
     def _release_graph_object(self, graph: GraphTable, index: int, to_delete: List[bytes]) -> None:
         """The client fetched a requested node's stored result and no longer needs it."""

@@ -40,6 +40,8 @@ class Event:
     CANCEL = 8
     FORGET = 9       # nobody can need its outcome any more
     DROP = 10        # its client left before it ran: it leaves without an outcome
+    LOSE_INPUT = 11  # a graph node's input is gone with its holder: it waits again for it to be remade
+    RECOMPUTE = 12   # a finished graph node's lost result must be made again: held, to run anew
 
 
 EVENT_NAMES = {value: name for name, value in vars(Event).items() if not name.startswith("_")}
@@ -51,16 +53,18 @@ TRANSITIONS = {
     WAITING: {Event.READY: QUEUED, Event.FAIL: DONE, Event.CANCEL: DONE},
     HELD: {Event.MATERIALIZE: QUEUED, Event.FAIL: DONE, Event.CANCEL: DONE, Event.DROP: DROPPED},
     QUEUED: {Event.ASSIGN: ASSIGNED, Event.FAIL: DONE, Event.CANCEL: DONE, Event.DROP: DROPPED},
-    ASSIGNED: {Event.RETURN: QUEUED, Event.SUCCEED: DONE, Event.FAIL: DONE, Event.CANCEL: DONE},
+    ASSIGNED: {Event.RETURN: QUEUED, Event.SUCCEED: DONE, Event.FAIL: DONE, Event.CANCEL: DONE,
+               Event.LOSE_INPUT: HELD},
     DONE: {Event.FORGET: GONE},
-    GONE: {},
+    GONE: {Event.RECOMPUTE: HELD},
     DROPPED: {},
 }
 
 # Work became ready, or a worker's slot came free, or an outcome may release dependents (and a
 # graph's finished nodes are applied in bulk during dispatch): the next round has something to do.
 # MATERIALIZE and ASSIGN happen inside a dispatch round, so they need not ask for another.
-_WAKING_EVENTS = (Event.READY, Event.RETURN, Event.SUCCEED, Event.FAIL, Event.CANCEL)  # outcomes among them
+_WAKING_EVENTS = (Event.READY, Event.RETURN, Event.SUCCEED, Event.FAIL, Event.CANCEL,  # outcomes among them
+                  Event.LOSE_INPUT, Event.RECOMPUTE)
 _OUTCOMES = {Event.SUCCEED: "succeeded", Event.FAIL: "failed", Event.CANCEL: "cancelled"}
 FINISH_EVENT = {"success": Event.SUCCEED, "cancelled": Event.CANCEL}  # any other status: FAIL
 
@@ -115,6 +119,12 @@ class TaskLifecycle:
             if outcome is not None:
                 self.counts[outcome] += n
         return target
+
+    def _recompute_finished_node(self, n: int = 1) -> None:
+        """Finished graph nodes (successes) whose results were lost go back to be run again: they no
+        longer count as succeeded until they succeed again."""
+        self._shift(GONE, Event.RECOMPUTE, n)
+        self.counts["succeeded"] -= n
 
     @property
     def pending(self) -> int:

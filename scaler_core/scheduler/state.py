@@ -301,6 +301,9 @@ class SchedulerState(GraphTasks, TaskLifecycle):
             if record is None or record.state != TaskState.ASSIGNED or record.worker != sender:
                 continue  # stale: the task was re-run elsewhere or cancelled meanwhile
             self._unassign(record, worker)
+            if result.status == "inputLost":
+                self._on_input_lost(record, result.value)
+                continue
             worker.record_duration(result.profiling.duration_seconds)
             if len(worker.assigned) > SURPLUS_FACTOR * worker.limit:
                 self._reclaim_surplus(worker, surplus(len(worker.assigned), worker.limit, worker.mean_duration))

@@ -88,6 +88,7 @@ enum TaskStatus {
   noWorker @4;               # value: pickled error; no worker can ever satisfy its capabilities
   timeout @5;
   schedulerError @6;         # value: pickled error raised by the scheduler (bad graph, ...)
+  inputLost @7;              # worker -> scheduler only; value: the id of an input whose every copy is gone
 }
 
 struct Profiling {

@@ -171,10 +171,9 @@ class WorkerState:
         for task_id, missing in list(self.waiting_objects.items()):
             if object_id not in missing:
                 continue
-            if not found:
+            if not found:  # the scheduler decides: make it again (a graph's result) or fail the task
                 del self.waiting_objects[task_id]
-                error = LookupError(f"object {object_id.hex()} needed by the task is not in the object storage")
-                instructions += self._report(Outcome(self.tasks[task_id], "failed", dumps_exception(error)))
+                instructions += self._report(Outcome(self.tasks[task_id], "inputLost", inline=object_id))
                 continue
             missing.discard(object_id)
             if not missing:

@@ -305,3 +305,63 @@ def test_a_finished_nodes_large_argument_blob_is_deleted(state):
     finish(state, 1, 1)
     _, _, deleted = take(state)
     assert b"args-of-node-1" in deleted
+
+
+def lose(state, worker, index, lost_object_id):
+    result = protocol.TaskResult(task_id=nid(index), status="inputLost", value=lost_object_id,
+                                 profiling=protocol.Profiling())
+    state.on_message(worker_id(worker), protocol.ResultBatch(results=[result]), now=0.0)
+
+
+def test_a_lost_input_is_made_again_with_the_lineage_it_needs(state):
+    hello(state, 1)
+    declare(state, [[], [0], [1]], requested=[0, 0, 1])  # a chain 0 -> 1 -> 2
+    rows(state, range(3), requested=[0, 0, 1])
+    assert [t.task_id for t in take(state)[0]] == [nid(0)]
+    finish(state, 1, 0, stored=True)
+    assert [t.task_id for t in take(state)[0]] == [nid(1)]
+    finish(state, 1, 1, stored=True)
+    dispatched, _, deleted = take(state)
+    assert [t.task_id for t in dispatched] == [nid(2)] and deleted == [nid(0)]  # 0 is released: gone
+    lose(state, 1, 2, nid(1))  # node 1's only copy is gone with its host
+    # 1 runs again, and before it 0, whose result was released already; 2 waits for them
+    assert [t.task_id for t in take(state)[0]] == [nid(0)]
+    finish(state, 1, 0, stored=True)
+    assert [t.task_id for t in take(state)[0]] == [nid(1)]
+    finish(state, 1, 1, stored=True)
+    assert [t.task_id for t in take(state)[0]] == [nid(2)]
+    finish(state, 1, 2, value=b"done")
+    _, results, _ = take(state)
+    assert [(r.task_id, r.status, r.value) for r in results] == [(nid(2), "success", b"done")]
+    assert state.counts["succeeded"] == 3 and GRAPH not in state.graphs
+
+
+def test_a_lost_input_that_no_node_made_fails_the_task(state):
+    hello(state, 1)
+    declare(state, [[], [0]], requested=[0, 1])
+    rows(state, range(2), requested=[0, 1])
+    take(state)
+    finish(state, 1, 0, stored=True)
+    take(state)
+    lose(state, 1, 1, b"s" * 16)  # e.g. an object the client sent, gone with the client's host
+    _, results, _ = take(state)
+    assert [(r.task_id, r.status) for r in results] == [(nid(1), "failed")]
+    assert b"cannot be made again" not in results[0].value and b"nothing can make it again" in results[0].value
+
+
+def test_an_input_lost_again_and_again_fails_the_task_at_the_retry_limit(state):
+    hello(state, 1)
+    declare(state, [[], [0]], requested=[0, 1])
+    rows(state, range(2), requested=[0, 1])
+    take(state)
+    for _ in range(state.settings.max_task_retries):
+        finish(state, 1, 0, stored=True)
+        assert [t.task_id for t in take(state)[0]] == [nid(1)]
+        lose(state, 1, 1, nid(0))
+        take(state)
+    finish(state, 1, 0, stored=True)
+    take(state)
+    lose(state, 1, 1, nid(0))
+    _, results, _ = take(state)
+    assert [(r.task_id, r.status) for r in results] == [(nid(1), "failed")]
+    assert b"made again 3 times" in results[0].value

@@ -72,12 +72,12 @@ def test_missing_objects_are_fetched_once_then_the_task_is_ready():
     assert started.task_id == tid(1)
 
 
-def test_an_object_the_storage_does_not_have_fails_the_tasks_that_need_it():
+def test_an_input_with_no_copy_left_is_reported_lost_for_the_scheduler_to_decide():
     state = welcomed()
     state.on_tasks([task(1, stored_input=b"y" * 16)])
     instructions = state.on_object(b"y" * 16, False, [])
-    assert results(instructions) == [(tid(1), "failed")]
-    assert b"not in the object storage" in of_kind(instructions, Result)[0].result.value
+    assert results(instructions) == [(tid(1), "inputLost")]
+    assert of_kind(instructions, Result)[0].result.value == b"y" * 16  # which input: the scheduler remakes it
     assert state.tasks == {} and not state.can_start()
 
 
