@@ -27,6 +27,7 @@ from scaler_core.host_store.store import HostStoreLocation, delete_objects, load
 logger = logging.getLogger(__name__)
 
 POLL_MILLISECONDS = 200
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 class ObjectServer:
@@ -89,6 +90,7 @@ class RemoteObjectFetcher:
     def __init__(self, done: Callable[[bytes, Optional[List]], None], timeout_seconds: float = 60.0):
         self._done = done
         self._timeout_ms = int(timeout_seconds * 1000)
+        self._connect_timeout_ms = int(CONNECT_TIMEOUT_SECONDS * 1000)
         self._requests: "queue.Queue[Optional[Tuple[str, bytes]]]" = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="scaler-object-fetcher", daemon=True)
         self._thread.start()
@@ -111,6 +113,7 @@ class RemoteObjectFetcher:
                 sock = sockets.get(address)
                 if sock is None:
                     sock = sockets[address] = transport.configure(context.socket(zmq.DEALER))
+                    sock.setsockopt(zmq.IMMEDIATE, 1)  # no connection yet: the send is refused, not queued
                     sock.connect(address)
                 frames = self._fetch_one(sock, object_id)
                 if frames is None:  # a late answer must not be taken for the next request's
@@ -122,6 +125,10 @@ class RemoteObjectFetcher:
             context.term()
 
     def _fetch_one(self, sock, object_id: bytes) -> Optional[List]:
+        # A holder that is gone (its process or its host) never accepts the connection: say so soon
+        if not sock.poll(self._connect_timeout_ms, zmq.POLLOUT):
+            logger.warning("object %s: its host's object server cannot be reached", object_id.hex())
+            return None
         transport.send(sock, protocol.ObjectGet(object_ids=[object_id]))
         if not sock.poll(self._timeout_ms):
             logger.warning("object %s: no answer from its host's object server", object_id.hex())

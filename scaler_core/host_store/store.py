@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
@@ -42,18 +43,22 @@ class HostStoreLocation:
     memory_directory: str
     spill_directory: str
     server_address: str = ""  # the host's object server, for readers on other hosts
+    host_key: str = ""  # which machine and shared-memory filesystem the memory directory is on
 
     def encode(self) -> str:
-        return f"{self.memory_directory}\n{self.spill_directory}\n{self.server_address}"
+        return f"{self.memory_directory}\n{self.spill_directory}\n{self.server_address}\n{self.host_key}"
 
     @classmethod
     def decode(cls, text: str) -> "HostStoreLocation":
-        memory_directory, spill_directory, server_address = (text.split("\n") + ["", ""])[:3]
-        return cls(memory_directory, spill_directory, server_address)
+        memory_directory, spill_directory, server_address, host_key = (text.split("\n") + ["", "", ""])[:4]
+        return cls(memory_directory, spill_directory, server_address, host_key)
 
     def is_here(self) -> bool:
-        """The store's directories are on this host (a reader maps the files instead of asking its server)."""
-        return os.path.isdir(self.memory_directory)
+        """The store's files are on this machine's filesystem, so a reader maps them (and one that is
+        missing is gone) instead of asking the store's object server."""
+        if not self.host_key:
+            return os.path.isdir(self.memory_directory)
+        return self.host_key == host_key_of(os.path.dirname(self.memory_directory))
 
     def paths_of(self, object_id: bytes) -> Tuple[str, str]:
         name = object_id.hex()
@@ -159,11 +164,30 @@ def delete_objects(location: HostStoreLocation, object_ids: Iterable[bytes]) -> 
             unlink_quietly(path)
 
 
+def host_key_of(directory: str) -> str:
+    """This boot of this machine and the filesystem `directory` is on ("" if there is no such
+    directory here): two processes see the same files there exactly when their keys are equal."""
+    try:
+        device = os.stat(directory).st_dev
+    except OSError:
+        return ""
+    return f"{_boot_id()}/{device}"
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return socket.gethostname()
+
+
 def create_host_store(memory_parent: str, spill_parent: str) -> HostStoreLocation:
     """New directories for one cluster, named after its process so a later cluster can tell them stale."""
     remove_stale_host_stores(memory_parent, spill_parent)
     tag = f"{STORE_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
-    location = HostStoreLocation(os.path.join(memory_parent, tag), os.path.join(spill_parent, tag))
+    location = HostStoreLocation(os.path.join(memory_parent, tag), os.path.join(spill_parent, tag),
+                                 host_key=host_key_of(memory_parent))
     os.makedirs(location.memory_directory, mode=0o700)
     os.makedirs(location.spill_directory, mode=0o700)
     return location

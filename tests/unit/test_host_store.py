@@ -158,3 +158,20 @@ def test_object_server_answers_a_reader_on_another_host(location):
     finally:
         reader.stop()
         server.stop()
+
+
+def test_a_store_gone_from_this_host_is_lost_at_once_not_fetched(location):
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    store.put(b"g" * 16, dumps_frames(np.ones(100_000)))
+    moved_away = HostStoreLocation(location.memory_directory, location.spill_directory, "tcp://127.0.0.1:9",
+                                   location.host_key)
+    assert moved_away.is_here() and location.host_key
+    reader = LocatedObjects(lambda object_id, frames: None)
+    try:
+        remove_host_store(location)  # the cluster is gone, and its files with it
+        assert reader.read(b"g" * 16, moved_away.encode()) is None  # lost: no fetch from a dead server
+        elsewhere = HostStoreLocation(location.memory_directory, location.spill_directory, "tcp://127.0.0.1:9",
+                                      "another-boot/1")
+        assert not elsewhere.is_here()
+    finally:
+        reader.stop()
