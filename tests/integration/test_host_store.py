@@ -2,6 +2,7 @@
 same host, spilled past the memory limit, surviving their worker, gone with their owner."""
 
 import glob
+import shutil
 import os
 import signal
 import threading
@@ -192,3 +193,44 @@ def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
         (store,) = stores
         assert store["memory_limit_bytes"] == 8 * MiB and 0 < store["memory_bytes"] <= 8 * MiB
         assert any("object_memory" in line for line in render(status))
+
+
+def checksum(block, *_gates):
+    return float(block.sum())
+
+
+def gate(marker, seconds, *_blocks):
+    with open(marker, "w"):
+        pass
+    time.sleep(seconds)
+    return 0
+
+
+def test_results_lost_with_their_host_are_made_again_from_their_lineage(tmp_path):
+    """A cluster holding the only copies of a graph's intermediates is lost (SIGKILLed, its store gone,
+    as when its machine dies); another cluster takes over and the graph still completes, correctly."""
+    with SchedulerClusterCombo(n_workers=0, worker_timeout_seconds=3, logging_level="WARNING") as combo, \
+            Client(combo.address) as client:
+        first, second = ChildProcesses(), ChildProcesses()
+        try:
+            doomed = first.start_cluster(combo.address, 1, WorkerSettings(), "WARNING", ["/dev/stdout"])
+            graph = {f"block-{i}": (block, i, 4) for i in range(4)}
+            # after the blocks, and holding the consumers back while the first cluster is lost
+            graph["gate"] = (gate, str(tmp_path / "gate"), 2.0, *[f"block-{i}" for i in range(4)])
+            for i in range(4):
+                graph[f"sum-{i}"] = (checksum, f"block-{i}", "gate")
+            futures = client.get(graph, keys=[f"sum-{i}" for i in range(4)], block=False)
+            memory_directories = wait_until(
+                lambda: glob.glob(f"/dev/shm/scaler-objects-{doomed.pid}-*"), message="the first cluster's store")
+            wait_until(lambda: len(files_in(memory_directories)) == 4 and (tmp_path / "gate").exists(), timeout=30,
+                       message="the blocks made on the first cluster, the gate running there")
+            second.start_cluster(combo.address, 1, WorkerSettings(), "WARNING", ["/dev/stdout"])
+            for process in [psutil.Process(doomed.pid)] + psutil.Process(doomed.pid).children(recursive=True):
+                process.kill()
+            for directory in memory_directories + glob.glob(f"/tmp/scaler-objects-{doomed.pid}-*"):
+                shutil.rmtree(directory, ignore_errors=True)
+            values = [futures[f"sum-{i}"].result(timeout=60) for i in range(4)]
+        finally:
+            second.stop_all()
+            first.stop_all()
+    assert values == pytest.approx([block(i, 4).sum() for i in range(4)])
