@@ -3,7 +3,8 @@
 ``on_message(sender, message, frames, now)`` and ``on_tick(now)`` feed it; ``take_outgoing()``
 returns ``(destination, message, frames)`` triples to send (``OBJECT_STORAGE`` as destination means
 the object storage server). Peers are told apart by the first byte of their ZeroMQ identity:
-``C`` clients, ``W`` workers, ``K`` cluster supervisors; ``HANDLERS`` (at the end) says which
+``C`` clients, ``W`` workers, ``K`` cluster supervisors, ``M`` worker managers (worker_managers.py,
+which also runs the scaling policy each tick); ``HANDLERS`` (at the end) says which
 messages each may send. Every change of a task's state goes through the lifecycle's table
 (lifecycle.py), which also keeps the counters the monitor reads.
 """
@@ -22,12 +23,13 @@ from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
 from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
 from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
+from scaler_core.scheduler.worker_managers import WorkerManagers, cluster_id_of, scaling_policy_from
 from scaler_core.serialization import dumps_exception
 from scaler_core.settings import SchedulerSettings
 
 logger = logging.getLogger(__name__)
 
-CLIENT, WORKER, CLUSTER = ord("C"), ord("W"), ord("K")
+CLIENT, WORKER, CLUSTER, MANAGER = ord("C"), ord("W"), ord("K"), ord("M")
 
 
 class SchedulerState(GraphTasks, TaskLifecycle):
@@ -44,6 +46,8 @@ class SchedulerState(GraphTasks, TaskLifecycle):
         self.clusters: Dict[bytes, float] = {}  # cluster supervisor -> last heartbeat
         self.ready = ReadyQueue()  # task ids, and (graph,) entries for graphs with ready nodes
         self.outbox = Outbox()
+        self.managers = WorkerManagers(self.outbox, scaling_policy_from(settings),
+                                       manager_timeout_seconds=settings.worker_timeout_seconds)
         self._init_lifecycle(validate)
         self._handlers = {role: {kind: handler.__get__(self) for kind, handler in table.items()}
                           for role, table in HANDLERS.items()}
@@ -89,6 +93,7 @@ class SchedulerState(GraphTasks, TaskLifecycle):
             self._remove_client(client.client_id)
         for cluster_id in [c for c, seen in self.clusters.items() if seen < worker_deadline]:
             del self.clusters[cluster_id]
+        self.managers.on_tick(self, now)
         self._dispatch_needed = True  # waits measured in time (no-worker grace) are judged per round
         if self.validate:
             self.check_invariants()
@@ -201,7 +206,7 @@ class SchedulerState(GraphTasks, TaskLifecycle):
     def shutdown(self, reason: str) -> None:
         """Tell every worker, cluster and client that the scheduler stops."""
         self.stopping = True
-        for peer in list(self.workers) + list(self.clients) + list(self.clusters):
+        for peer in list(self.workers) + list(self.clients) + list(self.clusters) + self.managers.identities():
             self.outbox.send(peer, protocol.SchedulerShutdown(reason=reason))
 
     # --- heartbeats -----------------------------------------------------------------------------
@@ -223,6 +228,10 @@ class SchedulerState(GraphTasks, TaskLifecycle):
                 return
         elif role == CLUSTER:
             self.clusters[sender] = now
+        elif role == MANAGER and not self.managers.seen(sender, now):
+            # we forgot it (it timed out): it must register again
+            self.outbox.send(sender, protocol.SchedulerShutdown(reason="unknown worker manager", reconnect=True))
+            return
         self.outbox.send(sender, protocol.HeartbeatEcho())
 
     # --- workers --------------------------------------------------------------------------------
@@ -298,6 +307,24 @@ class SchedulerState(GraphTasks, TaskLifecycle):
             if result.stored:
                 record.result_worker = sender  # its worker keeps a copy: dependents are best placed there
             self._finish(record, result.status, result.value, result.stored, result.profiling, report=result)
+
+    # --- worker managers (decisions in worker_managers.py) ---------------------------------------
+
+    def _on_WorkerManagerHello(self, sender, message, now):
+        self.managers.on_hello(sender, message, now)
+        self.outbox.send(sender, self._welcome())
+
+    def _on_WorkerGroupEvent(self, sender, message, now):
+        if not self.managers.seen(sender, now):
+            return
+        cluster_id = cluster_id_of(message.group_id)
+        workers = [worker for worker in self.workers.values() if worker.cluster_id == cluster_id]
+        if not self.managers.on_event(sender, message, now, has_workers=bool(workers)):
+            return
+        # The resource manager took these machines: their tasks did not kill them, so they run
+        # again without counting a retry (every task counts as handed back).
+        for worker in workers:
+            self._remove_worker(worker.worker_id, returned=set(worker.assigned))
 
     def _remove_worker(self, worker_id: bytes, returned=frozenset()) -> None:
         worker = self.workers.pop(worker_id, None)
@@ -597,6 +624,11 @@ HANDLERS = {
     },
     CLUSTER: {
         protocol.WorkerDied: SchedulerState._on_WorkerDied,
+        protocol.Heartbeat: SchedulerState._on_Heartbeat,
+    },
+    MANAGER: {
+        protocol.WorkerManagerHello: SchedulerState._on_WorkerManagerHello,
+        protocol.WorkerGroupEvent: SchedulerState._on_WorkerGroupEvent,
         protocol.Heartbeat: SchedulerState._on_Heartbeat,
     },
 }

@@ -277,6 +277,39 @@ struct MonitorStatus {
   received @11 :List(MessageCount);
 }
 
+# --- worker managers (appended: resource managers that start and stop groups of workers) ---------
+
+struct WorkerManagerHello {
+  # worker manager -> scheduler, its first message (again after the scheduler restarted): what one of
+  # its worker groups offers. Answered with Welcome.
+  managerId @0 :Data;        # its name (ASCII), unique per scheduler
+  kind @1 :Text;             # "baremetal_native", "slurm", ...: for logs and the monitor
+  workersPerGroup @2 :UInt32;
+  capabilities @3 :List(Capability);  # what each worker of its groups offers
+  maxGroups @4 :Int32;       # most groups at once; -1: no limit
+  groups @5 :List(Data);     # groups it runs now (a reconnecting manager keeps its groups)
+  version @6 :UInt32;
+}
+
+struct StartWorkerGroup {
+  # scheduler -> worker manager: start one group; its workers report clusterId "K|" + groupId
+  groupId @0 :Data;
+}
+
+struct StopWorkerGroup {
+  # scheduler -> worker manager: stop this group (its workers are idle: the scheduler drained it)
+  groupId @0 :Data;
+}
+
+struct WorkerGroupEvent {
+  # worker manager -> scheduler: what became of a group
+  groupId @0 :Data;
+  event @1 :Text;            # "started": accepted (a batch job may still wait in its queue);
+                             # "failed": it will not start; "ended": it is gone
+  reason @2 :Text;           # why, in the resource manager's words (e.g. Slurm's state and reason)
+  externalId @3 :Text;       # the resource manager's handle, e.g. a Slurm job id
+}
+
 struct Message {
   union {
     taskBatch @0 :TaskBatch;
@@ -305,5 +338,9 @@ struct Message {
     taskStarted @23 :TaskStarted;
     graphSubmit @24 :GraphSubmit;
     taskWarnings @25 :TaskWarnings;
+    workerManagerHello @26 :WorkerManagerHello;
+    startWorkerGroup @27 :StartWorkerGroup;
+    stopWorkerGroup @28 :StopWorkerGroup;
+    workerGroupEvent @29 :WorkerGroupEvent;
   }
 }
