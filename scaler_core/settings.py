@@ -216,6 +216,9 @@ class ClusterSettings:
     """The supervisor of a cluster; its workers take WorkerSettings."""
 
     num_of_workers: int = setting(0, "number of worker processes (default: number of cores)", "-n")
+    worker_group_id: str = setting("", "set by worker managers: this cluster is their worker group of that id (its "
+                                   "identity becomes K|ID, by which the scheduler knows whose workers these are)",
+                                   "-wgi")
     event_loop: str = setting("builtin", "accepted for compatibility; workers do not use asyncio", "-el",
                               choices=EVENT_LOOPS)
 
@@ -230,33 +233,50 @@ class NativeWorkerAdapterSettings:
     max_worker_groups: int = setting(0, "most groups at once (0: number of cores, -1: no limit)", "-mwg")
 
 
-WORKER_MANAGER_TYPES = ("baremetal_native",)
+WORKER_MANAGER_TYPES = ("baremetal_native", "slurm")
 WORKER_MANAGER_MODES = ("dynamic", "fixed")
 
 
 @dataclasses.dataclass
 class WorkerManagerSettings:
-    """A worker manager (upstream 2.x): `fixed` keeps N workers alive as a cluster does; `dynamic` lets the
-    scheduler ask for them through today's native worker adapter (an HTTP service the scheduler calls)."""
+    """What every worker manager type has (upstream 2.x). A dynamic manager registers with the
+    scheduler, whose scaling policy (--policy-content scaling=...) asks it for worker groups."""
 
     worker_manager_id: str = setting("", "name of this worker manager (required)", "-wmi")
     # upstream's default: leave a core for the scheduler and the other services of the machine
     max_task_concurrency: int = setting(max(1, (os.cpu_count() or 2) - 1),
-                                        "fixed: the number of workers; dynamic: the most workers at once "
-                                        "(-1: no limit)", "-mtc", aliases=("--num-of-workers",))
-    mode: str = setting("dynamic", "fixed: start max_task_concurrency workers now and keep them alive; dynamic: "
-                        "start workers when the scheduler asks (the scheduler needs --adapter-webhook-url "
-                        "http://ADAPTER_HOST:ADAPTER_PORT; `scaler` wires that itself)", "-m",
-                        choices=WORKER_MANAGER_MODES)
-    adapter_host: str = setting("127.0.0.1", "dynamic mode: interface of the HTTP service the scheduler calls",
-                                "-ah")
-    adapter_port: int = setting(0, "dynamic mode: port of that HTTP service (0: a free port, logged at start)",
-                                "-apt")
+                                        "the most workers at once (-1: no limit); baremetal_native fixed: the "
+                                        "number of workers", "-mtc", aliases=("--num-of-workers",))
     object_storage_address: str = setting("", "accepted for upstream's files; workers here learn the object storage "
                                           "address from the scheduler", "-osa")
     event_loop: str = setting("builtin", "accepted for compatibility; workers do not use asyncio", "-el",
                               choices=EVENT_LOOPS)
     io_threads: int = setting(1, "accepted for upstream's files; each worker uses one ZeroMQ I/O thread", "-it")
+
+
+@dataclasses.dataclass
+class NativeManagerSettings:
+    """baremetal_native: worker groups are clusters of this machine."""
+
+    mode: str = setting("dynamic", "fixed: start max_task_concurrency workers now and keep them alive; dynamic: "
+                        "start a group of --workers-per-group workers each time the scheduler's scaling policy asks",
+                        "-m", choices=WORKER_MANAGER_MODES)
+    workers_per_group: int = setting(1, "dynamic: workers in each group it starts", "-wpg")
+
+
+@dataclasses.dataclass
+class SlurmManagerSettings:
+    """slurm: each worker group is one batch job running scaler_cluster, which connects back."""
+
+    partition: str = setting("", "Slurm partition the jobs go to (required)", "-P")
+    account: str = setting("", "Slurm account to charge (sbatch --account)", "-A")
+    walltime: str = setting("", "time limit of each job, HH:MM:SS (sbatch --time; default: the partition's)", "-W")
+    cores_per_job: int = setting(1, "cores of each job (sbatch --cpus-per-task); one worker per core", "-cpj")
+    memory_per_job: str = setting("", "memory of each job, e.g. 4G (sbatch --mem; default: the partition's)", "-mpj")
+    job_extra: str = setting("", 'more sbatch options for each job, e.g. "--qos=low --constraint=avx2"', "-je")
+    job_log_dir: str = setting("", "where each job's output goes (default: a scaler-slurm-ID directory in the "
+                               "temporary directory)", "-jld")
+    poll_interval_seconds: float = setting(2.0, "how often squeue is asked which jobs ended", "-pis")
 
 
 @dataclasses.dataclass

@@ -43,9 +43,8 @@ def test_quickstart_starts_storage_then_scheduler_then_a_dynamic_manager_wired_t
     assert manager.values["worker_manager_id"] == "wm-native"
     assert manager.values["mode"] == "dynamic"  # upstream's default
     assert manager.values["max_task_concurrency"] >= 1
-    # the scheduler calls the manager's adapter: the launcher picked its port and told the scheduler
-    assert manager.values["adapter_port"] > 0
-    assert scheduler.values["adapter_webhook_url"] == f"http://127.0.0.1:{manager.values['adapter_port']}"
+    # the manager registers with the scheduler over the engine's protocol: no webhook to wire
+    assert scheduler.values["adapter_webhook_url"] == ""
     # every other option keeps the command's own default
     assert scheduler.values["allocate_policy"] == config.defaults("scheduler")["allocate_policy"]
 
@@ -171,26 +170,23 @@ def test_duplicate_manager_ids_are_refused(tmp_path):
     assert error.key == "worker_manager_id" and "#2" in error.section
 
 
-def test_only_one_dynamic_manager_per_scheduler(tmp_path):
+def test_several_dynamic_managers_and_a_slurm_manager_share_a_scheduler(tmp_path):
     dynamic = "[[worker_manager]]\ntype = \"baremetal_native\"\nworker_manager_id = \"{}\"\n"
-    error = load_error(tmp_path, "[scheduler]\nbind_address = \"tcp://127.0.0.1:8516\"\n" + dynamic.format("a") +
-                       dynamic.format("b"))
-    assert error.key == "mode" and error.section == "[[worker_manager]] #2 (b)"
+    sections = load(write(tmp_path, "[scheduler]\nbind_address = \"tcp://127.0.0.1:8516\"\n" + dynamic.format("a") +
+                          dynamic.format("b") + "[[worker_manager]]\ntype = \"slurm\"\nworker_manager_id = \"hpc\"\n"
+                          "partition = \"debug\"\nwalltime = \"00:10:00\"\ncores_per_job = 4\n"))
+    components = [section.component for section in sections]
+    assert components == ["scheduler", "worker_manager", "worker_manager", "worker_manager_slurm"]
+    slurm = sections[-1]
+    assert (slurm.values["partition"], slurm.values["cores_per_job"]) == ("debug", 4)
+    assert slurm.values["address"] == "tcp://127.0.0.1:8516"
 
 
-def test_a_hand_wired_webhook_is_kept(tmp_path):
-    scheduler, manager = load(write(tmp_path, """
-        [scheduler]
-        bind_address = "tcp://0.0.0.0:8516"
-        adapter_webhook_url = "http://127.0.0.1:9000"
-        [[worker_manager]]
-        type = "baremetal_native"
-        scheduler_address = "tcp://127.0.0.1:8516"
-        worker_manager_id = "w"
-        adapter_port = 9000
-    """))
-    assert scheduler.values["adapter_webhook_url"] == "http://127.0.0.1:9000"
-    assert manager.values["adapter_port"] == 9000
+def test_a_slurm_manager_needs_a_partition_and_refuses_baremetal_keys(tmp_path):
+    slurm = "[[worker_manager]]\ntype = \"slurm\"\nscheduler_address = \"tcp://127.0.0.1:1\"\nworker_manager_id = \"s\"\n"
+    assert load_error(tmp_path, slurm).key == "partition"
+    error = load_error(tmp_path, slurm + "partition = \"debug\"\nmode = \"fixed\"\n")
+    assert "mode" in str(error) and error.section == "[[worker_manager]] #1 (s)"
 
 
 def test_same_endpoint():
