@@ -85,6 +85,8 @@ class ScalingDecision:
 
 class ScalingPolicy:
     name = "no"
+    # whether `demand` must be broken down by required capabilities (else all of it is under ())
+    by_capability = False
 
     def __init__(self, tasks_per_worker: float = 1.0, idle_seconds: float = 10.0):
         if tasks_per_worker <= 0:
@@ -183,6 +185,7 @@ class CapabilityScaling(ScalingPolicy):
     hardware is not spent on plain work). A group is drained once idle for `idle_seconds`."""
 
     name = "capability"
+    by_capability = True
 
     def decide(self, snapshot):
         decision = ScalingDecision()

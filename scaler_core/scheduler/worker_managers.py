@@ -153,7 +153,7 @@ class WorkerManagers:
             now=now,
             managers=[record.offer for record in self.managers.values()],
             groups=[self._view(group) for group in self.groups.values()],
-            demand=demand_of(state),
+            demand=demand_of(state) if self.policy.by_capability else {(): state.queued_count() + state.running},
             unmanaged_workers=unmanaged,
             paused=frozenset(manager_id for manager_id, record in self.managers.items() if record.paused_until > now),
         )
@@ -245,6 +245,10 @@ def demand_of(state) -> Dict[Requirement, int]:
     if rest > 0:
         demand[()] = demand.get((), 0) + rest
     for worker in state.workers.values():
+        if not worker.capabilities:  # the capability allocation gives such workers plain tasks only
+            if worker.assigned:
+                demand[()] = demand.get((), 0) + len(worker.assigned)
+            continue
         for task_id in worker.assigned:
             record = state.tasks.get(task_id)
             key = requirement_of(record.task) if record is not None else ()
