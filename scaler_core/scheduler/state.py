@@ -315,8 +315,7 @@ class SchedulerState(GraphTasks, TaskLifecycle):
         self.outbox.send(sender, self._welcome())
 
     def _on_WorkerGroupEvent(self, sender, message, now):
-        if not self.managers.seen(sender, now):
-            return
+        self.managers.seen(sender, now)  # an unknown manager's "ended" still frees its workers' tasks
         cluster_id = cluster_id_of(message.group_id)
         workers = [worker for worker in self.workers.values() if worker.cluster_id == cluster_id]
         if not self.managers.on_event(sender, message, now, has_workers=bool(workers)):

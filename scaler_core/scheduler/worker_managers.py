@@ -176,8 +176,6 @@ class WorkerManagers:
                     worker.closing = True
                 if not group.stop_sent and not any(worker.assigned for worker in group.workers):
                     self._stop(group)
-        if decision:
-            state._dispatch_needed = True  # capacity taken away or given back: dispatch looks again
 
     def _refresh_groups(self, workers, now: float) -> int:
         """Each group's connected workers and idle clock; returns the workers no group owns."""
