@@ -233,6 +233,7 @@ class SchedulerServer:
             workers=workers,
             sent=[protocol.MessageCount(name=k, count=v) for k, v in sorted(self.sent.items())],
             received=[protocol.MessageCount(name=k, count=v) for k, v in sorted(self.received.items())],
+            managers=self.state.managers.status(),
         )
 
     def _publish_status(self, now: float) -> None:

@@ -219,6 +219,19 @@ class WorkerManagers:
             logger.info("scheduler: asked worker manager %s to stop group %s (drained)", group.manager_id,
                         group.group_id.decode(errors="replace"))
 
+    def status(self) -> List["protocol.WorkerManagerStatus"]:
+        """For the monitor: each manager and its groups as of the last tick."""
+        return [protocol.WorkerManagerStatus(
+            manager_id=manager_id.encode(), kind=record.kind, workers_per_group=record.offer.workers_per_group,
+            max_groups=record.offer.max_groups,
+            groups=[protocol.WorkerGroupStatus(
+                group_id=group.group_id, external_id=group.external_id, workers=len(group.workers),
+                busy_workers=sum(1 for worker in group.workers if worker.assigned),
+                state="stopping" if group.stop_sent else "draining" if group.draining
+                else "running" if group.connected else "pending")
+                for group in self.groups.values() if group.manager_id == manager_id])
+            for manager_id, record in self.managers.items()]
+
     def identities(self) -> List[bytes]:
         return [record.identity for record in self.managers.values()]
 

@@ -275,6 +275,7 @@ struct MonitorStatus {
   workers @9 :List(WorkerStatus);
   sent @10 :List(MessageCount);
   received @11 :List(MessageCount);
+  managers @12 :List(WorkerManagerStatus);
 }
 
 # --- worker managers (appended: resource managers that start and stop groups of workers) ---------
@@ -308,6 +309,22 @@ struct WorkerGroupEvent {
                              # "failed": it will not start; "ended": it is gone
   reason @2 :Text;           # why, in the resource manager's words (e.g. Slurm's state and reason)
   externalId @3 :Text;       # the resource manager's handle, e.g. a Slurm job id
+}
+
+struct WorkerGroupStatus {
+  groupId @0 :Data;
+  state @1 :Text;            # "pending" (asked for, no worker yet), "running", "draining", "stopping"
+  workers @2 :UInt32;        # connected
+  busyWorkers @3 :UInt32;    # connected and holding a task
+  externalId @4 :Text;       # e.g. "Slurm job 42"
+}
+
+struct WorkerManagerStatus {
+  managerId @0 :Data;
+  kind @1 :Text;
+  workersPerGroup @2 :UInt32;
+  maxGroups @3 :Int32;       # -1: no limit
+  groups @4 :List(WorkerGroupStatus);
 }
 
 struct Message {
