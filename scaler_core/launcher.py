@@ -50,8 +50,6 @@ SECTIONS = (
 )
 NOT_STARTED = ("top",)
 MANAGER_KINDS = {component: kind for kind, component in config.WORKER_MANAGER_COMPONENTS.items()}
-WILDCARD_HOSTS = ("0.0.0.0", "*", "::")
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
 STOP_TIMEOUT_SECONDS = 10.0
 
 
@@ -191,16 +189,6 @@ def _default_address(section: Section, scheduler: Optional[Section]) -> Optional
     if section.component == "webui":
         return scheduler.values["monitor_address"] or shift_port(scheduler.values["address"], 2)
     return None
-
-
-def same_endpoint(bind_address: str, connect_address: str) -> bool:
-    """Whether a process connecting to `connect_address` reaches one bound to `bind_address`."""
-    bind_host, bind_port = parse_tcp_address(bind_address)
-    connect_host, connect_port = parse_tcp_address(connect_address)
-    if bind_port != connect_port:
-        return False
-    return (bind_host == connect_host or bind_host in WILDCARD_HOSTS
-            or (bind_host in LOCAL_HOSTS and connect_host in LOCAL_HOSTS))
 
 
 def run(sections: Sequence[Section]) -> int:

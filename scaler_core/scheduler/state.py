@@ -23,7 +23,7 @@ from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
 from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy
 from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
-from scaler_core.scheduler.worker_managers import WorkerManagers, cluster_id_of, scaling_policy_from
+from scaler_core.scheduler.worker_managers import WorkerManagerHandlers, WorkerManagers, scaling_policy_from
 from scaler_core.serialization import dumps_exception
 from scaler_core.settings import SchedulerSettings
 
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 CLIENT, WORKER, CLUSTER, MANAGER = ord("C"), ord("W"), ord("K"), ord("M")
 
 
-class SchedulerState(GraphTasks, TaskLifecycle):
+class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
     def __init__(self, settings: SchedulerSettings, policy: Optional[AllocationPolicy] = None,
                  validate: bool = False):
         """`validate` checks every invariant after each message, tick and dispatch (slow: for tests)."""
@@ -307,23 +307,6 @@ class SchedulerState(GraphTasks, TaskLifecycle):
             if result.stored:
                 record.result_worker = sender  # its worker keeps a copy: dependents are best placed there
             self._finish(record, result.status, result.value, result.stored, result.profiling, report=result)
-
-    # --- worker managers (decisions in worker_managers.py) ---------------------------------------
-
-    def _on_WorkerManagerHello(self, sender, message, now):
-        self.managers.on_hello(sender, message, now)
-        self.outbox.send(sender, self._welcome())
-
-    def _on_WorkerGroupEvent(self, sender, message, now):
-        self.managers.seen(sender, now)  # an unknown manager's "ended" still frees its workers' tasks
-        cluster_id = cluster_id_of(message.group_id)
-        workers = [worker for worker in self.workers.values() if worker.cluster_id == cluster_id]
-        if not self.managers.on_event(sender, message, now, has_workers=bool(workers)):
-            return
-        # The resource manager took these machines: their tasks did not kill them, so they run
-        # again without counting a retry (every task counts as handed back).
-        for worker in workers:
-            self._remove_worker(worker.worker_id, returned=set(worker.assigned))
 
     def _remove_worker(self, worker_id: bytes, returned=frozenset()) -> None:
         worker = self.workers.pop(worker_id, None)

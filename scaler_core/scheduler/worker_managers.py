@@ -236,6 +236,25 @@ class WorkerManagers:
         return [record.identity for record in self.managers.values()]
 
 
+class WorkerManagerHandlers:
+    """Mixin for SchedulerState: the handlers of the messages worker managers send."""
+
+    def _on_WorkerManagerHello(self, sender, message, now):
+        self.managers.on_hello(sender, message, now)
+        self.outbox.send(sender, self._welcome())
+
+    def _on_WorkerGroupEvent(self, sender, message, now):
+        self.managers.seen(sender, now)  # an unknown manager's "ended" still frees its workers' tasks
+        cluster_id = cluster_id_of(message.group_id)
+        workers = [worker for worker in self.workers.values() if worker.cluster_id == cluster_id]
+        if not self.managers.on_event(sender, message, now, has_workers=bool(workers)):
+            return
+        # The resource manager took these machines: their tasks did not kill them, so they run
+        # again without counting a retry (every task counts as handed back).
+        for worker in workers:
+            self._remove_worker(worker.worker_id, returned=set(worker.assigned))
+
+
 def requirement_of(task) -> Requirement:
     return tuple(sorted((capability.name, capability.quantity) for capability in task.capabilities)) \
         if task.capabilities else ()

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from scaler_core import config
-from scaler_core.launcher import LaunchConfigError, load, same_endpoint
+from scaler_core.launcher import LaunchConfigError, load
 from tests.upstream_samples import QUICKSTART
 
 FIXED_MANAGER = """
@@ -187,13 +187,6 @@ def test_a_slurm_manager_needs_a_partition_and_refuses_baremetal_keys(tmp_path):
     assert load_error(tmp_path, slurm).key == "partition"
     error = load_error(tmp_path, slurm + "partition = \"debug\"\nmode = \"fixed\"\n")
     assert "mode" in str(error) and error.section == "[[worker_manager]] #1 (s)"
-
-
-def test_same_endpoint():
-    assert same_endpoint("tcp://0.0.0.0:1", "tcp://10.0.0.5:1")
-    assert same_endpoint("tcp://127.0.0.1:1", "tcp://localhost:1")
-    assert not same_endpoint("tcp://127.0.0.1:1", "tcp://127.0.0.1:2")
-    assert not same_endpoint("tcp://10.0.0.4:1", "tcp://10.0.0.5:1")
 
 
 def test_the_commands_read_upstream_address_keys_and_worker_manager_entries(tmp_path):
