@@ -275,6 +275,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 mode = section.values.get("mode", "dynamic")
                 extra = f", {kind}, {mode}, {section.values['max_task_concurrency']} workers" + \
                     (" at most" if mode == "dynamic" else "")
-            print(f"{section.title}: {section.component} at {section.values['address']}{extra}")
+            component = "worker_manager" if section.component in MANAGER_KINDS else section.component
+            print(f"{section.title}: {component} at {section.values['address']}{extra}")
         return
     sys.exit(run(sections))
