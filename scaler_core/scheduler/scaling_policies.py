@@ -154,19 +154,35 @@ class NoScaling(ScalingPolicy):
 
 class VanillaScaling(ScalingPolicy):
     """One pool: tasks per worker above the threshold start groups (managers in the order they
-    registered), groups idle for `idle_seconds` are drained. Capabilities are not looked at."""
+    registered), groups idle for `idle_seconds` are drained. Capabilities are not looked at. Groups
+    still pending (a batch job in its queue) are cancelled when more capacity than the tasks need
+    lasted `idle_seconds`: a job nobody needs should not wait for a node only to sit idle on it."""
 
     name = "vanilla"
+
+    def __init__(self, tasks_per_worker: float = 1.0, idle_seconds: float = 10.0):
+        super().__init__(tasks_per_worker, idle_seconds)
+        self._surplus_since: Optional[float] = None
 
     def decide(self, snapshot):
         decision = ScalingDecision()
         offers = {manager.manager_id: manager for manager in snapshot.managers}
         capacity = snapshot.unmanaged_workers + _capacity(snapshot.groups, offers)
         missing = self._workers_wanted(snapshot.tasks) - capacity
+        if missing >= 0:
+            self._surplus_since = None
+        elif self._surplus_since is None:
+            self._surplus_since = snapshot.now
         if missing > 0:
             self._grow(snapshot, snapshot.managers, missing, decision)
             return decision
         spare = -missing
+        if self._surplus_since is not None and snapshot.now - self._surplus_since >= self.idle_seconds:
+            for group in reversed(snapshot.groups):  # the most recently asked for first
+                size = offers[group.manager_id].workers_per_group if group.manager_id in offers else 0
+                if group.pending and not group.draining and 0 < size <= spare:
+                    decision.drain.append(group.group_id)
+                    spare -= size
 
         def not_needed(group: GroupView) -> bool:  # what is left must still cover the tasks
             nonlocal spare

@@ -66,6 +66,19 @@ def test_vanilla_never_drains_pending_groups_and_takes_draining_groups_back_firs
     assert decision.undrain == [b"d"] and decision.start == ["wm-cpu"]
 
 
+def test_vanilla_cancels_pending_groups_once_a_surplus_lasted():
+    policy = VanillaScaling(idle_seconds=10)
+    groups = [connected(b"busy", busy=2), pending(b"p1"), pending(b"p2")]
+    assert not policy.decide(snapshot({(): 4}, groups, now=100.0))       # all needed
+    assert not policy.decide(snapshot({(): 2}, groups, now=101.0))       # surplus starts
+    assert not policy.decide(snapshot({(): 2}, groups, now=105.0))
+    assert policy.decide(snapshot({(): 2}, groups, now=111.5)).drain == [b"p2", b"p1"]
+    policy = VanillaScaling(idle_seconds=10)
+    policy.decide(snapshot({(): 2}, groups, now=100.0))
+    policy.decide(snapshot({(): 6}, groups, now=105.0))                  # needed again: the clock restarts
+    assert policy.decide(snapshot({(): 4}, groups, now=111.0)).drain == []
+
+
 def test_paused_managers_are_not_grown():
     assert not VanillaScaling().decide(snapshot({(): 5}, paused=frozenset({"wm-cpu"})))
 
