@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 MANAGER_PREFIX = b"M|"
 GROUP_CLUSTER_PREFIX = b"K|"
 RETRY_AFTER_SECONDS = 10.0   # after a failed start, before asking that manager again
+HELLO_GRACE_SECONDS = 5.0    # a group asked for this recently may be missing from a manager's hello
 DEMAND_SAMPLE = 10000        # queued tasks looked at per tick to learn which capabilities they need
 
 
@@ -90,8 +91,11 @@ class WorkerManagers:
                                                   known.paused_until if known is not None else 0.0)
         running = set(hello.groups)
         for group_id, group in list(self.groups.items()):
-            if group.manager_id == manager_id and group_id not in running and known is None:
-                del self.groups[group_id]  # a group we asked for before the manager restarted: gone
+            # what the hello lists is what the manager runs (it may have restarted); a start sent
+            # just now may cross the hello on the wire, so recent requests stay
+            stale = now - group.asked_at > HELLO_GRACE_SECONDS
+            if group.manager_id == manager_id and group_id not in running and stale:
+                del self.groups[group_id]
         for group_id in running:
             if group_id not in self.groups:  # the manager outlived a scheduler restart: adopt its groups
                 self.groups[group_id] = GroupRecord(group_id, manager_id, now)

@@ -146,3 +146,17 @@ def test_a_silent_manager_is_forgotten_and_told_to_register_again():
     state.on_message(MANAGER, protocol.Heartbeat(), now=10.5)
     (_, message, _), = state.take_outgoing()
     assert type(message) is protocol.SchedulerShutdown and message.reconnect
+
+
+def test_a_restarted_manager_hello_forgets_groups_it_no_longer_runs_and_adopts_the_ones_it_does():
+    state = make_state()
+    register(state)
+    submit(state, task(1), now=0.0)
+    state.on_tick(1.0)
+    (_, start), = commands(state, protocol.StartWorkerGroup)
+    state.on_message(MANAGER, protocol.WorkerManagerHello(manager_id=b"wm-test", workers_per_group=1, max_groups=4,
+                                                          groups=[b"wm-test.kept"]), now=2.0)
+    assert set(state.managers.groups) == {start.group_id, b"wm-test.kept"}  # the start may cross the hello
+    state.on_message(MANAGER, protocol.WorkerManagerHello(manager_id=b"wm-test", workers_per_group=1, max_groups=4,
+                                                          groups=[b"wm-test.kept"]), now=9.0)
+    assert set(state.managers.groups) == {b"wm-test.kept"}
