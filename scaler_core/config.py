@@ -20,8 +20,8 @@ import tomllib
 
 from scaler_core.settings import (  # noqa: F401  (parse_capabilities, Option: this module's public names)
     WORKER_MANAGER_TYPES, ClusterSettings, LoggingSettings, NativeManagerSettings, NativeWorkerAdapterSettings,
-    ObjectStorageSettings, Option, SchedulerSettings, SecuritySettings, SlurmManagerSettings, TopSettings, WebUISettings,
-    WorkerManagerSettings, WorkerSettings, options, parse_capabilities,
+    ObjectStorageSettings, Option, SchedulerSettings, SecuritySettings, SlurmManagerSettings, TopSettings,
+    WebUISettings, WorkerManagerSettings, WorkerSettings, options, parse_capabilities,
 )
 
 

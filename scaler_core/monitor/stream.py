@@ -154,8 +154,10 @@ def manager_to_dict(manager: Any) -> Dict[str, Any]:
 def manager_rows(manager: Any) -> List[tuple]:
     """`label value` rows summing up a worker manager's groups (scaler_top)."""
     states = [group.state for group in manager.groups]
+    workers = sum(group.workers for group in manager.groups)
+    busy = sum(group.busy_workers for group in manager.groups)
     limit = "no limit" if manager.max_groups < 0 else str(manager.max_groups)
     return [("kind", manager.kind), ("groups", f"{len(states)} of {limit}"),
             ("pending", f"{states.count('pending')} ({states.count('pending') * manager.workers_per_group} workers)"),
             ("draining", str(states.count("draining") + states.count("stopping"))),
-            ("workers", f"{sum(g.workers for g in manager.groups)} ({sum(g.busy_workers for g in manager.groups)} busy)")]
+            ("workers", f"{workers} ({busy} busy)")]

@@ -302,8 +302,8 @@ def make_scaling_policy(engine_type: str, scaling: str, policy_content: str = ""
     if engine_type == "waterfall_v1":
         rules = parse_waterfall_rules(policy_content)
         if not rules:
-            raise ValueError("waterfall_v1 needs at least one rule PRIORITY,MANAGER_ID,MAX_WORKERS in --policy-content, "
-                             'e.g. "1,wm-onprem,8; 2,wm-burst,32"')
+            raise ValueError("waterfall_v1 needs at least one rule PRIORITY,MANAGER_ID,MAX_WORKERS in "
+                             '--policy-content, e.g. "1,wm-onprem,8; 2,wm-burst,32"')
         return WaterfallScaling(rules, tasks_per_worker, idle_seconds)
     try:
         return SCALING_POLICIES[scaling](tasks_per_worker, idle_seconds)

@@ -206,7 +206,8 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
     def shutdown(self, reason: str) -> None:
         """Tell every worker, cluster and client that the scheduler stops."""
         self.stopping = True
-        for peer in list(self.workers) + list(self.clients) + list(self.clusters) + self.managers.identities():
+        peers = list(self.workers) + list(self.clients) + list(self.clusters) + self.managers.identities()
+        for peer in peers:
             self.outbox.send(peer, protocol.SchedulerShutdown(reason=reason))
 
     # --- heartbeats -----------------------------------------------------------------------------

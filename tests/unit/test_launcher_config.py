@@ -183,7 +183,8 @@ def test_several_dynamic_managers_and_a_slurm_manager_share_a_scheduler(tmp_path
 
 
 def test_a_slurm_manager_needs_a_partition_and_refuses_baremetal_keys(tmp_path):
-    slurm = "[[worker_manager]]\ntype = \"slurm\"\nscheduler_address = \"tcp://127.0.0.1:1\"\nworker_manager_id = \"s\"\n"
+    slurm = ("[[worker_manager]]\ntype = \"slurm\"\nscheduler_address = \"tcp://127.0.0.1:1\"\n"
+             "worker_manager_id = \"s\"\n")
     assert load_error(tmp_path, slurm).key == "partition"
     error = load_error(tmp_path, slurm + "partition = \"debug\"\nmode = \"fixed\"\n")
     assert "mode" in str(error) and error.section == "[[worker_manager]] #1 (s)"
