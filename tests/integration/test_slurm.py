@@ -143,12 +143,20 @@ def test_waterfall_uses_the_first_tier_before_the_second(stack):
     assert len(stack.jobs_of("wm-first")) == 1
 
 
-def test_a_job_slurm_refuses_is_reported_with_its_reason(stack):
-    stack.scheduler()
-    stack.start("wm-bad", "scaler_worker_manager", "slurm", stack.address, "--worker-manager-id", "wm-bad",
-                "--partition", "no-such-partition", "--max-task-concurrency", "1")
+def test_a_job_slurm_refuses_is_reported_with_its_reason_launched_from_one_file(stack):
+    config = stack.directory / "hpc.toml"
+    config.write_text(f"""
+        [scheduler]
+        bind_address = "{stack.address}"
+
+        [[worker_manager]]
+        type = "slurm"
+        worker_manager_id = "wm-bad"
+        partition = "no-such-partition"
+        max_task_concurrency = 1
+    """.replace("\n        ", "\n"))
+    stack.start("scaler", "scaler", str(config))
     with Client(stack.address, timeout_seconds=60) as client:
         client.submit(abs, -1)  # only to make the policy ask for a group
-        wait_until(lambda: re.search(r"could not start group wm-bad\.\S+: .*invalid partition",
-                                     stack.log("scheduler")), timeout=30, interval=0.2,
-                   message="the scheduler to log Slurm's reason")
+        wait_until(lambda: re.search(r"could not start group wm-bad\.\S+: .*invalid partition", stack.log("scaler")),
+                   timeout=30, interval=0.2, message="the scheduler to log Slurm's reason")
