@@ -17,7 +17,8 @@ from scaler_core import config
 from scaler_core.logging_setup import setup_logging
 from scaler_core.settings import (
     WORKER_MANAGER_TYPES, ClusterSettings, LoggingSettings, NativeWorkerAdapterSettings, ObjectStorageSettings,
-    SchedulerSettings, SecuritySettings, SettingsError, WorkerManagerSettings, WorkerSettings, settings_from,
+    NativeManagerSettings, SchedulerSettings, SecuritySettings, SettingsError, SlurmManagerSettings,
+    WorkerManagerSettings, WorkerSettings, settings_from,
 )
 from scaler_core.transport import parse_tcp_address, shift_port
 
@@ -111,7 +112,9 @@ def run_cluster_values(values) -> None:
     worker_settings = _worker_settings(values)
     logging_settings = _build(LoggingSettings, values)  # run_cluster sets logging up itself
     n_workers = cluster.num_of_workers or os.cpu_count() or 1
-    run_cluster(address, n_workers, worker_settings, logging_settings.logging_level, logging_settings.logging_paths)
+    cluster_id = b"K|" + cluster.worker_group_id.encode() if cluster.worker_group_id else b""
+    run_cluster(address, n_workers, worker_settings, logging_settings.logging_level, logging_settings.logging_paths,
+                cluster_id)
 
 
 def native_worker_adapter_main(argv: Optional[Sequence[str]] = None) -> None:
@@ -147,51 +150,101 @@ def run_object_storage_values(values) -> None:
     run_object_storage_server(address, keys, _build(ObjectStorageSettings, values))
 
 
-def worker_manager_settings(values) -> WorkerManagerSettings:
-    """The manager's own settings, checked beyond their types; raises SettingsError naming the key."""
+def worker_manager_settings(values, kind: str = "baremetal_native"):
+    """The manager's own settings (common, then its type's), checked beyond their types; raises
+    SettingsError naming the key."""
     manager = settings_from(WorkerManagerSettings, values)
     if not manager.worker_manager_id:
         raise SettingsError("worker_manager_id", "is required (a name for this worker manager)")
-    if manager.mode == "fixed" and manager.max_task_concurrency < 1:
-        raise SettingsError("max_task_concurrency", f"fixed mode starts that many workers: it must be at least 1, "
-                                                    f"got {manager.max_task_concurrency}")
-    if manager.mode == "dynamic" and (manager.max_task_concurrency == 0 or manager.max_task_concurrency < -1):
+    if "|" in manager.worker_manager_id:
+        raise SettingsError("worker_manager_id", f"may not contain '|', got {manager.worker_manager_id!r}")
+    if kind == "slurm":
+        own = settings_from(SlurmManagerSettings, values)
+        if not own.partition:
+            raise SettingsError("partition", "is required (the Slurm partition the jobs go to)")
+        if own.cores_per_job < 1:
+            raise SettingsError("cores_per_job", f"must be at least 1, got {own.cores_per_job}")
+        if own.poll_interval_seconds <= 0:
+            raise SettingsError("poll_interval_seconds", f"must be above 0, got {own.poll_interval_seconds}")
+    else:
+        own = settings_from(NativeManagerSettings, values)
+        if own.mode == "fixed" and manager.max_task_concurrency < 1:
+            raise SettingsError("max_task_concurrency", f"fixed mode starts that many workers: it must be at least "
+                                                        f"1, got {manager.max_task_concurrency}")
+        if own.workers_per_group < 1:
+            raise SettingsError("workers_per_group", f"must be at least 1, got {own.workers_per_group}")
+    if manager.max_task_concurrency == 0 or manager.max_task_concurrency < -1:
         raise SettingsError("max_task_concurrency", f"must be at least 1, or -1 for no limit, got "
                                                     f"{manager.max_task_concurrency}")
-    if not 0 <= manager.adapter_port <= 65535:
-        raise SettingsError("adapter_port", f"must be a port number (0: any free port), got {manager.adapter_port}")
-    return manager
+    return manager, own
 
 
-def run_worker_manager_values(values) -> None:
-    from scaler_core.adapter.native import NativeWorkerAdapter
+def _max_groups(max_workers: int, workers_per_group: int) -> int:
+    return -1 if max_workers < 0 else max(1, max_workers // workers_per_group)
+
+
+def _worker_options(values) -> list:
+    """The command-line options that give a worker group's workers this manager's worker settings."""
+    from scaler_core.settings import options
+
+    arguments = []
+    for cls in (WorkerSettings, SecuritySettings):
+        for option in options(cls):
+            value = values.get(option.name, option.default)
+            if value != option.default:
+                arguments += ["--" + option.name.replace("_", "-"), str(value)]
+    if values.get("logging_level", LoggingSettings.logging_level) != LoggingSettings.logging_level:
+        arguments += ["--logging-level", values["logging_level"]]
+    return arguments
+
+
+def run_worker_manager_values(values, kind: str = "baremetal_native") -> None:
     from scaler_core.worker.cluster import new_cluster_id, run_cluster
+    from scaler_core.worker_manager.agent import WorkerManagerAgent, run_agent
 
     address = values["address"]
     try:
-        manager = worker_manager_settings(values)
+        manager, own = worker_manager_settings(values, kind)
     except SettingsError as error:
         sys.exit(f"error: --{error.key.replace('_', '-')}: {error.reason}")
     worker_settings = _worker_settings(values)
     logging_settings = _build(LoggingSettings, values)
-    if manager.mode == "fixed":
+    if kind == "baremetal_native" and own.mode == "fixed":
         # the manager's id leads the cluster's identity, so the scheduler's logs and the monitor show whose workers
         cluster_id = b"K|" + manager.worker_manager_id.encode() + new_cluster_id()[1:]
         run_cluster(address, manager.max_task_concurrency, worker_settings, logging_settings.logging_level,
                     logging_settings.logging_paths, cluster_id)
         return
     setup_logging(logging_settings.logging_level, logging_settings.logging_paths)
-    adapter = NativeWorkerAdapter(address, 1, manager.max_task_concurrency, worker_settings,
-                                  logging_settings.logging_level, logging_settings.logging_paths)
-    logger.info("worker manager %s (baremetal_native, dynamic): workers start when the scheduler at %s asks",
-                manager.worker_manager_id, address)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    adapter.serve(manager.adapter_host, manager.adapter_port)
+    poll_interval = 0.5
+    if kind == "slurm":
+        from scaler_core.worker_manager.slurm import SlurmGroups, SlurmJobSpec, cluster_command, default_log_dir
+
+        log_dir = own.job_log_dir or default_log_dir(manager.worker_manager_id)
+        spec = SlurmJobSpec(own.partition, own.account, own.walltime, own.cores_per_job, own.memory_per_job,
+                            own.job_extra, log_dir)
+        command = cluster_command(address, ["--num-of-workers", str(own.cores_per_job), *_worker_options(values)])
+        backend = SlurmGroups(spec, command, _max_groups(manager.max_task_concurrency, own.cores_per_job),
+                              worker_settings.capabilities, job_name_prefix="scaler")
+        poll_interval = own.poll_interval_seconds
+        logger.info("worker manager %s (slurm): jobs go to partition %s; their output to %s",
+                    manager.worker_manager_id, own.partition, log_dir)
+    else:
+        from scaler_core.worker_manager.native import NativeGroups
+
+        backend = NativeGroups(address, own.workers_per_group,
+                               _max_groups(manager.max_task_concurrency, own.workers_per_group), worker_settings,
+                               logging_settings.logging_level, logging_settings.logging_paths)
+    run_agent(WorkerManagerAgent(address, manager.worker_manager_id, backend,
+                                 heartbeat_interval_seconds=worker_settings.heartbeat_interval_seconds,
+                                 death_timeout_seconds=worker_settings.death_timeout_seconds,
+                                 poll_interval_seconds=poll_interval, keys=worker_settings.keys))
 
 
 WORKER_MANAGER_USAGE = ("usage: scaler_worker_manager {" + ",".join(WORKER_MANAGER_TYPES) + "} SCHEDULER_ADDRESS "
-                        "--worker-manager-id ID [--max-task-concurrency N] [--mode fixed|dynamic] [options]\n"
-                        "`scaler_worker_manager baremetal_native -h` lists the options.")
+                        "--worker-manager-id ID [--max-task-concurrency N] [--mode fixed|dynamic | --partition P ...] "
+                        "[options]\n`scaler_worker_manager baremetal_native -h` and `scaler_worker_manager slurm -h` "
+                        "list the options.")
 
 
 def worker_manager_main(argv: Optional[Sequence[str]] = None) -> None:
@@ -208,8 +261,8 @@ def worker_manager_main(argv: Optional[Sequence[str]] = None) -> None:
                  f"{', '.join(WORKER_MANAGER_TYPES)}")
     kind = kinds[0]
     del argv[position]
-    values, _ = _parse("worker_manager", argv, f"scaler_worker_manager {kind}", kind=kind)
-    run_worker_manager_values(values)
+    values, _ = _parse(config.WORKER_MANAGER_COMPONENTS[kind], argv, f"scaler_worker_manager {kind}", kind=kind)
+    run_worker_manager_values(values, kind)
 
 
 RUNNERS = {
@@ -218,6 +271,7 @@ RUNNERS = {
     "cluster": run_cluster_values,
     "native_worker_adapter": run_native_worker_adapter_values,
     "worker_manager": run_worker_manager_values,
+    "worker_manager_slurm": lambda values: run_worker_manager_values(values, "slurm"),
 }
 
 

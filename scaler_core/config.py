@@ -19,9 +19,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import tomllib
 
 from scaler_core.settings import (  # noqa: F401  (parse_capabilities, Option: this module's public names)
-    WORKER_MANAGER_TYPES, ClusterSettings, LoggingSettings, NativeWorkerAdapterSettings, ObjectStorageSettings, Option,
-    SchedulerSettings, SecuritySettings, TopSettings, WebUISettings, WorkerManagerSettings, WorkerSettings, options,
-    parse_capabilities,
+    WORKER_MANAGER_TYPES, ClusterSettings, LoggingSettings, NativeManagerSettings, NativeWorkerAdapterSettings,
+    ObjectStorageSettings, Option, SchedulerSettings, SecuritySettings, SlurmManagerSettings, TopSettings,
+    WebUISettings, WorkerManagerSettings, WorkerSettings, options, parse_capabilities,
 )
 
 
@@ -67,18 +67,29 @@ COMPONENTS: Dict[str, Dict[str, Any]] = {
         "worker_manager",
         "Run a worker manager of type baremetal_native (upstream Scaler 2.x): workers on this machine for the "
         "scheduler at SCHEDULER_ADDRESS. --mode fixed starts --max-task-concurrency workers at once and keeps them "
-        "alive, as scaler_cluster -n does. --mode dynamic (the default) starts workers only when the scheduler asks "
-        "for them; until a later version replaces it, this runs the native worker adapter "
-        "(scaler_worker_adapter_native) with one worker per group and at most --max-task-concurrency groups, so "
-        "the scheduler must be started with --adapter-webhook-url http://ADAPTER_HOST:ADAPTER_PORT (the `scaler` "
-        "launcher sets that up itself).",
-        WorkerManagerSettings, WorkerSettings, SecuritySettings, LoggingSettings, address_keys=("scheduler_address",)),
+        "alive, as scaler_cluster -n does. --mode dynamic (the default) registers with the scheduler, whose scaling "
+        "policy (scaler_scheduler --policy-content 'scaling=vanilla|capability', or --policy-engine-type "
+        "waterfall_v1) asks it to start and stop groups of --workers-per-group workers, at most "
+        "--max-task-concurrency workers in all.",
+        WorkerManagerSettings, NativeManagerSettings, WorkerSettings, SecuritySettings, LoggingSettings,
+        address_keys=("scheduler_address",)),
+    "worker_manager_slurm": _component(
+        "worker_manager",
+        "Run a worker manager of type slurm: it registers with the scheduler at SCHEDULER_ADDRESS, and each worker "
+        "group the scheduler's scaling policy asks for is one sbatch job running scaler_cluster with "
+        "--cores-per-job workers, which connects back to the scheduler (the compute nodes must reach it: give the "
+        "scheduler an address they can route to). Idle groups are scancel'ed; jobs Slurm ends (time limit, "
+        "pre-emption, node failure) are noticed within --poll-interval-seconds and their tasks run again elsewhere.",
+        WorkerManagerSettings, SlurmManagerSettings, WorkerSettings, SecuritySettings, LoggingSettings,
+        address_keys=("scheduler_address",)),
 }
 
 # The launcher's [gui] is upstream scaler_gui's name for the web UI's section.
 SECTION_ALIASES = {"gui": "webui"}
 # An array of tables, one process each; `type` picks the kind.
 ARRAY_SECTIONS = {"worker_manager": "type"}
+# worker manager type -> the component that holds its options
+WORKER_MANAGER_COMPONENTS = {"baremetal_native": "worker_manager", "slurm": "worker_manager_slurm"}
 
 
 def _flag(option: Option) -> List[str]:

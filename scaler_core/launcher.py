@@ -12,10 +12,8 @@ settings classes exactly as the command's own --config reads it: a bad key stops
 anything starts, with a message naming the section and the key. [top] is interactive and is left to
 `scaler_top`.
 
-Sections start in the order above. A dynamic baremetal_native manager is today's native worker
-adapter, which the scheduler calls over HTTP: when its scheduler is a section of the same file, the
-launcher gives the adapter a port and the scheduler the matching --adapter-webhook-url, so upstream's
-quickstart file (no such keys) works as written.
+Sections start in the order above. Worker managers (`type = "baremetal_native"` or `"slurm"`)
+connect to their scheduler and register; its scaling policy asks them for worker groups.
 
 The launcher then waits. SIGTERM or SIGINT (Ctrl-C) stops every section; so does any section
 exiting on its own, since a half-running stack is worse than a stopped one. Each section stops its
@@ -51,8 +49,7 @@ SECTIONS = (
     ("gui", "webui"),
 )
 NOT_STARTED = ("top",)
-WILDCARD_HOSTS = ("0.0.0.0", "*", "::")
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
+MANAGER_KINDS = {component: kind for kind, component in config.WORKER_MANAGER_COMPONENTS.items()}
 STOP_TIMEOUT_SECONDS = 10.0
 
 
@@ -119,8 +116,8 @@ def _check_settings(path: str, section: Section) -> None:
     try:
         for cls in config.COMPONENTS[section.component]["classes"]:
             settings_from(cls, section.values)
-        if section.component == "worker_manager":
-            cli.worker_manager_settings(section.values)
+        if section.component in MANAGER_KINDS:
+            cli.worker_manager_settings(section.values, MANAGER_KINDS[section.component])
     except SettingsError as error:
         raise _fail(path, section.title, error.reason, error.key) from None
     preload = section.values.get("preload")
@@ -150,6 +147,7 @@ def load(path: str) -> List[Section]:
             if kind not in WORKER_MANAGER_TYPES:
                 raise _fail(path, title, f"{kind!r} is not a worker manager type of this engine; it has "
                                          f"{list(WORKER_MANAGER_TYPES)}", "type")
+            component = config.WORKER_MANAGER_COMPONENTS[kind]
         try:
             checked = config.check_table(component, table, path, title)
         except ValueError as error:
@@ -172,14 +170,13 @@ def load(path: str) -> List[Section]:
                 raise _fail(path, section.title, "is required (tcp://HOST:PORT)", key)
         _check_address(path, section, key)
         _check_settings(path, section)
-        if section.component == "worker_manager":
+        if section.component in MANAGER_KINDS:
             manager_id = section.values["worker_manager_id"]
             if manager_id in manager_ids:
                 raise _fail(path, section.title, f"{manager_id!r} is also the id of {manager_ids[manager_id]}",
                             "worker_manager_id")
             manager_ids[manager_id] = section.title
             section.process_name = f"worker-manager-{manager_id}"
-    _wire_dynamic_managers(path, sections, scheduler)
     return sections
 
 
@@ -187,47 +184,11 @@ def _default_address(section: Section, scheduler: Optional[Section]) -> Optional
     """Workers and the web UI of a file that has a scheduler default to that scheduler."""
     if scheduler is None or not scheduler.values["address"]:
         return None
-    if section.component in ("worker_manager", "cluster", "native_worker_adapter"):
+    if section.component in ("cluster", "native_worker_adapter", *MANAGER_KINDS):
         return scheduler.values["address"]
     if section.component == "webui":
         return scheduler.values["monitor_address"] or shift_port(scheduler.values["address"], 2)
     return None
-
-
-def same_endpoint(bind_address: str, connect_address: str) -> bool:
-    """Whether a process connecting to `connect_address` reaches one bound to `bind_address`."""
-    bind_host, bind_port = parse_tcp_address(bind_address)
-    connect_host, connect_port = parse_tcp_address(connect_address)
-    if bind_port != connect_port:
-        return False
-    return (bind_host == connect_host or bind_host in WILDCARD_HOSTS
-            or (bind_host in LOCAL_HOSTS and connect_host in LOCAL_HOSTS))
-
-
-def _wire_dynamic_managers(path: str, sections: List[Section], scheduler: Optional[Section]) -> None:
-    from scaler_core.transport import free_tcp_port
-
-    wired_by: Optional[str] = None
-    for section in sections:
-        values = section.values
-        if section.component != "worker_manager" or values["mode"] != "dynamic":
-            continue
-        if values["adapter_port"] == 0:
-            values["adapter_port"] = free_tcp_port(values["adapter_host"] if values["adapter_host"] not in
-                                                   WILDCARD_HOSTS else "0.0.0.0")
-        if scheduler is None or not same_endpoint(scheduler.values["address"], values["address"]):
-            logger.warning("%s: dynamic mode: start the scheduler at %s with --adapter-webhook-url http://%s:%d",
-                           section.title, values["address"], values["adapter_host"], values["adapter_port"])
-            continue
-        if wired_by is not None:
-            raise _fail(path, section.title, f"the scheduler calls one worker adapter and {wired_by} is already it; "
-                                             'use mode = "fixed" here', "mode")
-        if scheduler.values["adapter_webhook_url"]:
-            continue  # the user wired it by hand
-        host = values["adapter_host"]
-        host = "127.0.0.1" if host in WILDCARD_HOSTS else host
-        scheduler.values["adapter_webhook_url"] = f"http://{host}:{values['adapter_port']}"
-        wired_by = section.title
 
 
 def run(sections: Sequence[Section]) -> int:
@@ -284,10 +245,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scaler", description=__doc__.split("\n\n")[0].strip("`"),
         epilog="Sections: [object_storage_server] (bind_address), [scheduler] (bind_address, object_storage_address, "
-               "and every scaler_scheduler option), [[worker_manager]] (type = \"baremetal_native\", "
-               "scheduler_address, "
-               "worker_manager_id, max_task_concurrency, mode = \"fixed\"|\"dynamic\", and the worker options of "
-               "scaler_worker_manager baremetal_native -h), [cluster], [native_worker_adapter], [webui] or [gui] "
+               "and every scaler_scheduler option), [[worker_manager]] (type = \"baremetal_native\" or \"slurm\", "
+               "scheduler_address, worker_manager_id, max_task_concurrency, and the options of "
+               "scaler_worker_manager TYPE -h: mode = \"fixed\"|\"dynamic\", or partition, walltime, "
+               "cores_per_job, ...), [cluster], [native_worker_adapter], [webui] or [gui] "
                "(monitor_address, gui_address or web_host/web_port). Each key is the long option of that command "
                "with underscores.")
     parser.add_argument("config", help="the TOML file")
@@ -309,10 +270,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             extra = ""
             if section.component == "scheduler" and section.values["adapter_webhook_url"]:
                 extra = f", asks {section.values['adapter_webhook_url']} for workers"
-            elif section.component == "worker_manager":
-                extra = f", {section.values['mode']}, {section.values['max_task_concurrency']} workers"
-                if section.values["mode"] == "dynamic":
-                    extra += f" at most, adapter on {section.values['adapter_host']}:{section.values['adapter_port']}"
-            print(f"{section.title}: {section.component} at {section.values['address']}{extra}")
+            elif section.component in MANAGER_KINDS:
+                kind = MANAGER_KINDS[section.component]
+                mode = section.values.get("mode", "dynamic")
+                extra = f", {kind}, {mode}, {section.values['max_task_concurrency']} workers" + \
+                    (" at most" if mode == "dynamic" else "")
+            component = "worker_manager" if section.component in MANAGER_KINDS else section.component
+            print(f"{section.title}: {component} at {section.values['address']}{extra}")
         return
     sys.exit(run(sections))

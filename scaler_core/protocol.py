@@ -192,6 +192,10 @@ MessageCount = _classes["MessageCount"]
 Capability = _classes["Capability"]
 ObjectInput = _classes["ObjectInput"]
 Profiling = _classes["Profiling"]
+WorkerManagerHello = _classes["WorkerManagerHello"]
+StartWorkerGroup = _classes["StartWorkerGroup"]
+StopWorkerGroup = _classes["StopWorkerGroup"]
+WorkerGroupEvent = _classes["WorkerGroupEvent"]
 
 
 

@@ -113,41 +113,80 @@ class SchedulerSettings:
     graph_frontier: str = setting("auto", "how graph nodes release their dependents: GraphBLAS sparse products, "
                                   "pure Python, or auto (GraphBLAS for big graphs)", "-gf",
                                   choices=("auto", "python", "graphblas"))
-    policy_engine_type: str = setting("simple", "upstream 2.x's policy engine; 'simple' is the one here",
-                                      "-pet", choices=("simple",))
-    policy_content: str = setting("", "upstream 2.x's policy text, e.g. 'allocate=even_load; scaling=no': its "
-                                  "allocate part (even_load or capability) sets --allocate-policy; scaling "
-                                  "policies other than 'no' are not available yet", "-pc")
+    policy_engine_type: str = setting("simple", "upstream 2.x's policy engine: 'simple' (allocate and scaling parts "
+                                      "in --policy-content) or 'waterfall_v1' (--policy-content lists tiers "
+                                      "PRIORITY,MANAGER_ID,MAX_WORKERS; lower priorities fill first, the last "
+                                      "tier drains first)", "-pet", choices=("simple", "waterfall_v1"))
+    policy_content: str = setting("", "upstream 2.x's policy text, e.g. 'allocate=even_load; scaling=vanilla': "
+                                  "allocate=even_load|capability sets --allocate-policy; scaling=no|vanilla|"
+                                  "capability says how worker managers are asked for worker groups (default "
+                                  "vanilla); with --policy-engine-type waterfall_v1, items "
+                                  "'PRIORITY,MANAGER_ID,MAX_WORKERS' are the tiers", "-pc")
+    scaling_tasks_per_worker: float = setting(1.0, "scaling policies start worker groups while tasks (queued or "
+                                              "running) per worker exceed this", "-stw")
+    scaling_idle_seconds: float = setting(10.0, "scaling policies drain a worker group idle this long (waterfall_v1: "
+                                          "surplus workers this long)", "-sis")
 
     def __post_init__(self):
         if self.policy_content:
             self.allocate_policy = allocate_policy_of(self.policy_content, self.allocate_policy)
+        scaling_policy_of(self.policy_content)
+        if self.policy_engine_type == "waterfall_v1":
+            from scaler_core.scheduler.scaling_policies import parse_waterfall_rules  # no I/O: safe to load here
+
+            try:
+                rules = parse_waterfall_rules(self.policy_content)
+            except ValueError as error:
+                raise SettingsError("policy_content", str(error)) from None
+            if not rules:
+                raise SettingsError("policy_content", "waterfall_v1 needs tiers PRIORITY,MANAGER_ID,MAX_WORKERS, "
+                                                      "e.g. '1,wm-onprem,8; 2,wm-burst,32'")
+        if self.scaling_tasks_per_worker <= 0:
+            raise SettingsError("scaling_tasks_per_worker", f"must be above 0, got {self.scaling_tasks_per_worker}")
 
 
 # upstream 2.x's allocation names -> this engine's (scheduler/policies.py)
 UPSTREAM_ALLOCATE_POLICIES = {"even_load": "even", "capability": "capability"}
+SCALING_POLICY_NAMES = ("no", "vanilla", "capability")
+DEFAULT_SCALING_POLICY = "vanilla"
+
+
+def _policy_parts(policy_content: str):
+    """(name, value) of each NAME=VALUE part; waterfall tiers (no '=') are left to their parser."""
+    for part in filter(None, (piece.strip() for piece in policy_content.split(";"))):
+        name, equals, value = (item.strip() for item in part.partition("="))
+        if not equals:
+            if part.count(",") == 2:
+                continue  # a waterfall_v1 tier
+            raise SettingsError("policy_content", f"{part!r} is not NAME=VALUE")
+        if name not in ("allocate", "scaling"):
+            raise SettingsError("policy_content", f"unknown part {name!r} (known: allocate, scaling)")
+        yield name, value
 
 
 def allocate_policy_of(policy_content: str, default: str) -> str:
     """The allocate policy a `--policy-content` text asks for (`default` when it names none);
     SettingsError naming the part that is not understood or not available."""
     allocate = default
-    for part in filter(None, (piece.strip() for piece in policy_content.split(";"))):
-        name, equals, value = (item.strip() for item in part.partition("="))
-        if not equals:
-            raise SettingsError("policy_content", f"{part!r} is not NAME=VALUE")
+    for name, value in _policy_parts(policy_content):
         if name == "allocate":
             if value not in UPSTREAM_ALLOCATE_POLICIES:
                 raise SettingsError("policy_content", f"allocate={value!r}: choose one of "
                                     f"{sorted(UPSTREAM_ALLOCATE_POLICIES)}")
             allocate = UPSTREAM_ALLOCATE_POLICIES[value]
-        elif name == "scaling":
-            if value != "no":
-                raise SettingsError("policy_content", f"scaling={value!r} is not available yet (only scaling=no); "
-                                    "dynamic worker managers scale through the worker adapter")
-        else:
-            raise SettingsError("policy_content", f"unknown part {name!r} (known: allocate, scaling)")
     return allocate
+
+
+def scaling_policy_of(policy_content: str) -> str:
+    """The scaling policy a `--policy-content` text asks for (vanilla when it names none)."""
+    scaling = DEFAULT_SCALING_POLICY
+    for name, value in _policy_parts(policy_content):
+        if name == "scaling":
+            if value not in SCALING_POLICY_NAMES:
+                raise SettingsError("policy_content", f"scaling={value!r}: choose one of {list(SCALING_POLICY_NAMES)} "
+                                    "(or --policy-engine-type waterfall_v1 with its tiers)")
+            scaling = value
+    return scaling
 
 
 @dataclasses.dataclass
@@ -185,6 +224,9 @@ class ClusterSettings:
     """The supervisor of a cluster; its workers take WorkerSettings."""
 
     num_of_workers: int = setting(0, "number of worker processes (default: number of cores)", "-n")
+    worker_group_id: str = setting("", "set by worker managers: this cluster is their worker group of that id (its "
+                                   "identity becomes K|ID, by which the scheduler knows whose workers these are)",
+                                   "-wgi")
     event_loop: str = setting("builtin", "accepted for compatibility; workers do not use asyncio", "-el",
                               choices=EVENT_LOOPS)
 
@@ -199,33 +241,50 @@ class NativeWorkerAdapterSettings:
     max_worker_groups: int = setting(0, "most groups at once (0: number of cores, -1: no limit)", "-mwg")
 
 
-WORKER_MANAGER_TYPES = ("baremetal_native",)
+WORKER_MANAGER_TYPES = ("baremetal_native", "slurm")
 WORKER_MANAGER_MODES = ("dynamic", "fixed")
 
 
 @dataclasses.dataclass
 class WorkerManagerSettings:
-    """A worker manager (upstream 2.x): `fixed` keeps N workers alive as a cluster does; `dynamic` lets the
-    scheduler ask for them through today's native worker adapter (an HTTP service the scheduler calls)."""
+    """What every worker manager type has (upstream 2.x). A dynamic manager registers with the
+    scheduler, whose scaling policy (--policy-content scaling=...) asks it for worker groups."""
 
     worker_manager_id: str = setting("", "name of this worker manager (required)", "-wmi")
     # upstream's default: leave a core for the scheduler and the other services of the machine
     max_task_concurrency: int = setting(max(1, (os.cpu_count() or 2) - 1),
-                                        "fixed: the number of workers; dynamic: the most workers at once "
-                                        "(-1: no limit)", "-mtc", aliases=("--num-of-workers",))
-    mode: str = setting("dynamic", "fixed: start max_task_concurrency workers now and keep them alive; dynamic: "
-                        "start workers when the scheduler asks (the scheduler needs --adapter-webhook-url "
-                        "http://ADAPTER_HOST:ADAPTER_PORT; `scaler` wires that itself)", "-m",
-                        choices=WORKER_MANAGER_MODES)
-    adapter_host: str = setting("127.0.0.1", "dynamic mode: interface of the HTTP service the scheduler calls",
-                                "-ah")
-    adapter_port: int = setting(0, "dynamic mode: port of that HTTP service (0: a free port, logged at start)",
-                                "-apt")
+                                        "the most workers at once (-1: no limit); baremetal_native fixed: the "
+                                        "number of workers", "-mtc", aliases=("--num-of-workers",))
     object_storage_address: str = setting("", "accepted for upstream's files; workers here learn the object storage "
                                           "address from the scheduler", "-osa")
     event_loop: str = setting("builtin", "accepted for compatibility; workers do not use asyncio", "-el",
                               choices=EVENT_LOOPS)
     io_threads: int = setting(1, "accepted for upstream's files; each worker uses one ZeroMQ I/O thread", "-it")
+
+
+@dataclasses.dataclass
+class NativeManagerSettings:
+    """baremetal_native: worker groups are clusters of this machine."""
+
+    mode: str = setting("dynamic", "fixed: start max_task_concurrency workers now and keep them alive; dynamic: "
+                        "start a group of --workers-per-group workers each time the scheduler's scaling policy asks",
+                        "-m", choices=WORKER_MANAGER_MODES)
+    workers_per_group: int = setting(1, "dynamic: workers in each group it starts", "-wpg")
+
+
+@dataclasses.dataclass
+class SlurmManagerSettings:
+    """slurm: each worker group is one batch job running scaler_cluster, which connects back."""
+
+    partition: str = setting("", "Slurm partition the jobs go to (required)", "-P")
+    account: str = setting("", "Slurm account to charge (sbatch --account)", "-A")
+    walltime: str = setting("", "time limit of each job, HH:MM:SS (sbatch --time; default: the partition's)", "-W")
+    cores_per_job: int = setting(1, "cores of each job (sbatch --cpus-per-task); one worker per core", "-cpj")
+    memory_per_job: str = setting("", "memory of each job, e.g. 4G (sbatch --mem; default: the partition's)", "-mpj")
+    job_extra: str = setting("", 'more sbatch options for each job, e.g. "--qos=low --constraint=avx2"', "-je")
+    job_log_dir: str = setting("", "where each job's output goes (default: a scaler-slurm-ID directory in the "
+                               "temporary directory)", "-jld")
+    poll_interval_seconds: float = setting(2.0, "how often squeue is asked which jobs ended", "-pis")
 
 
 @dataclasses.dataclass

@@ -148,3 +148,11 @@ def set_preloaded(value="default"):
 
 def preloaded(_=None):
     return PRELOADED
+
+
+def touch_then_sleep(path, seconds, value=None):
+    """Mark that the task started (a file the test waits for), then work for `seconds`."""
+    with open(path, "a"):
+        pass
+    time.sleep(seconds)
+    return value

@@ -138,4 +138,29 @@ def status_to_dict(status: Any) -> Dict[str, Any]:
         "host_stores": [{"cluster": store.cluster_id.decode(errors="replace"), "hostname": store.hostname,
                          "memory_bytes": store.memory_bytes, "disk_bytes": store.disk_bytes,
                          "memory_limit_bytes": store.memory_limit_bytes} for store in status.host_stores],
+        "managers": [manager_to_dict(manager) for manager in getattr(status, "managers", ())],
     }
+
+
+def manager_to_dict(manager: Any) -> Dict[str, Any]:
+    return {
+        "id": manager.manager_id.decode(errors="replace"),
+        "kind": manager.kind,
+        "workers_per_group": manager.workers_per_group,
+        "max_groups": manager.max_groups,
+        "groups": [{"id": group.group_id.decode(errors="replace"), "state": group.state, "workers": group.workers,
+                    "busy_workers": group.busy_workers, "external_id": group.external_id}
+                   for group in manager.groups],
+    }
+
+
+def manager_rows(manager: Any) -> List[tuple]:
+    """`label value` rows summing up a worker manager's groups (scaler_top)."""
+    states = [group.state for group in manager.groups]
+    workers = sum(group.workers for group in manager.groups)
+    busy = sum(group.busy_workers for group in manager.groups)
+    limit = "no limit" if manager.max_groups < 0 else str(manager.max_groups)
+    return [("kind", manager.kind), ("groups", f"{len(states)} of {limit}"),
+            ("pending", f"{states.count('pending')} ({states.count('pending') * manager.workers_per_group} workers)"),
+            ("draining", str(states.count("draining") + states.count("stopping"))),
+            ("workers", f"{workers} ({busy} busy)")]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from scaler_core import config
 from scaler_core.logging_setup import setup_logging
-from scaler_core.monitor.stream import StatusSubscriber, format_bytes, free_slots, shorten, worker_name
+from scaler_core.monitor.stream import StatusSubscriber, format_bytes, free_slots, manager_rows, shorten, worker_name
 
 WORKER_NAME_WIDTH = 24
 DEFAULT_SORT_KEY = "c"
@@ -72,7 +72,8 @@ def _sections(status: Any) -> List[List[str]]:
                                    for store in status.host_stores] or [("none", "-")]),
         _section("scheduler_sent", _count_rows(status.sent)),
         _section("scheduler_received", _count_rows(status.received)),
-    ]
+    ] + [_section(f"manager {shorten(manager.manager_id.decode(errors='replace'), WORKER_NAME_WIDTH)}",
+                  manager_rows(manager)) for manager in getattr(status, "managers", ())]
 
 
 def _place_side_by_side(sections: List[List[str]], width: int) -> List[str]:

@@ -236,6 +236,7 @@ class SchedulerServer:
             host_stores=[protocol.HostStoreStatus(
                 cluster_id=cluster_id, hostname=_host_of_cluster(cluster_id), memory_bytes=memory, disk_bytes=disk,
                 memory_limit_bytes=limit) for cluster_id, (memory, disk, limit) in sorted(self.state.host_stores.items())],
+            managers=self.state.managers.status(),
         )
 
     def _publish_status(self, now: float) -> None:

@@ -3,7 +3,8 @@
 ``on_message(sender, message, frames, now)`` and ``on_tick(now)`` feed it; ``take_outgoing()``
 returns ``(destination, message, frames)`` triples to send (``OBJECT_STORAGE`` as destination means
 the object storage server). Peers are told apart by the first byte of their ZeroMQ identity:
-``C`` clients, ``W`` workers, ``K`` cluster supervisors; ``HANDLERS`` (at the end) says which
+``C`` clients, ``W`` workers, ``K`` cluster supervisors, ``M`` worker managers (worker_managers.py,
+which also runs the scaling policy each tick); ``HANDLERS`` (at the end) says which
 messages each may send. Every change of a task's state goes through the lifecycle's table
 (lifecycle.py), which also keeps the counters the monitor reads.
 """
@@ -23,15 +24,16 @@ from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy, cho
 from scaler_core.scheduler.pipeline import SURPLUS_FACTOR, surplus
 from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
+from scaler_core.scheduler.worker_managers import WorkerManagerHandlers, WorkerManagers, scaling_policy_from
 from scaler_core.serialization import dumps_exception
 from scaler_core.settings import SchedulerSettings
 
 logger = logging.getLogger(__name__)
 
-CLIENT, WORKER, CLUSTER = ord("C"), ord("W"), ord("K")
+CLIENT, WORKER, CLUSTER, MANAGER = ord("C"), ord("W"), ord("K"), ord("M")
 
 
-class SchedulerState(GraphTasks, TaskLifecycle):
+class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
     def __init__(self, settings: SchedulerSettings, policy: Optional[AllocationPolicy] = None,
                  validate: bool = False):
         """`validate` checks every invariant after each message, tick and dispatch (slow: for tests)."""
@@ -47,6 +49,8 @@ class SchedulerState(GraphTasks, TaskLifecycle):
         self.host_stores: Dict[bytes, Tuple[int, int, int]] = {}
         self.ready = ReadyQueue()  # task ids, and (graph,) entries for graphs with ready nodes
         self.outbox = Outbox()
+        self.managers = WorkerManagers(self.outbox, scaling_policy_from(settings),
+                                       manager_timeout_seconds=settings.worker_timeout_seconds)
         self._init_lifecycle(validate)
         self._handlers = {role: {kind: handler.__get__(self) for kind, handler in table.items()}
                           for role, table in HANDLERS.items()}
@@ -93,6 +97,7 @@ class SchedulerState(GraphTasks, TaskLifecycle):
         for cluster_id in [c for c, seen in self.clusters.items() if seen < worker_deadline]:
             del self.clusters[cluster_id]
             self.host_stores.pop(cluster_id, None)
+        self.managers.on_tick(self, now)
         self._dispatch_needed = True  # waits measured in time (no-worker grace) are judged per round
         if self.validate:
             self.check_invariants()
@@ -205,7 +210,8 @@ class SchedulerState(GraphTasks, TaskLifecycle):
     def shutdown(self, reason: str) -> None:
         """Tell every worker, cluster and client that the scheduler stops."""
         self.stopping = True
-        for peer in list(self.workers) + list(self.clients) + list(self.clusters):
+        peers = list(self.workers) + list(self.clients) + list(self.clusters) + self.managers.identities()
+        for peer in peers:
             self.outbox.send(peer, protocol.SchedulerShutdown(reason=reason))
 
     # --- heartbeats -----------------------------------------------------------------------------
@@ -230,6 +236,10 @@ class SchedulerState(GraphTasks, TaskLifecycle):
             if message.object_memory_limit_bytes:
                 self.host_stores[sender] = (message.object_memory_bytes, message.object_disk_bytes,
                                             message.object_memory_limit_bytes)
+        elif role == MANAGER and not self.managers.seen(sender, now):
+            # we forgot it (it timed out): it must register again
+            self.outbox.send(sender, protocol.SchedulerShutdown(reason="unknown worker manager", reconnect=True))
+            return
         self.outbox.send(sender, protocol.HeartbeatEcho())
 
     # --- workers --------------------------------------------------------------------------------
@@ -621,6 +631,11 @@ HANDLERS = {
     },
     CLUSTER: {
         protocol.WorkerDied: SchedulerState._on_WorkerDied,
+        protocol.Heartbeat: SchedulerState._on_Heartbeat,
+    },
+    MANAGER: {
+        protocol.WorkerManagerHello: SchedulerState._on_WorkerManagerHello,
+        protocol.WorkerGroupEvent: SchedulerState._on_WorkerGroupEvent,
         protocol.Heartbeat: SchedulerState._on_Heartbeat,
     },
 }

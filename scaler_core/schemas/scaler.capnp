@@ -284,7 +284,57 @@ struct MonitorStatus {
   workers @9 :List(WorkerStatus);
   sent @10 :List(MessageCount);
   received @11 :List(MessageCount);
-  hostStores @12 :List(HostStoreStatus);
+  managers @12 :List(WorkerManagerStatus);
+  hostStores @13 :List(HostStoreStatus);
+}
+
+# --- worker managers (appended: resource managers that start and stop groups of workers) ---------
+
+struct WorkerManagerHello {
+  # worker manager -> scheduler, its first message (again after the scheduler restarted): what one of
+  # its worker groups offers. Answered with Welcome.
+  managerId @0 :Data;        # its name (ASCII), unique per scheduler
+  kind @1 :Text;             # "baremetal_native", "slurm", ...: for logs and the monitor
+  workersPerGroup @2 :UInt32;
+  capabilities @3 :List(Capability);  # what each worker of its groups offers
+  maxGroups @4 :Int32;       # most groups at once; -1: no limit
+  groups @5 :List(Data);     # groups it runs now (a reconnecting manager keeps its groups)
+  version @6 :UInt32;
+}
+
+struct StartWorkerGroup {
+  # scheduler -> worker manager: start one group; its workers report clusterId "K|" + groupId
+  groupId @0 :Data;
+}
+
+struct StopWorkerGroup {
+  # scheduler -> worker manager: stop this group (its workers are idle: the scheduler drained it)
+  groupId @0 :Data;
+}
+
+struct WorkerGroupEvent {
+  # worker manager -> scheduler: what became of a group
+  groupId @0 :Data;
+  event @1 :Text;            # "started": accepted (a batch job may still wait in its queue);
+                             # "failed": it will not start; "ended": it is gone
+  reason @2 :Text;           # why, in the resource manager's words (e.g. Slurm's state and reason)
+  externalId @3 :Text;       # the resource manager's handle, e.g. a Slurm job id
+}
+
+struct WorkerGroupStatus {
+  groupId @0 :Data;
+  state @1 :Text;            # "pending" (asked for, no worker yet), "running", "draining", "stopping"
+  workers @2 :UInt32;        # connected
+  busyWorkers @3 :UInt32;    # connected and holding a task
+  externalId @4 :Text;       # e.g. "Slurm job 42"
+}
+
+struct WorkerManagerStatus {
+  managerId @0 :Data;
+  kind @1 :Text;
+  workersPerGroup @2 :UInt32;
+  maxGroups @3 :Int32;       # -1: no limit
+  groups @4 :List(WorkerGroupStatus);
 }
 
 struct HostStoreStatus {
@@ -324,5 +374,9 @@ struct Message {
     taskStarted @23 :TaskStarted;
     graphSubmit @24 :GraphSubmit;
     taskWarnings @25 :TaskWarnings;
+    workerManagerHello @26 :WorkerManagerHello;
+    startWorkerGroup @27 :StartWorkerGroup;
+    stopWorkerGroup @28 :StopWorkerGroup;
+    workerGroupEvent @29 :WorkerGroupEvent;
   }
 }

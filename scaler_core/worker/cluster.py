@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from typing import Dict, Optional
 
@@ -39,6 +40,11 @@ def worker_main(scheduler_address: str, worker_id: bytes, settings: WorkerSettin
     setup_logging(logging_level, logging_paths)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
     worker = Worker(scheduler_address, worker_id, settings, cluster_id)
+    # SIGTERM comes from our supervisor, or straight from a resource manager ending the job (Slurm
+    # signals the whole process group, then SIGKILLs after KillWait): hand the tasks back first. A
+    # thread, because the handler runs on the I/O loop's thread, which must stay free to send.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(
+        target=worker.terminate, args=("stopped by SIGTERM",), daemon=True).start())
     try:
         worker.run()
     except Exception:

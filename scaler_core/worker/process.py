@@ -108,6 +108,12 @@ class Worker:
             if stop.replace:
                 os._exit(EXIT_REPLACE_ME)  # the loop flushed its sockets (bounded by linger) before returning
 
+    def terminate(self, reason: str) -> None:
+        """Leave at once, handing every task back (any thread; the I/O loop sends the goodbye)."""
+        with self.lock:
+            instructions = self.state.on_terminate(reason)
+        self.io.post(*instructions)
+
     # --- runner side ----------------------------------------------------------------------------
 
     def _emit(self, message) -> None:

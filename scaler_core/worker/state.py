@@ -156,6 +156,13 @@ class WorkerState:
             self.objects.unpin(_object_ids_of(task))
         return [ToScheduler(protocol.BalanceResponse(task_ids=returned))]
 
+    def on_terminate(self, reason: str) -> List[Instruction]:
+        """Asked to stop (SIGTERM: a resource manager takes the machine back): hand back every task,
+        the running one too, so it runs again elsewhere without counting a retry (its result, if it
+        still comes, is ignored), and leave without a successor."""
+        goodbye = protocol.WorkerDisconnect(returned_tasks=list(self.tasks), reason=reason)
+        return [Stop(reason, goodbye=goodbye)]
+
     def on_scheduler_shutdown(self, reason: str, reconnect: bool) -> List[Instruction]:
         # reconnect: the scheduler dropped us (it thought us dead); a fresh worker takes our place
         return [Stop(f"scheduler says {reason}", replace=reconnect, linger_ms=0)]

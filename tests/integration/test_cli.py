@@ -101,7 +101,8 @@ def test_help_lists_every_key():
     for component, command in (("scheduler", ["scaler_scheduler"]), ("cluster", ["scaler_cluster"]),
                                ("object_storage_server", ["scaler_object_storage_server"]),
                                ("native_worker_adapter", ["scaler_worker_adapter_native"]),
-                               ("worker_manager", ["scaler_worker_manager", "baremetal_native"])):
+                               ("worker_manager", ["scaler_worker_manager", "baremetal_native"]),
+                               ("worker_manager_slurm", ["scaler_worker_manager", "slurm"])):
         text = subprocess.run(command + ["-h"], capture_output=True, text=True, timeout=30).stdout
         for option in config.COMPONENTS[component]["options"]:
             assert option.name in text, f"{' '.join(command)} -h does not mention {option.name}"
@@ -110,8 +111,11 @@ def test_help_lists_every_key():
 def test_worker_manager_and_launcher_help_say_what_they_start():
     manager = subprocess.run(["scaler_worker_manager", "baremetal_native", "-h"], capture_output=True, text=True,
                              timeout=30).stdout
-    # dynamic mode is today's native adapter: -h must say so, and what the scheduler then needs
-    assert "scaler_worker_adapter_native" in manager and "--adapter-webhook-url" in " ".join(manager.split())
+    # dynamic mode registers with the scheduler: -h must say so, and which scheduler flags drive it
+    assert "--policy-content" in manager and "--workers-per-group" in manager
+    slurm = " ".join(subprocess.run(["scaler_worker_manager", "slurm", "-h"], capture_output=True, text=True,
+                                    timeout=30).stdout.split())
+    assert "sbatch" in slurm and "--partition" in slurm and "--walltime" in slurm
     launcher = " ".join(subprocess.run(["scaler", "-h"], capture_output=True, text=True, timeout=30).stdout.split())
     for section in ("[object_storage_server]", "[scheduler]", "[[worker_manager]]", "[gui]", "[webui]"):
         assert section in launcher

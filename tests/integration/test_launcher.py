@@ -221,18 +221,21 @@ def test_worker_manager_fixed_mode_serves_tasks(started):
     assert "ClusterProcess: starting 2 workers" in output(manager)
 
 
-def test_worker_manager_dynamic_mode_answers_its_scheduler(started):
+def test_worker_manager_dynamic_mode_registers_and_the_scaling_policy_grows_then_drains_it(started):
     port = port_block(3)
-    adapter = free_tcp_port()
     address = f"tcp://127.0.0.1:{port}"
-    scheduler = started.start("scaler_scheduler", address, "--adapter-webhook-url", f"http://127.0.0.1:{adapter}",
-                              name="scheduler")
+    scheduler = started.start("scaler_scheduler", address, "--scaling-idle-seconds", "1", name="scheduler")
     manager = started.start("scaler_worker_manager", "baremetal_native", address, "--worker-manager-id", "wm-dyn",
-                            "--adapter-port", str(adapter), "--max-task-concurrency", "1", name="manager")
+                            "--max-task-concurrency", "2", name="manager")
     with Client(address=address, timeout_seconds=STARTUP_SECONDS) as client:
-        assert client.submit(pow, 5, 2).result(timeout=STARTUP_SECONDS) == 25
-    assert stop_and_check_all_gone(manager) == 0
+        assert client.map(pow, range(6), [2] * 6) == [value * value for value in range(6)]
+    # idle groups are drained and stopped: the manager's clusters go away
+    wait_for(lambda: "cluster" not in names(descendants(manager)), "the idle groups to stop", process=manager)
+    manager.send_signal(signal.SIGTERM)
+    assert manager.wait(STOP_SECONDS) == 0
     assert stop_and_check_all_gone(scheduler) == 0
+    log = output(scheduler)
+    assert "worker manager wm-dyn (baremetal_native) registered" in log and "(drained)" in log
 
 
 def test_worker_manager_refuses_an_unknown_type():
@@ -246,5 +249,6 @@ def test_launcher_check_prints_the_plan(tmp_path):
     path.write_text(QUICKSTART)
     completed = subprocess.run(["scaler", "--check", str(path)], capture_output=True, text=True, timeout=30)
     assert completed.returncode == 0, completed.stderr
-    assert "[scheduler]: scheduler at tcp://127.0.0.1:8516, asks http://127.0.0.1:" in completed.stdout
-    assert "[[worker_manager]] #1 (wm-native): worker_manager at tcp://127.0.0.1:8516, dynamic" in completed.stdout
+    assert "[scheduler]: scheduler at tcp://127.0.0.1:8516" in completed.stdout
+    assert "[[worker_manager]] #1 (wm-native): worker_manager at tcp://127.0.0.1:8516, baremetal_native, dynamic" \
+        in completed.stdout

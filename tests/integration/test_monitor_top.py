@@ -29,12 +29,12 @@ def make_worker(name, cpu=0.0, rss=10 << 20, running=0, queued=0, sent=0, blocke
                                  free=free)
 
 
-def make_status(workers=(), **counts):
+def make_status(workers=(), managers=(), **counts):
     fields = dict(timestamp=time.time(), cpu_percent=12.5, rss_bytes=40 << 20, pending=3, running=2,
                   succeeded=1234567, failed=4, cancelled=5, clients=1)
     fields.update(counts)
     return protocol.MonitorStatus(
-        workers=list(workers),
+        workers=list(workers), managers=list(managers),
         sent=[protocol.MessageCount(name="TaskBatch", count=200000), protocol.MessageCount(name="Welcome", count=3)],
         received=[protocol.MessageCount(name="Heartbeat", count=183109)], **fields)
 
@@ -54,6 +54,18 @@ def test_render_shows_scheduler_tasks_and_messages():
         assert re.search(rf"\b{state}\s+{value}\b", text), state
     assert re.search(r"TaskBatch\s+200,000", text) and re.search(r"Heartbeat\s+183,109", text)
     assert "scheduler_sent" in text and "scheduler_received" in text and "Total 0 worker(s)" in text
+
+
+def test_render_shows_each_worker_manager_and_its_pending_capacity():
+    groups = [protocol.WorkerGroupStatus(group_id=b"g1", state="running", workers=4, busy_workers=3),
+              protocol.WorkerGroupStatus(group_id=b"g2", state="pending"),
+              protocol.WorkerGroupStatus(group_id=b"g3", state="draining", workers=4)]
+    manager = protocol.WorkerManagerStatus(manager_id=b"wm-hpc", kind="slurm", workers_per_group=4, max_groups=8,
+                                           groups=groups)
+    text = "\n".join(render(make_status(managers=[manager]), "c", 200))
+    assert "manager wm-hpc" in text and re.search(r"kind\s+slurm", text)
+    assert re.search(r"groups\s+3 of 8", text) and re.search(r"pending\s+1 \(4 workers\)", text)
+    assert re.search(r"draining\s+1", text) and re.search(r"workers\s+8 \(3 busy\)", text)
 
 
 def test_render_worker_table_sorting_and_marker():

@@ -163,3 +163,20 @@ def test_page_follows_the_cluster_live(web_ui, combo, browser_page, tmp_path):
     screenshot = DOCS_SCREENSHOT if os.environ.get(UPDATE_DOCS_VARIABLE) else tmp_path / "webui.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+
+
+def test_page_and_json_show_worker_managers(web_ui, combo, browser_page):
+    manager = subprocess.Popen(["scaler_worker_manager", "baremetal_native", combo.address, "--worker-manager-id",
+                                "wm-ui", "--max-task-concurrency", "1", "--logging-level", "WARNING"])
+    try:
+        wait_until(lambda: [m["id"] for m in get_json(web_ui + "/api/status").get("managers", [])] == ["wm-ui"], 20,
+                   message="the manager in the status")
+        page = browser_page
+        page.goto(web_ui + "/")
+        rows = page.locator("#managers tbody tr.manager-row")
+        wait_until(lambda: rows.count() >= 1, 20, message="a worker manager row")
+        assert page.locator("#managers-panel").is_visible()
+        assert "wm-ui" in rows.first.text_content() and "baremetal_native" in rows.first.text_content()
+    finally:
+        manager.terminate()
+        manager.wait(20)

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from scaler_core import config
-from scaler_core.launcher import LaunchConfigError, load, same_endpoint
+from scaler_core.launcher import LaunchConfigError, load
 from tests.upstream_samples import QUICKSTART
 
 FIXED_MANAGER = """
@@ -43,9 +43,8 @@ def test_quickstart_starts_storage_then_scheduler_then_a_dynamic_manager_wired_t
     assert manager.values["worker_manager_id"] == "wm-native"
     assert manager.values["mode"] == "dynamic"  # upstream's default
     assert manager.values["max_task_concurrency"] >= 1
-    # the scheduler calls the manager's adapter: the launcher picked its port and told the scheduler
-    assert manager.values["adapter_port"] > 0
-    assert scheduler.values["adapter_webhook_url"] == f"http://127.0.0.1:{manager.values['adapter_port']}"
+    # the manager registers with the scheduler over the engine's protocol: no webhook to wire
+    assert scheduler.values["adapter_webhook_url"] == ""
     # every other option keeps the command's own default
     assert scheduler.values["allocate_policy"] == config.defaults("scheduler")["allocate_policy"]
 
@@ -171,33 +170,24 @@ def test_duplicate_manager_ids_are_refused(tmp_path):
     assert error.key == "worker_manager_id" and "#2" in error.section
 
 
-def test_only_one_dynamic_manager_per_scheduler(tmp_path):
+def test_several_dynamic_managers_and_a_slurm_manager_share_a_scheduler(tmp_path):
     dynamic = "[[worker_manager]]\ntype = \"baremetal_native\"\nworker_manager_id = \"{}\"\n"
-    error = load_error(tmp_path, "[scheduler]\nbind_address = \"tcp://127.0.0.1:8516\"\n" + dynamic.format("a") +
-                       dynamic.format("b"))
-    assert error.key == "mode" and error.section == "[[worker_manager]] #2 (b)"
+    sections = load(write(tmp_path, "[scheduler]\nbind_address = \"tcp://127.0.0.1:8516\"\n" + dynamic.format("a") +
+                          dynamic.format("b") + "[[worker_manager]]\ntype = \"slurm\"\nworker_manager_id = \"hpc\"\n"
+                          "partition = \"debug\"\nwalltime = \"00:10:00\"\ncores_per_job = 4\n"))
+    components = [section.component for section in sections]
+    assert components == ["scheduler", "worker_manager", "worker_manager", "worker_manager_slurm"]
+    slurm = sections[-1]
+    assert (slurm.values["partition"], slurm.values["cores_per_job"]) == ("debug", 4)
+    assert slurm.values["address"] == "tcp://127.0.0.1:8516"
 
 
-def test_a_hand_wired_webhook_is_kept(tmp_path):
-    scheduler, manager = load(write(tmp_path, """
-        [scheduler]
-        bind_address = "tcp://0.0.0.0:8516"
-        adapter_webhook_url = "http://127.0.0.1:9000"
-        [[worker_manager]]
-        type = "baremetal_native"
-        scheduler_address = "tcp://127.0.0.1:8516"
-        worker_manager_id = "w"
-        adapter_port = 9000
-    """))
-    assert scheduler.values["adapter_webhook_url"] == "http://127.0.0.1:9000"
-    assert manager.values["adapter_port"] == 9000
-
-
-def test_same_endpoint():
-    assert same_endpoint("tcp://0.0.0.0:1", "tcp://10.0.0.5:1")
-    assert same_endpoint("tcp://127.0.0.1:1", "tcp://localhost:1")
-    assert not same_endpoint("tcp://127.0.0.1:1", "tcp://127.0.0.1:2")
-    assert not same_endpoint("tcp://10.0.0.4:1", "tcp://10.0.0.5:1")
+def test_a_slurm_manager_needs_a_partition_and_refuses_baremetal_keys(tmp_path):
+    slurm = ("[[worker_manager]]\ntype = \"slurm\"\nscheduler_address = \"tcp://127.0.0.1:1\"\n"
+             "worker_manager_id = \"s\"\n")
+    assert load_error(tmp_path, slurm).key == "partition"
+    error = load_error(tmp_path, slurm + "partition = \"debug\"\nmode = \"fixed\"\n")
+    assert "mode" in str(error) and error.section == "[[worker_manager]] #1 (s)"
 
 
 def test_the_commands_read_upstream_address_keys_and_worker_manager_entries(tmp_path):

@@ -155,8 +155,23 @@ def test_upstream_policy_content_sets_the_allocate_policy_or_names_what_is_missi
     assert allocate_policy_of(" allocate = capability ;", "even") == "capability"
     assert allocate_policy_of("scaling=no", "capability") == "capability"
     assert SchedulerSettings(policy_content="allocate=capability; scaling=no").allocate_policy == "capability"
-    for text, named in [("allocate=round_robin", "round_robin"), ("scaling=vanilla", "vanilla"),
-                        ("placement=x", "placement"), ("allocate", "NAME=VALUE")]:
+    for text, named in [("allocate=round_robin", "round_robin"), ("placement=x", "placement"),
+                        ("allocate", "NAME=VALUE")]:
         with pytest.raises(SettingsError, match=named) as caught:
             allocate_policy_of(text, "even")
+        assert caught.value.key == "policy_content"
+
+
+def test_policy_content_names_the_scaling_policy_and_waterfall_tiers():
+    from scaler_core.settings import SchedulerSettings, SettingsError, scaling_policy_of
+
+    assert scaling_policy_of("") == "vanilla"
+    assert scaling_policy_of("allocate=capability; scaling=capability") == "capability"
+    assert scaling_policy_of("scaling=no") == "no"
+    with pytest.raises(SettingsError, match="autoscale"):
+        SchedulerSettings(policy_content="scaling=autoscale")
+    SchedulerSettings(policy_engine_type="waterfall_v1", policy_content="1,wm-a,4; 2,wm-b,8")
+    for text in ["", "allocate=even_load", "1,wm-a,many"]:
+        with pytest.raises(SettingsError) as caught:
+            SchedulerSettings(policy_engine_type="waterfall_v1", policy_content=text)
         assert caught.value.key == "policy_content"

@@ -234,3 +234,13 @@ def test_warnings_travel_ahead_of_the_result():
     assert type(instructions[0]) is ToScheduler and type(instructions[0].message) is protocol.TaskWarnings
     assert pickle.loads(instructions[0].message.warnings) == [(UserWarning, "w", "f.py", 3)]
     assert type(instructions[1]) is Result
+
+
+def test_terminate_hands_back_every_task_the_running_one_too_and_leaves_without_a_successor():
+    state = welcomed()
+    state.on_tasks([task(1), task(2)])
+    started, _ = run_next(state)
+    assert started.task_id == tid(1)
+    (stop,) = state.on_terminate("stopped by SIGTERM")
+    assert type(stop) is Stop and not stop.replace
+    assert stop.goodbye.returned_tasks == [tid(1), tid(2)]

@@ -95,6 +95,7 @@ function showNumbers(status) {
   $("throughput-now").textContent = currentThroughput().toFixed(1);
   showWorkers(status.workers);
   showHostStores(status.host_stores || []);
+  showManagers(status.managers || []);
   if (status.sent) showMessageCounts($("messages-sent"), status.sent);
   if (status.received) showMessageCounts($("messages-received"), status.received);
 }
@@ -141,6 +142,28 @@ function showHostStores(stores) {
     return row;
   });
   $("host-stores").tBodies[0].replaceChildren(...rows);
+}
+
+function showManagers(managers) {
+  $("managers-panel").hidden = managers.length === 0;
+  const rows = [];
+  for (const manager of managers) {
+    const groups = manager.groups.length ? manager.groups : [null];
+    for (const group of groups) {
+      const row = document.createElement("tr");
+      row.className = "manager-row";
+      row.dataset.managerId = manager.id;
+      cell(row, manager.id);
+      cell(row, manager.kind);
+      cell(row, group ? shortId(group.id, 40) : "(no group)");
+      cell(row, group ? group.state : "");
+      cell(row, group ? formatCount(group.workers) : "");
+      cell(row, group ? formatCount(group.busy_workers) : "");
+      cell(row, group ? group.external_id : "");
+      rows.push(row);
+    }
+  }
+  $("managers").tBodies[0].replaceChildren(...rows);
 }
 
 function showMessageCounts(table, counts) {
