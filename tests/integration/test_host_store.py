@@ -103,16 +103,16 @@ def test_results_past_the_memory_limit_spill_to_disk_and_come_back(tmp_path):
     assert peak["disk"] >= 96 * MiB - limit - 8 * MiB, "the rest went to the spill directory"
 
 
-def test_a_result_outlives_the_worker_that_made_it():
+def test_a_result_outlives_the_worker_that_made_it(tmp_path):
     with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as combo, Client(combo.address) as client:
         made = client.submit(block, 7, 8)
-        maker = client.submit(worker_pid)  # warm; which worker ran `made` is found from the store below
-        maker.result(timeout=30)
+        gated = client.submit(gate, str(tmp_path / "gate"), 1.5)
+        summed = client.submit(checksum, made, gated)  # keeps `made` on the cluster until it has run
         made.exception(timeout=30)
-        wait_until(lambda: files_in(store_directories(combo)[0]), message="the result in the host store")
+        wait_until((tmp_path / "gate").exists, timeout=30, message="the gate running")
         for process in _engine_processes(combo, "worker"):
             os.kill(process.pid, signal.SIGKILL)  # every worker: the only copy left is the file
-        assert client.submit(total, made).result(timeout=60) == pytest.approx(block(7, 8).sum())
+        assert summed.result(timeout=60) == pytest.approx(block(7, 8).sum())
 
 
 def test_no_object_is_left_behind_when_the_client_leaves():
