@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import socket
+import struct
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
@@ -91,16 +92,28 @@ class HostStore:
         self._lock_path = os.path.join(location.memory_directory, LOCK_NAME)
 
     def put(self, object_id: bytes, frames) -> int:
-        """Store an object's frames; returns its size in bytes."""
+        """Store an object's frames; returns its size in bytes.
+
+        The lock file holds an upper bound of the bytes in memory (deletes do not lower it): while
+        the bound plus the new object fits the limit, nothing is scanned; past it, the directory is
+        scanned for the true figure, objects spill as needed, and the bound is exact again."""
         layout = ObjectFileLayout(frames)
         memory_path, spill_path = self.location.paths_of(object_id)
-        with self._locked():
-            if goes_to_disk(layout.size, self.memory_limit_bytes):
+        limit = self.memory_limit_bytes
+        with self._locked() as lock:
+            bound = _read_bound(lock)
+            if goes_to_disk(layout.size, limit):
                 path = spill_path
             else:
-                for name in objects_to_spill(self._objects_in_memory(), layout.size, self.memory_limit_bytes):
-                    self._spill(name)
+                if bound + layout.size > limit:
+                    in_memory = self._objects_in_memory()
+                    spilled = set(objects_to_spill(in_memory, layout.size, limit))
+                    for name in spilled:
+                        self._spill(name)
+                    bound = sum(item.size for item in in_memory if item.name not in spilled)
+                bound += layout.size
                 path = memory_path
+            _write_bound(lock, bound)
             descriptor = reserve_object_file(path, layout.size)
         fill_object_file(descriptor, path, layout)
         return layout.size
@@ -117,7 +130,7 @@ class HostStore:
         descriptor = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
+            yield descriptor
         finally:
             os.close(descriptor)  # releases the lock
 
@@ -145,6 +158,18 @@ class HostStore:
             return  # deleted meanwhile
         os.rename(partial, target)
         unlink_quietly(source)
+
+
+_BOUND = struct.Struct("<Q")
+
+
+def _read_bound(descriptor: int) -> int:
+    data = os.pread(descriptor, _BOUND.size, 0)
+    return _BOUND.unpack(data)[0] if len(data) == _BOUND.size else 0
+
+
+def _write_bound(descriptor: int, bound: int) -> None:
+    os.pwrite(descriptor, _BOUND.pack(bound), 0)
 
 
 def load_object(location: HostStoreLocation, object_id: bytes) -> Optional[List[memoryview]]:

@@ -175,3 +175,17 @@ def test_a_store_gone_from_this_host_is_lost_at_once_not_fetched(location):
         assert not elsewhere.is_here()
     finally:
         reader.stop()
+
+
+def test_puts_well_below_the_limit_do_not_scan_the_directory(location, monkeypatch):
+    store = HostStore(location, memory_limit_bytes=8 * MiB)
+    scans = []
+    original = HostStore._objects_in_memory
+    monkeypatch.setattr(HostStore, "_objects_in_memory", lambda self: scans.append(1) or original(self))
+    for index in range(6):  # 6 x 1 MiB: within the limit, no scan
+        store.put(bytes([index]) * 16, dumps_frames(np.zeros(MiB // 8)))
+    assert scans == []
+    delete_objects(location, [bytes([index]) * 16 for index in range(6)])  # the bound does not see these
+    for index in range(6, 12):  # past the stale bound: one scan finds the true figure, then none again
+        store.put(bytes([index]) * 16, dumps_frames(np.zeros(MiB // 8)))
+    assert len(scans) == 1 and store.usage()[1] == 0, "nothing spilled: the deleted objects freed the room"
