@@ -21,6 +21,7 @@ ALIGNMENT = 64
 _COUNT = struct.Struct("<8sQ")
 _ENTRY = struct.Struct("<QQ")
 PARTIAL_SUFFIX = ".partial"
+MAP_MIN_BYTES = 1024 * 1024
 
 
 class CorruptObjectFile(OSError):
@@ -97,7 +98,9 @@ def _write_all(descriptor: int, view: memoryview, offset: int) -> None:
 
 
 def open_object_file(path: str) -> Optional[List[memoryview]]:
-    """The frames of the object at `path`, as views of a private mapping; None when there is no file."""
+    """The frames of the object at `path`, as views of a private mapping (read into memory below
+    MAP_MIN_BYTES: a small copy costs less than a mapping, and a process may only hold so many
+    mappings); None when there is no file."""
     try:
         descriptor = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -106,10 +109,15 @@ def open_object_file(path: str) -> Optional[List[memoryview]]:
         size = os.fstat(descriptor).st_size
         if size < _COUNT.size:
             raise CorruptObjectFile(f"{path}: {size} bytes is too short for an object file")
-        mapping = mmap.mmap(descriptor, size, access=mmap.ACCESS_COPY)
+        if size < MAP_MIN_BYTES:
+            content = bytearray(size)
+            if os.readv(descriptor, [content]) != size:
+                raise CorruptObjectFile(f"{path}: shorter than its {size} bytes")
+        else:
+            content = mmap.mmap(descriptor, size, access=mmap.ACCESS_COPY)
     finally:
         os.close(descriptor)
-    view = memoryview(mapping)
+    view = memoryview(content)
     magic, count = _COUNT.unpack_from(view, 0)
     if magic != MAGIC or _COUNT.size + count * _ENTRY.size > size:
         raise CorruptObjectFile(f"{path} is not an object file")

@@ -1,6 +1,7 @@
 """The host store without a cluster: object files, the spill policy, spilling, the object storage's
 location records, and the object server answering a fetch over a real socket."""
 
+import mmap
 import os
 import pickle
 import threading
@@ -189,3 +190,13 @@ def test_puts_well_below_the_limit_do_not_scan_the_directory(location, monkeypat
     for index in range(6, 12):  # past the stale bound: one scan finds the true figure, then none again
         store.put(bytes([index]) * 16, dumps_frames(np.zeros(MiB // 8)))
     assert len(scans) == 1 and store.usage()[1] == 0, "nothing spilled: the deleted objects freed the room"
+
+
+def test_small_object_files_are_read_large_ones_mapped(tmp_path):
+    small, large = np.arange(1000.0), np.arange(300_000.0)
+    for name, array in (("small", small), ("large", large)):
+        write_object_file(str(tmp_path / name), dumps_frames(array))
+        frames = open_object_file(str(tmp_path / name))
+        value = loads_frames(frames)
+        assert np.array_equal(value, array) and value.flags.writeable
+        assert isinstance(frames[0].obj, bytearray if name == "small" else mmap.mmap)
