@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket as _socket
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import zmq
 
@@ -70,6 +70,19 @@ def decode_parts(parts: List[Any]) -> Tuple[Any, List[Any]]:
     head = parts[0]
     head_bytes = head.bytes if isinstance(head, zmq.Frame) else head
     return protocol.decode(head_bytes), parts[1:]
+
+
+def receive_waiting(socket: zmq.Socket) -> Iterator[Any]:
+    """The decoded messages already waiting on a DEALER, without blocking (payload frames dropped;
+    undecodable ones skipped): for processes that only read small control messages."""
+    while True:
+        try:
+            message, _ = decode_parts(socket.recv_multipart(zmq.NOBLOCK))
+        except zmq.Again:
+            return
+        except protocol.ProtocolError:
+            continue
+        yield message
 
 
 def decode_routed(parts: List[Any], receiver: str) -> Optional[Tuple[bytes, Any, List[Any]]]:

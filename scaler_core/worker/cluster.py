@@ -111,13 +111,7 @@ class Cluster:
                     next_heartbeat = now + self.settings.heartbeat_interval_seconds
                 ended = multiprocessing.connection.wait(list(self.workers) + [self._wakeup_reader],
                                                         timeout=max(0.01, next_heartbeat - now))
-                while True:
-                    try:
-                        message, _ = transport.decode_parts(scheduler.recv_multipart(zmq.NOBLOCK))
-                    except zmq.Again:
-                        break
-                    except protocol.ProtocolError:
-                        continue
+                for message in transport.receive_waiting(scheduler):
                     if type(message) is protocol.HeartbeatEcho:
                         last_echo = time.monotonic()
                     elif type(message) is protocol.SchedulerShutdown:

@@ -91,13 +91,7 @@ class WorkerManagerAgent:
                 events = dict(poller.poll(timeout * 1000))
                 if self._wakeup_reader in events:
                     os.read(self._wakeup_reader, 64)
-                while scheduler in events:
-                    try:
-                        message, _ = transport.decode_parts(scheduler.recv_multipart(zmq.NOBLOCK))
-                    except zmq.Again:
-                        break
-                    except protocol.ProtocolError:
-                        continue
+                for message in transport.receive_waiting(scheduler) if scheduler in events else ():
                     last_heard = time.monotonic()
                     self._on_message(scheduler, message)
         finally:
