@@ -275,10 +275,10 @@ class ScalerFuture(Future):
         return value
 
     def kept_object_id(self) -> Optional[bytes]:
-        """The object id of a result left on the cluster and not read here yet, else None."""
+        """The object id of a result left on the cluster (alive as long as this future), else None."""
         value = Future.result(self, 0) if self.done() and not self.cancelled() and Future.exception(self, 0) is None \
             else None
-        return value.object_id if type(value) is KeptOnCluster and self._decoded is _UNDECODED else None
+        return value.object_id if type(value) is KeptOnCluster else None
 
     def _decode(self, value):
         """The value as it arrived -> the task's value, once: one reader converts, later ones reuse."""

@@ -86,6 +86,9 @@ class PythonFrontier:
     def release(self, batch: Sequence[int]) -> List[int]:
         return _count_down(batch, self._dep_ptr, self._dep_idx, self._pending)
 
+    def successors(self, node: int):
+        return self._succ_idx[self._succ_ptr[node]:self._succ_ptr[node + 1]]
+
     def reopen(self, node: int) -> List[int]:
         """A finished node will finish again (its result was lost): its successors wait for it anew
         and it needs its dependencies' results again. Returns the dependencies whose results had

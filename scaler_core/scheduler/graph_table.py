@@ -173,13 +173,19 @@ class GraphTable:
 
     def reopen(self, index: int) -> List[int]:
         """Node `index` finished, but its result is lost: it must run again (see GraphFrontier.reopen).
-        Returns its finished dependencies whose results were released, so are lost as well."""
+        Returns its finished dependencies whose results are gone as well: released ones, except a
+        requested stored result its client has not let go of (kept for the client)."""
         self.state[index] = _WAITING
         self.done_count -= 1
         self.result_stored[index] = False
         self.forget_result(index)
         self.recomputed[index] = self.recomputed.get(index, 0) + 1
-        return [dependency for dependency in self.frontier.reopen(index) if self.state[dependency] == _DONE]
+        for successor in self.frontier.successors(index):
+            if self.state[successor] == _QUEUED:  # ready in this table: it must wait for the result again
+                self.state[successor] = _WAITING
+        return [dependency for dependency in self.frontier.reopen(index) if self.state[dependency] == _DONE
+                and not (self.result_stored[dependency] and self.requested[dependency]
+                         and not self.client_released[dependency])]
 
     def wait_again(self, index: int) -> None:
         """Node `index` was handed out but an input of it is being made again: back to waiting."""

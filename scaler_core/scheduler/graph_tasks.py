@@ -130,7 +130,7 @@ class GraphTasks:
         graph.mark_done(index, status == "success", None if stored else value, stored)
         if stored and record is not None and record.result_worker is not None:
             graph.stored_on[index] = record.result_worker
-        if graph.requested[index]:
+        if graph.requested[index] and index not in graph.recomputed:  # a remade result was reported already
             self._report_outcome(graph.client_id, node_task_id(graph.graph_id, index), True, status, value, stored,
                                  profiling, notify_client, report)
 
@@ -176,6 +176,9 @@ class GraphTasks:
         Lineage: an input made by another node of the same graph is made again (that node runs anew,
         after those of its own inputs already released, which are gone too) and the task waits for
         it. Any other lost input, or one already remade `max_task_retries` times, fails the task."""
+        if record.cancel_requested:  # it never ran (its input was missing): the cancel stands
+            self._finish(record, "cancelled", b"", False, None)
+            return
         graph = record.graph
         node = self._graph_node(object_id) if graph is not None else None
         lost = node[1] if node is not None and node[0] is graph else None
@@ -206,8 +209,9 @@ class GraphTasks:
         self._queue_graph(graph)
 
     def _release_graph_object(self, graph: GraphTable, index: int, to_delete: List[bytes]) -> None:
-        """The client fetched a requested node's stored result and no longer needs it."""
-        if graph.is_done(index) and graph.still_needed(index):
+        """The client fetched a requested node's stored result and no longer needs it: deleted now,
+        or once its dependents are done (also when it is being made again after a loss)."""
+        if not graph.is_done(index) or graph.still_needed(index):
             graph.client_released[index] = True
         else:
             to_delete.append(node_task_id(graph.graph_id, index))

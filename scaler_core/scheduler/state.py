@@ -169,7 +169,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
         to_delete = []
         for object_id in message.object_ids:
             record = self.tasks.get(object_id)
-            node = self._graph_node(object_id) if record is None else None
+            node = self._graph_node(object_id) if record is None or record.graph is not None else None
             if node is not None and node[0].client_id == sender:
                 self._release_graph_object(*node, to_delete)
             elif record is None:
@@ -467,11 +467,15 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
             self.outbox.send(donor.worker_id, protocol.BalanceRequest(task_ids=take))
             wanted -= len(take)
     def _reclaim_surplus(self, worker, count: int) -> None:
-        """Ask a worker for `count` of its tasks not started yet, the last it got (see pipeline.py)."""
+        """Ask a worker for `count` of its tasks not started yet, the last it got (see pipeline.py);
+        those already asked for count."""
         if count <= 0:
             return
-        movable = [task_id for task_id in list(worker.assigned)[1 + worker.blocked:]
-                   if not self.tasks[task_id].balance_requested]
+        queued = list(worker.assigned)[1 + worker.blocked:]
+        movable = [task_id for task_id in queued if not self.tasks[task_id].balance_requested]
+        count -= len(queued) - len(movable)
+        if count <= 0:
+            return
         take = movable[max(0, len(movable) - count):]
         if take:
             for task_id in take:

@@ -365,3 +365,74 @@ def test_an_input_lost_again_and_again_fails_the_task_at_the_retry_limit(state):
     _, results, _ = take(state)
     assert [(r.task_id, r.status) for r in results] == [(nid(1), "failed")]
     assert b"made again 3 times" in results[0].value
+
+
+def test_ready_dependents_of_a_lost_result_wait_for_it_again(state):
+    hello(state, 1)
+    n = 12
+    declare(state, [[]] + [[0]] * (n - 1), requested=[0] + [1] * (n - 1))
+    rows(state, range(n), requested=[0] + [1] * (n - 1))
+    take(state)
+    finish(state, 1, 0, stored=True)
+    first = take(state)[0]  # a few dependents handed out, the rest ready in the graph's table
+    lose(state, 1, first[0].task_id[-1], nid(0))
+    pending = [t.task_id[-1] for t in first[1:]]
+    dispatched = []
+    for _ in range(40):
+        for t in take(state)[0]:
+            dispatched.append(t)
+            pending.append(t.task_id[-1])
+        if not pending:
+            break
+        finish(state, 1, pending.pop(0), stored=True)
+    assert nid(0) in [t.task_id for t in dispatched], "node 0 runs again"
+    assert all(item.stored for t in dispatched for item in t.inputs), "no dependent got an empty inline input"
+
+
+def test_a_cancel_crossing_an_input_lost_report_stands(state):
+    hello(state, 1)
+    declare(state, [[], [0]], requested=[0, 1])
+    rows(state, range(2), requested=[0, 1])
+    take(state)
+    finish(state, 1, 0, stored=True)
+    take(state)
+    state.on_message(CLIENT, protocol.TaskCancel(task_ids=[nid(1)]), now=0.0)
+    take(state)
+    lose(state, 1, 1, nid(0))
+    dispatched, results, _ = take(state)
+    assert dispatched == [] and [(r.task_id, r.status) for r in results] == [(nid(1), "cancelled")]
+
+
+def test_a_requested_result_the_client_holds_is_not_made_again_nor_reported_twice(state):
+    hello(state, 1)
+    declare(state, [[], [0], [1]], requested=[1, 0, 1])
+    rows(state, range(3), requested=[1, 0, 1])
+    reported = []
+    take(state)
+    finish(state, 1, 0, stored=True)
+    reported += take(state)[1]
+    finish(state, 1, 1, stored=True)
+    reported += take(state)[1]
+    lose(state, 1, 2, nid(1))
+    dispatched, results, _ = take(state)
+    assert [t.task_id for t in dispatched] == [nid(1)], "node 0's result is still the client's: only 1 runs again"
+    finish(state, 1, 1, stored=True)
+    reported += results + take(state)[1]
+    assert [r.task_id for r in reported].count(nid(0)) == 1
+
+
+def test_a_release_while_the_result_is_made_again_waits_for_its_dependents(state):
+    hello(state, 1)
+    declare(state, [[], [0]], requested=[1, 1])
+    rows(state, range(2), requested=[1, 1])
+    take(state)
+    finish(state, 1, 0, stored=True)
+    take(state)
+    lose(state, 1, 1, nid(0))
+    assert [t.task_id for t in take(state)[0]] == [nid(0)]
+    state.on_message(CLIENT, protocol.ObjectDelete(object_ids=[nid(0)]), now=0.0)  # e.g. a kept future collected
+    assert take(state)[2] == [], "node 1 still needs it"
+    finish(state, 1, 0, stored=True)
+    take(state)
+    finish(state, 1, 1, stored=True)
+    assert nid(0) in take(state)[2], "deleted once its dependents are done"
