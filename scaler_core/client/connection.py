@@ -131,6 +131,9 @@ class ClientConnection:
 
     def fetch_kept(self, object_id: bytes) -> list:
         """The frames of a result that stayed on the cluster (blocks until they are here)."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a kept result cannot be read on the client's I/O thread (e.g. in a done-callback): "
+                               "read it from another thread")
         waiter = _ObjectWaiter()
         instructions = self._decide(self.state.request_object, object_id, waiter)
         for instruction in instructions:
@@ -158,6 +161,11 @@ class ClientConnection:
             self.io.run(protocol.ClientHello(client_id=self.client_id, version=protocol.PROTOCOL_VERSION))
         finally:  # even if closing itself failed: nobody may wait on a connection that is gone
             self.located.stop()
+            with self._lock:  # readers of kept results still waiting: nothing will answer them now
+                waiting = [waiter for waiters in self.state.on_demand.values() for waiter in waiters]
+                self.state.on_demand.clear()
+            for waiter in waiting:
+                waiter.deliver(None)
             with self._store_lock:
                 close_process_store(self._store, self._object_server)
                 self._store, self._store_unavailable = None, True

@@ -111,8 +111,12 @@ def open_object_file(path: str) -> Optional[List[memoryview]]:
             raise CorruptObjectFile(f"{path}: {size} bytes is too short for an object file")
         if size < MAP_MIN_BYTES:
             content = bytearray(size)
-            if os.readv(descriptor, [content]) != size:
-                raise CorruptObjectFile(f"{path}: shorter than its {size} bytes")
+            view, offset = memoryview(content), 0
+            while offset < size:
+                read = os.preadv(descriptor, [view[offset:]], offset)
+                if read == 0:
+                    raise CorruptObjectFile(f"{path}: shorter than its {size} bytes")
+                offset += read
         else:
             content = mmap.mmap(descriptor, size, access=mmap.ACCESS_COPY)
     finally:

@@ -118,7 +118,10 @@ class RemoteObjectFetcher:
                 frames = self._fetch_one(sock, object_id)
                 if frames is None:  # a late answer must not be taken for the next request's
                     sockets.pop(address).close(linger=0)
-                self._done(object_id, frames)
+                try:
+                    self._done(object_id, frames)
+                except Exception:  # the fetcher must live on: later fetches would wait forever
+                    logger.exception("object %s: its arrival could not be handled", object_id.hex())
         finally:
             for sock in sockets.values():
                 sock.close(linger=0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -149,15 +150,34 @@ class HostStore:
         return objects
 
     def _spill(self, name: str) -> None:
+        """Move one object to disk: copied, renamed into the spill directory, then unlinked from memory,
+        so a reader always finds one of the two. A delete or a rewrite of the same object meanwhile
+        wins: the copy is dropped instead (the source is unlinked only if it is the file copied)."""
         source = os.path.join(self.location.memory_directory, name)
         target = os.path.join(self.location.spill_directory, name)
         partial = f"{target}.{os.getpid()}{PARTIAL_SUFFIX}"
         try:
-            shutil.copyfile(source, partial)
+            reader = open(source, "rb")
         except FileNotFoundError:
             return  # deleted meanwhile
+        with reader:
+            copied = os.fstat(reader.fileno())
+            try:
+                with open(partial, "wb") as writer:
+                    shutil.copyfileobj(reader, writer, 16 * 1024 * 1024)
+            except BaseException:
+                unlink_quietly(partial)
+                raise
         os.rename(partial, target)
-        unlink_quietly(source)
+        try:
+            now = os.stat(source)
+        except FileNotFoundError:
+            unlink_quietly(target)  # deleted while it was copied
+            return
+        if (now.st_ino, now.st_dev) == (copied.st_ino, copied.st_dev):
+            unlink_quietly(source)
+        else:
+            unlink_quietly(target)  # written again meanwhile: the copy is stale
 
 
 _BOUND = struct.Struct("<Q")
@@ -199,6 +219,7 @@ def host_key_of(directory: str) -> str:
     return f"{_boot_id()}/{device}"
 
 
+@functools.lru_cache(maxsize=1)
 def _boot_id() -> str:
     try:
         with open("/proc/sys/kernel/random/boot_id") as handle:

@@ -210,7 +210,8 @@ class Worker:
             if frames is PENDING:
                 return []
             with self.lock:
-                return self._woken(self.state.on_object(message.object_id, frames is not None, frames or ()))
+                return self._woken(self.state.on_object(message.object_id, frames is not None, frames or (),
+                                                        mapped=True))
         with self.lock:
             return self._woken(self.state.on_object(message.object_id, message.found, frames))
 

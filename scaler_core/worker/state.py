@@ -169,10 +169,11 @@ class WorkerState:
 
     # --- from the object storage --------------------------------------------------------------
 
-    def on_object(self, object_id: bytes, found: bool, frames: Sequence) -> List[Instruction]:
+    def on_object(self, object_id: bytes, found: bool, frames: Sequence, mapped: bool = False) -> List[Instruction]:
+        """An object arrived (`mapped`: a view of a host store's file, kept only while needed) or is gone."""
         self.requested_objects.discard(object_id)
         if found:
-            self.objects.put(object_id, list(frames))
+            self.objects.put(object_id, list(frames), mapped=mapped)
         instructions: List[Instruction] = []
         became_ready = False
         for task_id, missing in list(self.waiting_objects.items()):

@@ -58,6 +58,9 @@ def test_persisted_results_stay_on_the_cluster_and_feed_later_computes(combo, co
     chunk = dict(persisted.__dask_graph__())[first_key]
     assert np.array_equal(chunk.result(), expected[:500, :500]) and len(reads_by_caller) == 1
     assert np.array_equal(chunk.result(), expected[:500, :500]) and len(reads_by_caller) == 1, "read once"
+    # read here or not, the chunks still feed later computes where they lie
+    assert dask.compute((persisted * 2).sum(), scheduler=scaler_get)[0] == pytest.approx(2 * expected.sum())
+    assert len(reads_by_caller) == 1
     del chunk
     del persisted, again
     gc.collect()
