@@ -17,6 +17,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import zmq
@@ -27,7 +28,12 @@ from scaler_core.host_store.store import HostStoreLocation, delete_objects, load
 logger = logging.getLogger(__name__)
 
 POLL_MILLISECONDS = 200
-CONNECT_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+# ZeroMQ heartbeats on a fetch's connection: a holder whose host died or whose link was cut (no RST,
+# no FIN) is noticed in seconds, while a large transfer that keeps bytes flowing may take its time.
+HEARTBEAT_INTERVAL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 5000
+FETCH_TIMEOUT_SECONDS = 600.0
 
 
 class ObjectServer:
@@ -87,7 +93,7 @@ class RemoteObjectFetcher:
     """Fetches objects from other hosts' object servers, one at a time, on its own thread.
     `done(object_id, frames or None)` is called on that thread."""
 
-    def __init__(self, done: Callable[[bytes, Optional[List]], None], timeout_seconds: float = 60.0):
+    def __init__(self, done: Callable[[bytes, Optional[List]], None], timeout_seconds: float = FETCH_TIMEOUT_SECONDS):
         self._done = done
         self._timeout_ms = int(timeout_seconds * 1000)
         self._connect_timeout_ms = int(CONNECT_TIMEOUT_SECONDS * 1000)
@@ -113,7 +119,9 @@ class RemoteObjectFetcher:
                 sock = sockets.get(address)
                 if sock is None:
                     sock = sockets[address] = transport.configure(context.socket(zmq.DEALER))
-                    sock.setsockopt(zmq.IMMEDIATE, 1)  # no connection yet: the send is refused, not queued
+                    sock.setsockopt(zmq.IMMEDIATE, 1)  # no connection: a send is refused, not queued
+                    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_INTERVAL_MS)
+                    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
                     sock.connect(address)
                 frames = self._fetch_one(sock, object_id)
                 if frames is None:  # a late answer must not be taken for the next request's
@@ -133,9 +141,14 @@ class RemoteObjectFetcher:
             logger.warning("object %s: its host's object server cannot be reached", object_id.hex())
             return None
         transport.send(sock, protocol.ObjectGet(object_ids=[object_id]))
-        if not sock.poll(self._timeout_ms):
-            logger.warning("object %s: no answer from its host's object server", object_id.hex())
-            return None
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        while not sock.poll(POLL_MILLISECONDS):
+            if not sock.poll(0, zmq.POLLOUT):  # the heartbeats found the connection dead
+                logger.warning("object %s: the connection to its host's object server was lost", object_id.hex())
+                return None
+            if time.monotonic() > deadline:
+                logger.warning("object %s: no answer from its host's object server", object_id.hex())
+                return None
         try:
             message, frames = transport.decode_parts(sock.recv_multipart(copy=False))
         except protocol.ProtocolError:

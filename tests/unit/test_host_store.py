@@ -200,3 +200,27 @@ def test_small_object_files_are_read_large_ones_mapped(tmp_path):
         value = loads_frames(frames)
         assert np.array_equal(value, array) and value.flags.writeable
         assert isinstance(frames[0].obj, bytearray if name == "small" else mmap.mmap)
+
+
+@pytest.mark.timeout(60)
+def test_a_fetch_from_a_server_that_goes_away_gives_up_in_seconds(location):
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    store.put(b"r" * 16, dumps_frames(np.ones(300_000)))
+    server = ObjectServer(location, "127.0.0.1")
+    arrived, done = {}, threading.Event()
+
+    def on_arrival(object_id, frames):
+        arrived[object_id] = frames
+        done.set()
+
+    reader = LocatedObjects(on_arrival)
+    try:
+        elsewhere = HostStoreLocation("/nonexistent/memory", "/nonexistent/disk", server.address).encode()
+        assert reader.read(b"r" * 16, elsewhere) is PENDING and done.wait(20)  # connected and served
+        server.stop()  # the holder is gone
+        done.clear()
+        started = time.monotonic()
+        assert reader.read(b"r" * 16, elsewhere) is PENDING and done.wait(30)
+        assert arrived[b"r" * 16] is None and time.monotonic() - started < 10
+    finally:
+        reader.stop()
