@@ -193,7 +193,7 @@ class ClientState:
             return None  # cancelled or already resolved
         status = result.status
         if status == "success" and result.stored:
-            if getattr(future, "_kept", False):
+            if future._kept:
                 del self.futures[result.task_id]
                 return SettleKept(future, result.task_id, result.profiling)
             self.fetching[result.task_id] = result

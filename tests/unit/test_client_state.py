@@ -17,6 +17,8 @@ STORAGE = "tcp://127.0.0.1:1"
 
 
 class FakeFuture:
+    _kept = False  # as ScalerFuture: its result is fetched, not left on the cluster
+
     def __init__(self, n):
         self.task_id = tid(n)
 
