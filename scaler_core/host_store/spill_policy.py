@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -14,12 +14,14 @@ class StoredObject:
     movable: bool = True  # False while it is still being written
 
 
-def objects_to_spill(in_memory: Sequence[StoredObject], incoming_bytes: int, limit_bytes: int) -> List[str]:
+def objects_to_spill(in_memory: Sequence[StoredObject], incoming_bytes: int,
+                     limit_bytes: int) -> Optional[List[str]]:
     """The least recently used objects to move to disk so that what stays in memory plus an incoming
-    object of `incoming_bytes` fits in `limit_bytes`. An object larger than the limit goes straight
-    to disk (see `goes_to_disk`), so it makes nothing else move."""
+    object of `incoming_bytes` fits in `limit_bytes`; None when no such choice exists (the object is
+    larger than the limit, or what is in memory is still being written and cannot move yet): the
+    incoming object then goes to disk itself and nothing else moves."""
     if goes_to_disk(incoming_bytes, limit_bytes):
-        return []
+        return None
     excess = sum(item.size for item in in_memory) + incoming_bytes - limit_bytes
     spilled: List[str] = []
     for item in sorted((item for item in in_memory if item.movable), key=lambda item: item.last_used):
@@ -27,7 +29,7 @@ def objects_to_spill(in_memory: Sequence[StoredObject], incoming_bytes: int, lim
             break
         spilled.append(item.name)
         excess -= item.size
-    return spilled
+    return spilled if excess <= 0 else None
 
 
 def goes_to_disk(size: int, limit_bytes: int) -> bool:

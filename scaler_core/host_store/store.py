@@ -103,17 +103,20 @@ class HostStore:
         limit = self.memory_limit_bytes
         with self._locked() as lock:
             bound = _read_bound(lock)
+            path = memory_path
             if goes_to_disk(layout.size, limit):
                 path = spill_path
-            else:
-                if bound + layout.size > limit:
-                    in_memory = self._objects_in_memory()
-                    spilled = set(objects_to_spill(in_memory, layout.size, limit))
-                    for name in spilled:
-                        self._spill(name)
-                    bound = sum(item.size for item in in_memory if item.name not in spilled)
+            elif bound + layout.size > limit:
+                in_memory = self._objects_in_memory()
+                spilled = objects_to_spill(in_memory, layout.size, limit)
+                if spilled is None:
+                    path = spill_path  # the rest is still being written: this one cannot fit now
+                    spilled = []
+                for name in spilled:
+                    self._spill(name)
+                bound = sum(item.size for item in in_memory if item.name not in spilled)
+            if path == memory_path:
                 bound += layout.size
-                path = memory_path
             _write_bound(lock, bound)
             descriptor = reserve_object_file(path, layout.size)
         fill_object_file(descriptor, path, layout)

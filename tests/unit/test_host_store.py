@@ -63,10 +63,23 @@ def test_spill_policy_moves_least_recently_used_until_the_incoming_object_fits()
     assert objects_to_spill(stored, incoming_bytes=50, limit_bytes=150) == ["old"]
     assert objects_to_spill(stored, incoming_bytes=100, limit_bytes=150) == ["old", "middle"]
     # an object larger than the limit goes to disk itself and moves nothing
-    assert objects_to_spill(stored, incoming_bytes=151, limit_bytes=150) == []
+    assert objects_to_spill(stored, incoming_bytes=151, limit_bytes=150) is None
     # one still being written stays where it is
     writing = [StoredObject("partial", 100, 0.0, movable=False), StoredObject("done", 40, 5.0)]
     assert objects_to_spill(writing, incoming_bytes=50, limit_bytes=150) == ["done"]
+    # and when only moving it would make room, the incoming object goes to disk instead
+    assert objects_to_spill(writing, incoming_bytes=60, limit_bytes=150) is None
+
+
+def test_an_object_that_cannot_fit_beside_one_still_being_written_goes_to_disk(location):
+    """Two workers writing at once: the second object finds the first still being written (it cannot
+    move yet), so it goes to disk rather than take memory past the limit."""
+    store = HostStore(location, memory_limit_bytes=3 * MiB)
+    first = location.paths_of(b"A" * 16)[0]
+    size = store.put(b"A" * 16, dumps_frames(np.zeros(2 * MiB // 8)))
+    os.rename(first, first + ".123.partial")  # as it was while its writer filled it
+    store.put(b"B" * 16, dumps_frames(np.zeros(MiB // 8)))
+    assert os.path.exists(location.paths_of(b"B" * 16)[1]) and store.usage()[0] == size
 
 
 def test_store_spills_past_its_limit_and_reads_back_from_disk(location):
