@@ -7,15 +7,17 @@ times stay comparable, totals do not)."""
 from dataclasses import dataclass, field
 
 W = "benchmarks.workloads."
-TASK_SYSTEMS = ["ours", "ours-executor", "upstream", "distributed", "ppe"]
-CLUSTER_SYSTEMS = ["ours", "upstream", "distributed"]
+TASK_SYSTEMS = ["ours", "ours-journal", "ours-executor", "upstream", "distributed", "ppe"]
+CLUSTER_SYSTEMS = ["ours", "ours-journal", "upstream", "distributed"]
 DASK_SYSTEMS = ["ours", "ours-executor", "distributed", "ppe", "dask-threaded", "dask-processes"]
-GRAPH_SYSTEMS = ["ours", "upstream", "distributed", "dask-threaded", "dask-processes"]
+GRAPH_SYSTEMS = ["ours", "ours-journal", "upstream", "distributed", "dask-threaded", "dask-processes"]
 DATA_HEAVY_SYSTEMS = ["ours", "distributed", "dask-threaded"]
 
 # Column order of the tables.
-SYSTEM_ORDER = ["ours", "ours-executor", "upstream", "distributed", "ppe", "dask-threaded", "dask-processes",
+SYSTEM_ORDER = ["ours", "ours-journal", "ours-executor", "upstream", "distributed", "ppe", "dask-threaded", "dask-processes",
                 "pyzmq-floor"]
+# run only when named in --systems (variants of a system, to measure what an option costs)
+OPT_IN_SYSTEMS = {"ours-journal"}
 
 
 @dataclass

@@ -18,7 +18,7 @@ if __package__ in (None, ""):  # allow `python benchmarks/run.py`
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from benchmarks import report  # noqa: E402
-from benchmarks.catalog import SYSTEM_ORDER, build_cases  # noqa: E402
+from benchmarks.catalog import OPT_IN_SYSTEMS, SYSTEM_ORDER, build_cases  # noqa: E402
 from benchmarks.process_control import run_with_timeout  # noqa: E402
 from benchmarks.systems import SYSTEM_INTERPRETERS  # noqa: E402
 
@@ -153,7 +153,7 @@ def main(argv=None):
         for case in cases:
             print(f"{case.case_id:24} {case.title:50} systems={','.join(case.systems)}")
         return 0
-    systems_filter = set(filter(None, args.systems.split(","))) or set(SYSTEM_ORDER)
+    systems_filter = set(filter(None, args.systems.split(","))) or set(SYSTEM_ORDER) - OPT_IN_SYSTEMS
 
     upstream_python, upstream_problem = resolve_upstream_python(args.upstream_python)
     unavailable = {}

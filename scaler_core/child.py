@@ -23,14 +23,19 @@ import traceback
 from typing import Any, Callable, Dict, Optional, Sequence
 
 HEADER = struct.Struct("!Q")
+DETACHED_VARIABLE = "SCALER_CHILD_DETACHED"
 
 
-def spawn(function: Callable, args: Sequence[Any], name: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+def spawn(function: Callable, args: Sequence[Any], name: str, extra_env: Optional[Dict[str, str]] = None,
+          detached: bool = False) -> subprocess.Popen:
+    """`detached`: the child outlives this process (its own session, no watchdog); it must end by itself."""
     paths = [os.getcwd() if entry == "" else entry for entry in sys.path]
     inherited = os.environ.get("PYTHONPATH", "")
     env = dict(os.environ, **(extra_env or {}), PYTHONPATH=os.pathsep.join(paths + ([inherited] if inherited else [])))
+    if detached:
+        env[DETACHED_VARIABLE] = "1"
     process = subprocess.Popen([sys.executable, "-m", "scaler_core.child_entry", name], stdin=subprocess.PIPE, env=env,
-                               close_fds=True)
+                               close_fds=True, start_new_session=detached)
     payload = pickle.dumps((function, tuple(args)))
     try:
         process.stdin.write(HEADER.pack(len(payload)) + payload)
@@ -79,7 +84,8 @@ def main() -> None:
     if len(header) != HEADER.size:
         sys.exit("scaler_core.child_entry: no start-up payload on stdin")
     function, args = pickle.loads(_read_exactly(0, HEADER.unpack(header)[0]))
-    threading.Thread(target=_watch_parent, args=(0,), name="scaler-parent-watch", daemon=True).start()
+    if os.environ.pop(DETACHED_VARIABLE, "") != "1":
+        threading.Thread(target=_watch_parent, args=(0,), name="scaler-parent-watch", daemon=True).start()
     code = 0
     try:
         function(*args)

@@ -76,14 +76,32 @@ def run_scheduler_values(values) -> None:
     object_storage_address = settings.object_storage_address
     if not object_storage_address:
         object_storage_address = shift_port(address, 1)
-        logger.info("Scheduler: starting its own object storage server at %s", object_storage_address)
-        children.start_object_storage(object_storage_address, logging_settings.logging_level,
-                                      logging_settings.logging_paths, keys)
+        if settings.journal:
+            _object_storage_for_journal(children, object_storage_address, settings, logging_settings, keys)
+        else:
+            logger.info("Scheduler: starting its own object storage server at %s", object_storage_address)
+            children.start_object_storage(object_storage_address, logging_settings.logging_level,
+                                          logging_settings.logging_paths, keys)
     try:
         run_scheduler(address, object_storage_address, settings.monitor_address or shift_port(address, 2),
                       settings, settings.allocate_policy, settings.event_loop, keys)
     finally:
         children.stop_all()
+
+
+def _object_storage_for_journal(children, address: str, settings: SchedulerSettings, logging_settings, keys) -> None:
+    """A journaled scheduler's storage outlives it, so objects survive a restart: the previous start's
+    storage is used when it still listens; a new one ends by itself when no scheduler comes back."""
+    from scaler_core.transport import is_listening
+
+    if is_listening(address):
+        logger.info("Scheduler: using the object storage server still running at %s", address)
+        return
+    logger.info("Scheduler: starting its own object storage server at %s (it outlives this scheduler for a "
+                "restart)", address)
+    waits = 2 * settings.client_timeout_seconds  # a restart is expected well within the clients' timeout
+    children.start_object_storage(address, logging_settings.logging_level, logging_settings.logging_paths, keys,
+                                  ObjectStorageSettings(scheduler_timeout_seconds=waits), detached=True)
 
 
 def _worker_settings(values) -> WorkerSettings:

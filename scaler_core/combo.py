@@ -54,7 +54,8 @@ class SchedulerClusterCombo:
                  adapter_webhook_url: str = SchedulerSettings.adapter_webhook_url,
                  adapter_idle_seconds: float = SchedulerSettings.adapter_idle_seconds,
                  policy_engine_type: str = SchedulerSettings.policy_engine_type,
-                 policy_content: str = SchedulerSettings.policy_content):
+                 policy_content: str = SchedulerSettings.policy_content,
+                 journal: str = SchedulerSettings.journal):
         # The keywords are named like the options of scaler_core.settings, so the settings objects
         # are built from them by name, with no field copied by hand.
         keywords = dict(locals())
@@ -81,9 +82,10 @@ class SchedulerClusterCombo:
         self._children = ChildProcesses()
         try:
             self._children.start_object_storage(object_storage_address, logging_level, logging_paths, security)
-            self._scheduler = ProcessHandle(self._children.start_scheduler(
-                address, object_storage_address, monitor_address, scheduler_settings,
-                scheduler_settings.allocate_policy, event_loop, logging_level, logging_paths, security))
+            self._scheduler_arguments = (address, object_storage_address, monitor_address, scheduler_settings,
+                                         scheduler_settings.allocate_policy, event_loop, logging_level, logging_paths,
+                                         security)
+            self._scheduler = ProcessHandle(self._children.start_scheduler(*self._scheduler_arguments))
             # n_workers=0: a scheduler waiting for workers started elsewhere (scaler_cluster, adapters)
             self.cluster_process = self._children.start_cluster(
                 address, n_workers, worker_settings, logging_level, logging_paths) if n_workers else None
@@ -95,6 +97,18 @@ class SchedulerClusterCombo:
 
     def get_address(self) -> str:
         return self.address
+
+    def restart_scheduler(self, kill: bool = False, timeout_seconds: float = 10.0) -> None:
+        """Stop the scheduler (SIGTERM, or SIGKILL with `kill`) and start it again on the same address
+        and settings. With a `journal`, clients and workers carry on with the new one; without, they
+        are told to stop (SIGTERM) or fail after their timeouts (SIGKILL)."""
+        old = self._scheduler
+        old.kill() if kill else old.terminate()
+        old.join(timeout_seconds)
+        if old.is_alive():
+            raise TimeoutError(f"the scheduler did not stop within {timeout_seconds:g}s")
+        self._children.stop(old.process)
+        self._scheduler = ProcessHandle(self._children.start_scheduler(*self._scheduler_arguments))
 
     # upstream Scaler's private names, which code written for it reads
     _address = property(lambda self: self.address)

@@ -63,9 +63,13 @@ class ChildProcesses:
         self._children: List[subprocess.Popen] = []
 
     def start_object_storage(self, address: str, logging_level: str, logging_paths: Sequence[str],
-                             keys: CurveKeys = CurveKeys(), settings: ObjectStorageSettings = ObjectStorageSettings()):
-        return self._start(_object_storage_main, "object-storage", address, logging_level, tuple(logging_paths),
-                           keys, settings)
+                             keys: CurveKeys = CurveKeys(), settings: ObjectStorageSettings = ObjectStorageSettings(),
+                             detached: bool = False):
+        """`detached`: it outlives this process and is not stopped with the others (it ends by itself)."""
+        arguments = (address, logging_level, tuple(logging_paths), keys, settings)
+        if detached:
+            return spawn(_object_storage_main, arguments, "object-storage", detached=True)
+        return self._start(_object_storage_main, "object-storage", *arguments)
 
     def start_scheduler(self, address, object_storage_address, monitor_address, settings, allocate_policy,
                         event_loop, logging_level, logging_paths, keys: CurveKeys = CurveKeys()):

@@ -126,6 +126,9 @@ class SchedulerSettings:
                                               "running) per worker exceed this", "-stw")
     scaling_idle_seconds: float = setting(10.0, "scaling policies drain a worker group idle this long (waterfall_v1: "
                                           "surplus workers this long)", "-sis")
+    journal: str = setting("", "file in which the scheduler records what it needs to survive a restart: started "
+                           "again on the same file and address (within the clients' timeout), clients and workers "
+                           "carry on and unfinished work completes; its object storage outlives it meanwhile", "-j")
 
     def __post_init__(self):
         if self.policy_content:
@@ -291,6 +294,9 @@ class SlurmManagerSettings:
 class ObjectStorageSettings:
     get_wait_seconds: float = setting(60.0, "a get for an object that has not arrived yet waits this long for its "
                                       "writer", "-gws")
+    scheduler_timeout_seconds: float = setting(0.0, "exit when no scheduler has been heard from for this long "
+                                               "(0: never); a journaled scheduler's storage outlives the scheduler "
+                                               "this long, waiting for it to restart", "-sto")
 
 
 @dataclasses.dataclass

@@ -53,6 +53,26 @@ class OursSystem(SystemAdapter):
         return measure.find_scheduler_pid(self.address)
 
 
+class OursJournalSystem(OursSystem):
+    name = "ours-journal"
+    description = "as ours, the scheduler started with a journal (--journal: it may restart without losing work)"
+
+    def start(self):
+        import tempfile
+
+        Client, SchedulerClusterCombo = _import_engine()
+        self.journal_directory = tempfile.TemporaryDirectory(prefix="scaler-journal-")
+        self.combo = SchedulerClusterCombo(address=None, n_workers=self.n_workers,
+                                           journal=f"{self.journal_directory.name}/scheduler.journal")
+        self.address = self.combo.address
+        self.client = Client(address=self.address)
+        self.wait_for_all_workers()
+
+    def stop(self):
+        super().stop()
+        self.journal_directory.cleanup()
+
+
 class OursExecutorSystem(SystemAdapter):
     name = "ours-executor"
     description = "scaler_dask.ScalerExecutor(max_workers=n) (concurrent.futures API; dask via scheduler=executor)"

@@ -288,7 +288,7 @@ class Client:
                     future._kept = True
         self._send_tasks([], list(futures.values()))
         dep_indptr, dep_indices = submission.structure
-        self._connection.send(protocol.GraphSubmit(
+        self._connection.send_graph(protocol.GraphSubmit(
             graph_id=graph_id, node_count=len(ordered), dependency_offsets=dep_indptr.astype("<i8").tobytes(),
             dependency_indices=dep_indices.astype("<i4").tobytes(), priorities=node_priorities.tobytes(),
             requested=requested.tobytes()))
@@ -551,7 +551,11 @@ class Client:
     def _send_tasks(self, tasks: List, futures: Sequence[Optional[ScalerFuture]]) -> None:
         self._connection.register(futures)
         if tasks:
-            self._connection.send_tasks(protocol.encode(protocol.TaskBatch(tasks=tasks)))
+            encoded = protocol.encode(protocol.TaskBatch(tasks=tasks))
+            if self._connection.state.resend_log is None:
+                self._connection.send_tasks(encoded)
+            else:  # the scheduler may restart: the batch is kept until its tasks are done
+                self._connection.send_tasks(encoded, [task.task_id for task in tasks], tasks[0].graph_id)
 
     def _cancel_task(self, task_id: bytes, pending_only: bool) -> None:
         # a pending-only cancel keeps the future registered: its result or its cancellation is still to come

@@ -94,12 +94,21 @@ class ClientConnection:
         with self._lock:
             return self.state.futures.pop(task_id, None)
 
-    def send_tasks(self, encoded_batch: bytes) -> None:
+    def send_tasks(self, encoded_batch: bytes, task_ids=(), graph_id: bytes = b"") -> None:
+        if self.state.resend_log is not None:
+            with self._lock:
+                self.state.remember_tasks(encoded_batch, task_ids, graph_id)
         if not self.io.send_now_if_idle(encoded_batch):
             self._post(ToScheduler(encoded_batch))
 
     def send(self, message) -> None:
         self._post(ToScheduler(message))
+
+    def send_graph(self, submit) -> None:
+        if self.state.resend_log is not None:
+            with self._lock:
+                self.state.remember_graph(submit)
+        self._post(ToScheduler(submit))
 
     def send_to_storage(self, message, frames=()) -> None:
         self._post(ToStorage(message, frames))

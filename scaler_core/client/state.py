@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 from scaler_core import protocol
 from scaler_core.client.futures import EncodedResult
+from scaler_core.client.resend_log import ResendLog
 from scaler_core.errors import SchedulerDiedError, SerializationError
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
 from scaler_core.serialization import loads_exception, loads_warnings
@@ -103,6 +104,8 @@ class ClientState:
         self.failure: Optional[BaseException] = None
         self.shutdown_response: Optional[protocol.ShutdownResponse] = None
         self.shutdown_deadline: Optional[float] = None  # a shutdown request waiting for its answer
+        self.epoch = 0  # the scheduler's start we talk to (journaled schedulers count their starts)
+        self.resend_log: Optional[ResendLog] = None  # kept when the scheduler may restart
 
     # --- from the user's threads ----------------------------------------------------------------
 
@@ -122,6 +125,15 @@ class ClientState:
         waiters = self.on_demand.setdefault(object_id, [])
         waiters.append(waiter)
         return [ToStorage(protocol.ObjectGet(object_ids=[object_id]))] if len(waiters) == 1 else []
+
+    def remember_tasks(self, encoded_batch: bytes, task_ids, graph_id: bytes = b"") -> None:
+        """Sent work a restarted scheduler may need again (kept only when it may restart)."""
+        if self.resend_log is not None:
+            self.resend_log.add_tasks(encoded_batch, task_ids, graph_id)
+
+    def remember_graph(self, submit) -> None:
+        if self.resend_log is not None:
+            self.resend_log.add_graph(submit)
 
     def on_disconnect(self, shutdown_scheduler: bool, now: float) -> List:
         if self.closed:
@@ -164,10 +176,28 @@ class ClientState:
             return []
         if kind is protocol.SchedulerShutdown:
             return self.close(SchedulerDiedError(f"the scheduler shut down: {message.reason}"))
+        if kind is protocol.Reintroduce:
+            return self._on_reintroduce(message)
         return []  # HeartbeatEcho: hearing from the scheduler is all it says
+
+    def _on_reintroduce(self, message) -> List:
+        """The scheduler restarted from its journal: hello again, then everything not finished."""
+        if message.epoch <= self.epoch:
+            return []  # asked again (several of our messages reached it first): answered already
+        if self.resend_log is None:
+            return self.close(SchedulerDiedError("the scheduler restarted, and this client kept nothing to resume "
+                                                 "with (the scheduler it first met had no journal)"))
+        self.epoch = message.epoch
+        self.fetching = {task_id: result for task_id, result in self.fetching.items() if task_id in self.futures}
+        resent = self.resend_log.replay(self.futures, self.fetching)
+        return [ToScheduler(protocol.ClientHello(client_id=self.client_id, version=protocol.PROTOCOL_VERSION)),
+                *(ToScheduler(message) for message in resent)]
 
     def _on_welcome(self, message) -> List:
         instructions: List = []
+        self.epoch = max(self.epoch, message.epoch)
+        if message.resumable and self.resend_log is None and not self.welcomed:
+            self.resend_log = ResendLog()
         if not self.welcomed:
             instructions.append(ConnectStorage(message.object_storage_address))
         if message.client_timeout_seconds > 0:  # beat well within what the scheduler tolerates
@@ -246,6 +276,8 @@ class ClientState:
         if now - self.last_heard > self.timeout_seconds:
             return self.close(SchedulerDiedError(
                 f"the scheduler at {self.address} stopped answering (silent for {now - self.last_heard:.0f}s)"))
+        if self.resend_log is not None:
+            self.resend_log.prune(self.futures)
         return [ToScheduler(protocol.Heartbeat())] if self.welcomed else []
 
     # --- the end --------------------------------------------------------------------------------

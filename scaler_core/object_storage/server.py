@@ -39,6 +39,7 @@ class ObjectStorageServer:
         self.router.bind(address)
         self._running = True
         self._object_servers = {}  # address -> DEALER, to remove objects kept on other hosts
+        self._scheduler_heard = time.monotonic()
         logger.info("ObjectStorageServer: listen to %s", address)
 
     def stop(self, *_):
@@ -58,6 +59,10 @@ class ObjectStorageServer:
                         break
                     self._handle(parts)
             now = time.monotonic()
+            timeout = self.settings.scheduler_timeout_seconds
+            if timeout > 0 and now - self._scheduler_heard > timeout:
+                logger.warning("object storage: no scheduler for %.0fs; exiting", timeout)
+                break
             if now >= next_expiry:
                 for object_id, requester in self.store.expire_waiting(now):
                     self._send_data(requester, object_id, None)
@@ -74,6 +79,8 @@ class ObjectStorageServer:
             return
         sender, message, frames = routed
         kind = type(message)
+        if sender[:1] == b"S":
+            self._scheduler_heard = time.monotonic()
         if kind is protocol.ObjectPut:
             location = message.location
             if bool(frames) == bool(location):
@@ -102,6 +109,8 @@ class ObjectStorageServer:
         elif kind is protocol.ObjectDeleteOwner and not frames and sender[:1] == b"S":
             for object_id, location in self.store.delete_owner(message.owner_id):
                 self._delete_files(location, [object_id])
+        elif kind is protocol.Heartbeat and sender[:1] == b"S":
+            pass  # the scheduler is alive (a storage outliving a journaled scheduler waits for it)
         else:
             logger.warning("object storage: refused %s from %r", protocol.message_name(message), sender[:40])
 

@@ -22,6 +22,7 @@ import zmq
 from scaler_core import protocol, transport
 from scaler_core.memory import QuietTrimmer
 from scaler_core.optional import require
+from scaler_core.scheduler.journal import Journal
 from scaler_core.scheduler.outbox import OBJECT_STORAGE
 from scaler_core.scheduler.policies import make_policy
 from scaler_core.scheduler.scaling import ScalingPolicy
@@ -45,6 +46,12 @@ class SchedulerServer:
         settings.object_storage_address = object_storage_address
         settings.scheduler_address = address
         self.state = SchedulerState(settings, make_policy(allocate_policy))
+        self.journal: Optional[Journal] = None
+        if settings.journal:
+            self.journal, recovered = Journal.open(settings.journal)
+            self.state.epoch = recovered.epoch
+            if recovered.epoch > 1:
+                self.state.resume_from(recovered, time.monotonic())
         self.context = zmq.Context()
         self.router = transport.configure(self.context.socket(zmq.ROUTER),
                                           max_message_bytes=transport.SCHEDULER_MAX_MESSAGE_BYTES)
@@ -97,6 +104,12 @@ class SchedulerServer:
             self.close()
 
     def _stop_on_signal(self) -> None:
+        if self.journal is not None:
+            # a restart: clients and workers wait for the next start on this journal
+            logger.info("scheduler: stopping; clients and workers wait for a restart on %s", self.journal.path)
+            self._flush()
+            self.stop()
+            return
         # say goodbye first, so clients fail their futures at once instead of after their timeout
         self.state.shutdown("the scheduler was stopped")
         self._flush()
@@ -112,6 +125,8 @@ class SchedulerServer:
                 sock.close(linger=200)
         stop_authenticator(self.context)
         self.context.term()
+        if self.journal is not None:
+            self.journal.close()
 
     def _schedule_tick(self) -> None:
         interval = min(0.5, self.state.settings.heartbeat_interval_seconds / 2)
@@ -123,6 +138,7 @@ class SchedulerServer:
         self._on_router_readable()  # judge liveness on the freshest news, not on a backlog
         now = time.monotonic()
         self.state.on_tick(now)
+        self.state.outbox.send(OBJECT_STORAGE, protocol.Heartbeat())  # a storage waiting for a restart knows we are here
         self._flush()
         self._trimmer.check()
         if self.monitor is not None and self.monitor_subscribers > 0:
@@ -189,6 +205,10 @@ class SchedulerServer:
         self.state.on_message(sender, message, frames, now)
 
     def _flush(self) -> None:
+        if self.journal is not None:
+            lines = self.state.take_journal_lines()
+            if lines:  # before the welcomes they go with: a client we answered is one we remember
+                self.journal.append(lines)
         for destination, message, frames in self.state.take_outgoing():
             self.sent[protocol.message_name(message)] += 1
             try:

@@ -24,6 +24,7 @@ from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy, cho
 from scaler_core.scheduler.pipeline import SURPLUS_FACTOR, surplus
 from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
+from scaler_core.scheduler.resumption import Resumption
 from scaler_core.scheduler.worker_managers import WorkerManagerHandlers, WorkerManagers, scaling_policy_from
 from scaler_core.serialization import dumps_exception
 from scaler_core.settings import SchedulerSettings
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 CLIENT, WORKER, CLUSTER, MANAGER = ord("C"), ord("W"), ord("K"), ord("M")
 
 
-class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
+class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumption):
     def __init__(self, settings: SchedulerSettings, policy: Optional[AllocationPolicy] = None,
                  validate: bool = False):
         """`validate` checks every invariant after each message, tick and dispatch (slow: for tests)."""
@@ -52,6 +53,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
         self.managers = WorkerManagers(self.outbox, scaling_policy_from(settings),
                                        manager_timeout_seconds=settings.worker_timeout_seconds)
         self._init_lifecycle(validate)
+        self._init_resumption()
         self._handlers = {role: {kind: handler.__get__(self) for kind, handler in table.items()}
                           for role, table in HANDLERS.items()}
         self.stopping = False
@@ -98,6 +100,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
             del self.clusters[cluster_id]
             self.host_stores.pop(cluster_id, None)
         self.managers.on_tick(self, now)
+        self._end_recovery_if_due(now)
         self._dispatch_needed = True  # waits measured in time (no-worker grace) are judged per round
         if self.validate:
             self.check_invariants()
@@ -118,6 +121,8 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
         scheduler timed it out: its tasks were cancelled, it must not carry on as if nothing happened."""
         client = self.clients.get(client_id)
         if client is None:
+            if self._ask_back_client(client_id):
+                return None
             self.outbox.send(client_id, protocol.SchedulerShutdown(
                 reason="the scheduler dropped this client (no heartbeat within the client timeout); "
                        "its tasks were cancelled, create a new Client", reconnect=True))
@@ -128,6 +133,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
     def _on_ClientHello(self, sender, message, now):
         if sender not in self.clients:
             self.clients[sender] = ClientRecord(sender, now)
+            self._client_returned(sender)
         self.outbox.send(sender, self._welcome())
 
     def _welcome(self):
@@ -136,6 +142,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
             scheduler_address=self.settings.scheduler_address,
             heartbeat_interval_seconds=self.settings.heartbeat_interval_seconds,
             client_timeout_seconds=self.settings.client_timeout_seconds,
+            resumable=self.journaling, epoch=self.epoch,
         )
 
     def _on_TaskBatch(self, sender, message, now):
@@ -196,6 +203,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
         client = self.clients.pop(client_id, None)
         if client is None:
             return
+        self._journal_client(client_id, False)
         self._drop_client_graphs(client)
         for task_id in list(client.tasks):
             record = self.tasks.get(task_id)
@@ -210,6 +218,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
     def shutdown(self, reason: str) -> None:
         """Tell every worker, cluster and client that the scheduler stops."""
         self.stopping = True
+        self._forget_all_clients_on_shutdown()
         peers = list(self.workers) + list(self.clients) + list(self.clusters) + self.managers.identities()
         for peer in peers:
             self.outbox.send(peer, protocol.SchedulerShutdown(reason=reason))
@@ -221,6 +230,8 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers):
         if role == WORKER:
             worker = self.workers.get(sender)
             if worker is None:
+                if self._ask_back_worker(sender, now):
+                    return
                 # we declared it dead and re-ran its tasks: it must start over as a new worker
                 self.outbox.send(sender, protocol.SchedulerShutdown(
                     reason="unknown worker (it timed out and its tasks were re-run)", reconnect=True))

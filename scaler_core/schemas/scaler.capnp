@@ -151,6 +151,15 @@ struct Welcome {
   schedulerAddress @1 :Text;
   heartbeatIntervalSeconds @2 :Float64;
   clientTimeoutSeconds @3 :Float64;  # a client silent this long is dropped: clients beat well within it
+  resumable @4 :Bool;   # the scheduler keeps a journal: it may restart, and peers carry on with it
+  epoch @5 :UInt64;     # counts the scheduler's starts on its journal (0 without one)
+}
+
+struct Reintroduce {
+  # scheduler -> client or worker: this scheduler (re)started from its journal and does not know the
+  # peer yet. A client says hello again and re-sends its unfinished tasks and graphs; a worker says
+  # hello again, keeps its running task and drops the ones it had not started.
+  epoch @0 :UInt64;
 }
 
 struct WorkerHello {
@@ -378,5 +387,6 @@ struct Message {
     startWorkerGroup @27 :StartWorkerGroup;
     stopWorkerGroup @28 :StopWorkerGroup;
     workerGroupEvent @29 :WorkerGroupEvent;
+    reintroduce @30 :Reintroduce;
   }
 }

@@ -74,6 +74,7 @@ class Worker:
             protocol.Welcome: lambda message, now: self.state.on_welcome(now, message.object_storage_address),
             protocol.SchedulerShutdown:
                 lambda message, now: self.state.on_scheduler_shutdown(message.reason, message.reconnect),
+            protocol.Reintroduce: lambda message, now: self.state.on_reintroduce(now) + [ToScheduler(self._hello())],
         }
 
         self.process = psutil.Process()
@@ -92,10 +93,7 @@ class Worker:
             self._start_runner()
         self.io.direct_sends = True
         try:
-            stop = self.io.run(protocol.WorkerHello(
-                worker_id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
-                capabilities=[protocol.Capability(name=n, quantity=q) for n, q in self.settings.capabilities.items()],
-                cluster_id=self.cluster_id, version=protocol.PROTOCOL_VERSION))
+            stop = self.io.run(self._hello())
         finally:
             self.located.stop()
             with self.lock:
@@ -107,6 +105,12 @@ class Worker:
             (logger.error if stop.unexpected else logger.info)("worker %r: %s; exiting", self.worker_id, stop.reason)
             if stop.replace:
                 os._exit(EXIT_REPLACE_ME)  # the loop flushed its sockets (bounded by linger) before returning
+
+    def _hello(self):
+        return protocol.WorkerHello(
+            worker_id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
+            capabilities=[protocol.Capability(name=n, quantity=q) for n, q in self.settings.capabilities.items()],
+            cluster_id=self.cluster_id, version=protocol.PROTOCOL_VERSION)
 
     def terminate(self, reason: str) -> None:
         """Leave at once, handing every task back (any thread; the I/O loop sends the goodbye)."""

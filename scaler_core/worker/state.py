@@ -163,6 +163,16 @@ class WorkerState:
         goodbye = protocol.WorkerDisconnect(returned_tasks=list(self.tasks), reason=reason)
         return [Stop(reason, goodbye=goodbye)]
 
+    def on_reintroduce(self, now: float) -> List[Instruction]:
+        """The scheduler restarted and forgot what it gave us: the tasks not started go (their clients
+        send them again); a running one finishes, and its result counts if the task comes back here
+        meanwhile (a task already held is not taken twice). The caller says hello again."""
+        self.last_echo = now
+        for task_id in [task_id for task_id in self.tasks if task_id not in self.running]:
+            self._forget_unstarted(task_id)
+            self.objects.unpin(_object_ids_of(self.tasks.pop(task_id)))
+        return []
+
     def on_scheduler_shutdown(self, reason: str, reconnect: bool) -> List[Instruction]:
         # reconnect: the scheduler dropped us (it thought us dead); a fresh worker takes our place
         return [Stop(f"scheduler says {reason}", replace=reconnect, linger_ms=0)]

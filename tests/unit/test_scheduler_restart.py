@@ -1,0 +1,207 @@
+"""A journaled scheduler's restart, part by part and without processes: the journal, the scheduler
+asking its peers back, the client re-sending its unfinished work, the worker carrying on."""
+
+import pickle
+
+from scaler_core import protocol
+from scaler_core.client.resend_log import ResendLog
+from scaler_core.client.state import ClientState, Welcomed
+from scaler_core.errors import SchedulerDiedError
+from scaler_core.graph_ids import node_task_id
+from scaler_core.instructions import ConnectStorage, Leave, ToScheduler
+from scaler_core.scheduler.journal import Journal, Recovered, client_record, replay
+from scaler_core.scheduler.outbox import OBJECT_STORAGE
+from scaler_core.scheduler.state import SchedulerSettings, SchedulerState
+from scaler_core.worker.objects import ObjectCache
+from scaler_core.worker.runner import FunctionCache
+from scaler_core.worker.state import WorkerLimits, WorkerState
+
+CLIENT = b"C|client-1"
+WORKER = b"W|host|1"
+STORAGE = "tcp://127.0.0.1:1"
+
+
+def tid(n):
+    return b"t%015d" % n
+
+
+def task(n, deps=()):
+    return protocol.Task(task_id=tid(n), client_id=CLIENT, function_id=b"f" * 16, args=b"a",
+                         dependencies=[tid(d) for d in deps], requested=True)
+
+
+# --- the journal --------------------------------------------------------------------------------
+
+
+def test_the_journal_counts_starts_and_keeps_the_clients_still_connected(tmp_path):
+    path = str(tmp_path / "scheduler.journal")
+    journal, recovered = Journal.open(path)
+    assert recovered == Recovered(1, set())
+    journal.append([client_record(b"C|a", True), client_record(b"C|b", True), client_record(b"C|a", False)])
+    journal.close()
+    with open(path, "a") as torn:
+        torn.write('{"client": "43')  # a crash in the middle of a line
+    journal, recovered = Journal.open(path)
+    journal.close()
+    assert recovered == Recovered(2, {b"C|b"})
+    assert open(path).read().splitlines() == ['{"epoch": 2}', client_record(b"C|b", True)]  # compacted
+
+
+def test_replay_ignores_lines_that_are_not_records():
+    assert replay(["", "garbage", '{"epoch": "x"}', '{"epoch": 4}', '[1, 2]']) == Recovered(5, set())
+
+
+# --- the scheduler --------------------------------------------------------------------------------
+
+
+def journaled_state(**settings):
+    return SchedulerState(SchedulerSettings(object_storage_address=STORAGE, journal="unused-by-the-state",
+                                            **settings), validate=True)
+
+
+def messages_to(outgoing, destination, kind):
+    return [message for target, message, _ in outgoing if target == destination and type(message) is kind]
+
+
+def test_a_restarted_scheduler_asks_back_the_clients_of_its_journal_and_no_one_else():
+    state = journaled_state()
+    state.resume_from(Recovered(3, {CLIENT}), now=0.0)
+    state.on_message(CLIENT, protocol.Heartbeat(), now=1.0)
+    state.on_message(b"C|stranger", protocol.Heartbeat(), now=1.0)
+    outgoing = state.take_outgoing()
+    assert messages_to(outgoing, CLIENT, protocol.Reintroduce) == [protocol.Reintroduce(epoch=3)]
+    assert messages_to(outgoing, b"C|stranger", protocol.SchedulerShutdown)  # dropped before: start over
+    state.on_message(CLIENT, protocol.ClientHello(client_id=CLIENT), now=1.5)
+    (welcome,) = messages_to(state.take_outgoing(), CLIENT, protocol.Welcome)
+    assert welcome.resumable and welcome.epoch == 3
+    assert state.take_journal_lines() == [client_record(CLIENT, True)]
+
+
+def test_workers_are_asked_back_during_the_recovery_window_only():
+    state = journaled_state(client_timeout_seconds=10.0)
+    state.resume_from(Recovered(2, set()), now=0.0)
+    state.on_message(WORKER, protocol.Heartbeat(), now=5.0)
+    assert messages_to(state.take_outgoing(), WORKER, protocol.Reintroduce) == [protocol.Reintroduce(epoch=2)]
+    state.on_tick(11.0)
+    state.on_message(b"W|host|2", protocol.Heartbeat(), now=11.0)
+    outgoing = state.take_outgoing()
+    assert messages_to(outgoing, b"W|host|2", protocol.SchedulerShutdown) and \
+        not messages_to(outgoing, b"W|host|2", protocol.Reintroduce)
+
+
+def test_clients_that_never_come_back_have_their_objects_freed_when_the_window_closes():
+    state = journaled_state(client_timeout_seconds=10.0)
+    state.resume_from(Recovered(2, {CLIENT, b"C|back"}), now=0.0)
+    state.on_message(b"C|back", protocol.ClientHello(client_id=b"C|back"), now=1.0)
+    state.take_outgoing()
+    state.take_journal_lines()
+    state.on_tick(10.5)
+    freed = messages_to(state.take_outgoing(), OBJECT_STORAGE, protocol.ObjectDeleteOwner)
+    assert freed == [protocol.ObjectDeleteOwner(owner_id=CLIENT)]
+    assert state.take_journal_lines() == [client_record(CLIENT, False)]
+    state.on_message(CLIENT, protocol.Heartbeat(), now=11.0)  # too late: told to start over
+    assert messages_to(state.take_outgoing(), CLIENT, protocol.SchedulerShutdown)
+
+
+def test_a_resubmitted_task_whose_worker_kept_running_it_takes_that_workers_result():
+    """The worker said hello again with the task still running; the client re-sent it; the task went
+    back to that worker (which does not take it twice) and its result finishes it."""
+    state = journaled_state()
+    state.resume_from(Recovered(2, {CLIENT}), now=0.0)
+    state.on_message(WORKER, protocol.WorkerHello(worker_id=WORKER, cluster_id=b"K|c"), now=0.0)
+    state.on_message(CLIENT, protocol.ClientHello(client_id=CLIENT), now=0.0)
+    state.on_message(CLIENT, protocol.TaskBatch(tasks=[task(1)]), now=0.0)
+    assert any(type(m) is protocol.TaskBatch for _, m, _ in state.take_outgoing())
+    state.on_message(WORKER, protocol.ResultBatch(results=[
+        protocol.make_result(tid(1), "success", pickle.dumps(2), False, protocol.Profiling())]), now=0.1)
+    (batch,) = messages_to(state.take_outgoing(), CLIENT, protocol.ResultBatch)
+    assert [r.task_id for r in batch.results] == [tid(1)]
+
+
+def test_a_shutdown_tells_the_journal_that_nobody_comes_back():
+    state = journaled_state()
+    state.on_message(CLIENT, protocol.ClientHello(client_id=CLIENT), now=0.0)
+    state.take_journal_lines()
+    state.shutdown("asked to")
+    assert state.take_journal_lines() == [client_record(CLIENT, False)]
+
+
+def test_without_a_journal_nothing_is_journaled_and_nobody_is_asked_back():
+    state = SchedulerState(SchedulerSettings(object_storage_address=STORAGE), validate=True)
+    state.on_message(CLIENT, protocol.ClientHello(client_id=CLIENT), now=0.0)
+    (welcome,) = messages_to(state.take_outgoing(), CLIENT, protocol.Welcome)
+    assert not welcome.resumable
+    state.on_message(WORKER, protocol.Heartbeat(), now=1.0)
+    assert messages_to(state.take_outgoing(), WORKER, protocol.SchedulerShutdown)
+    assert state.take_journal_lines() == []
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+class FakeFuture:
+    _kept = False
+
+    def __init__(self, task_id):
+        self.task_id = task_id
+
+
+def encoded(*numbers):
+    return protocol.encode(protocol.TaskBatch(tasks=[task(n) for n in numbers]))
+
+
+def test_the_resend_log_keeps_pending_tasks_and_asks_a_graph_only_for_undelivered_results():
+    log = ResendLog()
+    log.add_tasks(encoded(1, 2), [tid(1), tid(2)])
+    log.add_tasks(encoded(3), [tid(3)])
+    graph_id = b"g" * 16
+    submit = protocol.GraphSubmit(graph_id=graph_id, node_count=3, requested=bytes([0, 1, 1]))
+    log.add_graph(submit)
+    log.add_tasks(b"graph-batch", [node_task_id(graph_id, i) for i in range(3)], graph_id)
+    pending = {tid(2), node_task_id(graph_id, 2)}
+    first, graph, graph_batch = log.replay(pending, fetching=set())
+    assert [t.task_id for t in protocol.decode(first).tasks] == [tid(2)]  # 1 was delivered, 3's batch is gone
+    assert graph.requested == bytes([0, 0, 1]) and graph_batch == b"graph-batch"
+    assert len(log) == 2
+    log.prune(set())
+    assert len(log) == 0 and log.replay(set(), set()) == []
+
+
+def test_a_reintroduced_client_says_hello_and_resends_once_per_restart():
+    state = ClientState(b"C|me", "tcp://127.0.0.1:2", 30.0, 1.0, now=0.0)
+    assert state.on_scheduler(protocol.Welcome(object_storage_address=STORAGE, resumable=True, epoch=1), 0.0) == \
+        [ConnectStorage(STORAGE), Welcomed()]
+    futures = [FakeFuture(tid(1)), FakeFuture(tid(2))]
+    state.register(futures)
+    state.remember_tasks(encoded(1, 2), [tid(1), tid(2)])
+    state.on_scheduler(protocol.ResultBatch(results=[
+        protocol.make_result(tid(1), "success", pickle.dumps(1), False, protocol.Profiling())]), 1.0)
+    instructions = state.on_scheduler(protocol.Reintroduce(epoch=2), 2.0)
+    hello, resent = instructions
+    assert hello == ToScheduler(protocol.ClientHello(client_id=b"C|me", version=protocol.PROTOCOL_VERSION))
+    assert [t.task_id for t in protocol.decode(resent.message).tasks] == [tid(2)]
+    assert state.on_scheduler(protocol.Reintroduce(epoch=2), 2.1) == []  # several messages reached it first
+
+
+def test_a_client_of_a_scheduler_without_journal_fails_when_asked_back():
+    state = ClientState(b"C|me", "tcp://127.0.0.1:2", 30.0, 1.0, now=0.0)
+    state.on_scheduler(protocol.Welcome(object_storage_address=STORAGE), 0.0)
+    state.register([FakeFuture(tid(1))])
+    instructions = state.on_scheduler(protocol.Reintroduce(epoch=2), 1.0)
+    assert isinstance(instructions[0].error, SchedulerDiedError) and isinstance(instructions[-1], Leave)
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+
+def test_a_reintroduced_worker_keeps_its_running_task_and_drops_the_others():
+    state = WorkerState(ObjectCache(1 << 20), FunctionCache(), WorkerLimits())
+    state.on_welcome(0.0, STORAGE)
+    state.on_object(b"f" * 16, True, [pickle.dumps(len)])
+    state.on_tasks([task(1), task(2)])
+    running, _ = state.take_next(0.0)
+    assert running.task_id == tid(1)
+    assert state.on_reintroduce(5.0) == []
+    assert list(state.tasks) == [tid(1)] and not state.ready and state.last_echo == 5.0
+    assert state.on_tasks([task(1)]) == []  # sent again by the new scheduler: not taken twice
+
