@@ -36,6 +36,12 @@ class MissingObjectError(ClientError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ObjectStorageSilentError(ScalerError, ConnectionError):
+    """An object was asked of the object storage, which did not answer in time: it is gone (killed,
+    or its host unreachable). A storage answers every get, if only with "not found", within its
+    get_wait_seconds."""
+
+
 class WorkerDiedError(ScalerError):
     """The task's worker died too often while running it (it probably kills its worker)."""
 

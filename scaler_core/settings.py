@@ -299,6 +299,11 @@ class ObjectStorageSettings:
                                                "this long, waiting for it to restart", "-sto")
 
 
+# A storage answers every get within its get_wait_seconds (if only "not found"): a reader that hears
+# nothing for this long treats it as gone and fails what waited, naming the object.
+OBJECT_STORAGE_ANSWER_SECONDS = ObjectStorageSettings.get_wait_seconds + 15.0
+
+
 @dataclasses.dataclass
 class ClientSettings:
     """Client's keyword defaults (a client has no command line)."""

@@ -198,6 +198,8 @@ class ClientConnection:
             # a worker's result in a host store: mapped from its file on this host, else fetched
             frames = self.located.read(message.object_id, message.location)
             if frames is PENDING:
+                with self._lock:
+                    self.state.on_storage_answered(message.object_id)
                 return ()
             if frames is None:
                 message = protocol.ObjectData(object_id=message.object_id, found=False)

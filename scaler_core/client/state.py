@@ -19,9 +19,10 @@ from typing import Dict, List, Optional
 from scaler_core import protocol
 from scaler_core.client.futures import EncodedResult
 from scaler_core.client.resend_log import ResendLog
-from scaler_core.errors import SchedulerDiedError, SerializationError
+from scaler_core.errors import ObjectStorageSilentError, SchedulerDiedError, SerializationError
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
 from scaler_core.serialization import loads_exception, loads_warnings
+from scaler_core.settings import OBJECT_STORAGE_ANSWER_SECONDS
 
 # a shutdown request waits this long for the scheduler's answer before the client leaves anyway
 SHUTDOWN_ANSWER_SECONDS = 5.0
@@ -106,6 +107,8 @@ class ClientState:
         self.shutdown_deadline: Optional[float] = None  # a shutdown request waiting for its answer
         self.epoch = 0  # the scheduler's start we talk to (journaled schedulers count their starts)
         self.resend_log: Optional[ResendLog] = None  # kept when the scheduler may restart
+        self._asked_since: Dict[bytes, float] = {}  # object asked of the storage -> first tick it was unanswered
+        self._fetched_elsewhere: set = set()  # asked objects the storage located on another host
 
     # --- from the user's threads ----------------------------------------------------------------
 
@@ -244,6 +247,7 @@ class ClientState:
     def on_storage(self, message, frames) -> List:
         if type(message) is not protocol.ObjectData:
             return []
+        self._fetched_elsewhere.discard(message.object_id)
         waiters = self.on_demand.pop(message.object_id, None)
         if waiters is not None:
             return [DeliverObject(waiter, frames if message.found else None) for waiter in waiters]
@@ -278,7 +282,34 @@ class ClientState:
                 f"the scheduler at {self.address} stopped answering (silent for {now - self.last_heard:.0f}s)"))
         if self.resend_log is not None:
             self.resend_log.prune(self.futures)
-        return [ToScheduler(protocol.Heartbeat())] if self.welcomed else []
+        instructions = self._fail_unanswered(now) if self.fetching or self.on_demand or self._asked_since else []
+        return instructions + [ToScheduler(protocol.Heartbeat())] if self.welcomed else instructions
+
+    def _fail_unanswered(self, now: float) -> List:
+        """Reads the object storage has not answered for too long: it is gone, they fail (never a hang)."""
+        waiting = {object_id for object_id in (*self.fetching, *self.on_demand)
+                   if object_id not in self._fetched_elsewhere}
+        asked = self._asked_since
+        for object_id in [object_id for object_id in asked if object_id not in waiting]:
+            del asked[object_id]
+        for object_id in waiting:
+            asked.setdefault(object_id, now)
+        instructions: List = []
+        overdue = [object_id for object_id, since in asked.items() if now - since > OBJECT_STORAGE_ANSWER_SECONDS]
+        for object_id in overdue:
+            del asked[object_id]
+            error = ObjectStorageSilentError(f"the result of task {object_id.hex()} never came: the object storage "
+                                             f"has not answered for {OBJECT_STORAGE_ANSWER_SECONDS:.0f}s")
+            result = self.fetching.pop(object_id, None)
+            future = self.futures.pop(object_id, None) if result is not None else None
+            if future is not None:
+                instructions.append(Settle(future, error=error, profiling=result.profiling))
+            instructions += [DeliverObject(waiter, None) for waiter in self.on_demand.pop(object_id, ())]
+        return instructions
+
+    def on_storage_answered(self, object_id: bytes) -> None:
+        """The storage said where the object is: it is read from its host, under that fetch's deadlines."""
+        self._fetched_elsewhere.add(object_id)
 
     # --- the end --------------------------------------------------------------------------------
 

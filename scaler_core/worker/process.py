@@ -211,7 +211,9 @@ class Worker:
             return []
         if message.found and message.location:
             frames = self.located.read(message.object_id, message.location)
-            if frames is PENDING:
+            if frames is PENDING:  # fetched from its host now, under that fetch's own deadlines
+                with self.lock:
+                    self.state.on_storage_answered(message.object_id)
                 return []
             with self.lock:
                 return self._woken(self.state.on_object(message.object_id, frames is not None, frames or (),

@@ -205,3 +205,40 @@ def test_a_reintroduced_worker_keeps_its_running_task_and_drops_the_others():
     assert list(state.tasks) == [tid(1)] and not state.ready and state.last_echo == 5.0
     assert state.on_tasks([task(1)]) == []  # sent again by the new scheduler: not taken twice
 
+
+
+# --- an object storage that is gone -------------------------------------------------------------
+
+
+def test_a_worker_fails_a_task_whose_input_the_storage_never_answers_for():
+    state = WorkerState(ObjectCache(1 << 20), FunctionCache(), WorkerLimits(storage_answer_seconds=10.0))
+    state.on_welcome(0.0, STORAGE)
+    waiting = protocol.Task(task_id=tid(1), client_id=CLIENT, function_id=b"f" * 16, args=b"a")
+    remote = protocol.Task(task_id=tid(2), client_id=CLIENT, function_id=b"g" * 16, args=b"a")
+    state.on_tasks([waiting, remote])
+    state.on_storage_answered(b"g" * 16)  # located on another host: its own fetch deadlines apply
+    assert not [i for i in state.on_tick(1.0, 0.0, 0) if hasattr(i, "result")]
+    failed = [i.result for i in state.on_tick(11.5, 0.0, 0) if hasattr(i, "result")]
+    assert [(r.task_id, r.status) for r in failed] == [(tid(1), "failed")]
+    error = pickle.loads(failed[0].value)
+    assert "object storage" in str(error) and (b"f" * 16).hex() in str(error)
+    assert list(state.tasks) == [tid(2)]
+
+
+def test_a_client_fails_a_fetch_the_storage_never_answers():
+    from scaler_core.client.state import Settle
+    from scaler_core.errors import ObjectStorageSilentError
+    from scaler_core.settings import OBJECT_STORAGE_ANSWER_SECONDS
+
+    state = ClientState(b"C|me", "tcp://127.0.0.1:2", 300.0, 1.0, now=0.0)
+    state.on_scheduler(protocol.Welcome(object_storage_address=STORAGE), 0.0)
+    future = FakeFuture(tid(1))
+    state.register([future])
+    state.on_scheduler(protocol.ResultBatch(results=[
+        protocol.make_result(tid(1), "success", b"", True, protocol.Profiling())]), 1.0)
+    assert tid(1) in state.fetching
+    state.on_tick(2.0)
+    instructions = state.on_tick(2.0 + OBJECT_STORAGE_ANSWER_SECONDS + 1)
+    (settle,) = [i for i in instructions if type(i) is Settle]
+    assert settle.future is future and isinstance(settle.error, ObjectStorageSilentError)
+    assert not state.fetching and tid(1) not in state.futures
