@@ -16,18 +16,24 @@ from scaler_core.graph_ids import node_task_id
 
 
 class _Graph:
-    __slots__ = ("submit", "batches", "requested_positions")
+    __slots__ = ("submit", "batches", "requested_positions", "settled_prefix")
 
     def __init__(self, submit):
         self.submit = submit
         self.batches: List[bytes] = []
         self.requested_positions = [position for position, flag in enumerate(bytes(submit.requested)) if flag]
+        self.settled_prefix = 0  # requested results before this one were delivered: prunes resume here
+
+    def any_pending(self, pending: Container[bytes]) -> bool:
+        positions = self.requested_positions
+        while self.settled_prefix < len(positions):
+            if self.node_id(positions[self.settled_prefix]) in pending:
+                return True
+            self.settled_prefix += 1  # a delivered result stays delivered
+        return False
 
     def node_id(self, position: int) -> bytes:
         return node_task_id(self.submit.graph_id, position)
-
-    def requested_ids(self) -> List[bytes]:
-        return [self.node_id(position) for position in self.requested_positions]
 
 
 class ResendLog:
@@ -61,7 +67,7 @@ class ResendLog:
             if type(item) is int:
                 if not any(task_id in pending for task_id in self._batches[item][1]):
                     del self._batches[item], self._order[arrival]
-            elif not any(node_id in pending for node_id in self._graphs[item].requested_ids()):
+            elif not self._graphs[item].any_pending(pending):
                 del self._graphs[item], self._order[arrival]
 
     def replay(self, pending: Container[bytes], fetching: Container[bytes]) -> List[object]:

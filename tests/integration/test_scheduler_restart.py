@@ -1,10 +1,7 @@
 """A journaled scheduler killed or stopped and started again: clients and workers carry on, every
 future gets exactly one correct result (issue 18). Without a journal, futures fail as before."""
 
-import os
 import random
-import signal
-import subprocess
 import time
 
 import psutil
@@ -14,6 +11,7 @@ from scaler_core import Client, SchedulerClusterCombo
 from scaler_core.errors import SchedulerDiedError
 from scaler_core.transport import free_tcp_port
 from tests.conftest import wait_until
+from tests.integration.test_cli import processes  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -73,6 +71,24 @@ def test_tasks_and_a_graph_in_flight_survive_scheduler_kills(tmp_path, kills):
         assert client.submit(double, 21).result(timeout=30) == 42
 
 
+def slow_increment(x, seconds):
+    time.sleep(seconds)
+    return x + 1
+
+
+def test_futures_passed_as_arguments_survive_a_restart(tmp_path):
+    """A dependent re-sent after the restart names an input the new scheduler never saw: the finished
+    one goes with its value, the unfinished one is a dependency again."""
+    with SchedulerClusterCombo(n_workers=2, journal=str(tmp_path / "scheduler.journal"),
+                               logging_level="WARNING") as combo, Client(combo.address, timeout_seconds=60) as client:
+        first = client.submit(slow_increment, 1, 0.0)
+        assert first.result(timeout=30) == 2
+        second = client.submit(slow_increment, first, 1.0)
+        third = client.submit(slow_increment, second, 0.0)
+        combo.restart_scheduler(kill=True)
+        assert third.result(timeout=60) == 4 and second.result(timeout=60) == 3
+
+
 def test_a_graceful_restart_with_100k_queued_tasks_takes_seconds(tmp_path):
     with SchedulerClusterCombo(n_workers=2, journal=str(tmp_path / "scheduler.journal"),
                                logging_level="WARNING") as combo, Client(combo.address, timeout_seconds=60) as client:
@@ -98,28 +114,6 @@ def test_without_a_journal_a_restart_fails_the_pending_futures(tmp_path):
 # --- the command-line tools -------------------------------------------------------------------------
 
 
-class Tools:
-    def __init__(self):
-        self.started = []
-
-    def start(self, *command):
-        process = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        self.started.append(process)
-        return process
-
-    def stop(self):
-        for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.started:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
-
-
 def listener_on(port: int):
     """The process listening on `port` (a detached object storage), or None."""
     for connection in psutil.net_connections("tcp"):
@@ -129,12 +123,11 @@ def listener_on(port: int):
 
 
 @pytest.fixture
-def tools():
-    started = Tools()
+def tools(processes):  # noqa: F811
     storage_ports = []
-    started.storage_ports = storage_ports
-    yield started
-    started.stop()
+    processes.storage_ports = storage_ports
+    yield processes
+    processes.stop()
     for port in storage_ports:  # a journaled scheduler's storage outlives it: end it here
         process = listener_on(port)
         if process is not None:
