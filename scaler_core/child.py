@@ -34,8 +34,10 @@ def spawn(function: Callable, args: Sequence[Any], name: str, extra_env: Optiona
     env = dict(os.environ, **(extra_env or {}), PYTHONPATH=os.pathsep.join(paths + ([inherited] if inherited else [])))
     if detached:
         env[DETACHED_VARIABLE] = "1"
+    # a detached child keeps none of our output pipes open: whoever reads them sees their end when we exit
+    output = subprocess.DEVNULL if detached else None
     process = subprocess.Popen([sys.executable, "-m", "scaler_core.child_entry", name], stdin=subprocess.PIPE, env=env,
-                               close_fds=True, start_new_session=detached)
+                               close_fds=True, start_new_session=detached, stdout=output, stderr=output)
     payload = pickle.dumps((function, tuple(args)))
     try:
         process.stdin.write(HEADER.pack(len(payload)) + payload)

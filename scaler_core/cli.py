@@ -92,9 +92,7 @@ def run_scheduler_values(values) -> None:
 def _object_storage_for_journal(children, address: str, settings: SchedulerSettings, logging_settings, keys) -> None:
     """A journaled scheduler's storage outlives it, so objects survive a restart: the previous start's
     storage is used when it still listens; a new one ends by itself when no scheduler comes back."""
-    from scaler_core.transport import is_listening
-
-    if is_listening(address):
+    if _object_storage_answers(address, keys):
         logger.info("Scheduler: using the object storage server still running at %s", address)
         return
     logger.info("Scheduler: starting its own object storage server at %s (it outlives this scheduler for a "
@@ -102,6 +100,26 @@ def _object_storage_for_journal(children, address: str, settings: SchedulerSetti
     waits = 2 * settings.client_timeout_seconds  # a restart is expected well within the clients' timeout
     children.start_object_storage(address, logging_settings.logging_level, logging_settings.logging_paths, keys,
                                   ObjectStorageSettings(scheduler_timeout_seconds=waits), detached=True)
+
+
+def _object_storage_answers(address: str, keys, timeout_seconds: float = 2.0) -> bool:
+    """An object storage (not just anything) listens at `address`: it echoes a heartbeat."""
+    import zmq
+
+    from scaler_core import protocol, transport
+    from scaler_core.security import secure_client
+
+    context = zmq.Context()
+    try:
+        probe = transport.configure(context.socket(zmq.DEALER), linger_ms=0)
+        secure_client(probe, keys)
+        probe.connect(address)
+        transport.send(probe, protocol.Heartbeat())
+        if not probe.poll(int(timeout_seconds * 1000)):
+            return False
+        return any(type(message) is protocol.HeartbeatEcho for message in transport.receive_waiting(probe))
+    finally:
+        context.destroy(linger=0)
 
 
 def _worker_settings(values) -> WorkerSettings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import time
 import weakref
 from typing import Dict, Optional, Sequence, Union
@@ -134,6 +135,8 @@ class SchedulerClusterCombo:
         return self._children.alive()
 
     def shutdown(self) -> None:
+        if self._scheduler.is_alive():  # the final stop (a journaled scheduler takes SIGTERM for a restart)
+            self._scheduler.process.send_signal(signal.SIGINT)
         self._children.stop_all()
         _live_combos.discard(self)
 

@@ -230,6 +230,9 @@ def run(sections: Sequence[Section]) -> int:
         if received:
             logger.info("scaler: %s received, stopping", signal.Signals(received[0]).name)
     finally:
+        for section, process in watched.values():  # the final stop: a journaled scheduler takes SIGTERM for a restart
+            if section.component == "scheduler" and process.poll() is None:
+                process.send_signal(signal.SIGINT)
         children.stop_all(STOP_TIMEOUT_SECONDS)
         # the handlers write to the wake pipe: they go before it closes
         for signum, handler in previous.items():

@@ -299,9 +299,11 @@ class ObjectStorageSettings:
                                                "this long, waiting for it to restart", "-sto")
 
 
-# A storage answers every get within its get_wait_seconds (if only "not found"): a reader that hears
-# nothing for this long treats it as gone and fails what waited, naming the object.
-OBJECT_STORAGE_ANSWER_SECONDS = ObjectStorageSettings.get_wait_seconds + 15.0
+# A reader waiting for objects heartbeats the object storage, which echoes even while it waits for a
+# late writer; a storage that sends nothing at all for this long is gone (killed, or its host lost), and
+# what waited for it fails, naming the object. (An echo queues behind an object still arriving: this
+# also bounds one transfer from the storage.)
+OBJECT_STORAGE_SILENCE_SECONDS = 60.0
 
 
 @dataclasses.dataclass

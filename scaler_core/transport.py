@@ -115,18 +115,6 @@ def parse_tcp_address(address: str) -> Tuple[str, int]:
     return host, int(port)
 
 
-def is_listening(address: str, timeout_seconds: float = 1.0) -> bool:
-    """Whether something accepts TCP connections at `address` (a server still running there)."""
-    import socket
-
-    host, port = parse_tcp_address(address)
-    try:
-        with socket.create_connection((host if host != "*" else "127.0.0.1", port), timeout=timeout_seconds):
-            return True
-    except OSError:
-        return False
-
-
 def shift_port(address: str, offset: int) -> str:
     host, port = parse_tcp_address(address)
     return f"tcp://{host}:{port + offset}"

@@ -291,7 +291,7 @@ class Client:
         self._connection.send_graph(protocol.GraphSubmit(
             graph_id=graph_id, node_count=len(ordered), dependency_offsets=dep_indptr.astype("<i8").tobytes(),
             dependency_indices=dep_indices.astype("<i4").tobytes(), priorities=node_priorities.tobytes(),
-            requested=requested.tobytes()))
+            requested=requested.tobytes()), kept=keep_on_cluster)
         batch_tasks = []
         shipped = set() if reserialize else None  # each function pickled again, once per graph
         for position, key in enumerate(ordered):
@@ -555,14 +555,15 @@ class Client:
             if self._connection.state.resend_log is None:
                 self._connection.send_tasks(encoded)
             else:  # the scheduler may restart: the batch is kept until its tasks are done
-                self._connection.send_tasks(encoded, [task.task_id for task in tasks], tasks[0].graph_id)
+                self._connection.send_tasks(encoded, [task.task_id for task in tasks], tasks[0].graph_id,
+                                            [task.args_object_id for task in tasks if task.args_stored])
 
     def _cancel_task(self, task_id: bytes, pending_only: bool) -> None:
         # a pending-only cancel keeps the future registered: its result or its cancellation is still to come
         known = self._connection.futures.get(task_id) if pending_only else self._connection.forget(task_id)
         if known is not None and not self._connection.closed.is_set():
             try:
-                self._connection.send(protocol.TaskCancel(task_ids=[task_id], pending_only=pending_only))
+                self._connection.send_cancel(task_id, pending_only)
             except SchedulerDiedError:
                 pass
 

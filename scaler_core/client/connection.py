@@ -94,20 +94,26 @@ class ClientConnection:
         with self._lock:
             return self.state.futures.pop(task_id, None)
 
-    def send_tasks(self, encoded_batch: bytes, task_ids=(), graph_id: bytes = b"") -> None:
+    def send_tasks(self, encoded_batch: bytes, task_ids=(), graph_id: bytes = b"", blobs=()) -> None:
         if self.state.resend_log is not None:
             with self._lock:
-                self.state.remember_tasks(encoded_batch, task_ids, graph_id)
+                self.state.remember_tasks(encoded_batch, task_ids, graph_id, blobs)
         if not self.io.send_now_if_idle(encoded_batch):
             self._post(ToScheduler(encoded_batch))
 
     def send(self, message) -> None:
         self._post(ToScheduler(message))
 
-    def send_graph(self, submit) -> None:
+    def send_cancel(self, task_id: bytes, pending_only: bool) -> None:
+        if pending_only and self.state.resend_log is not None:
+            with self._lock:
+                self.state.remember_cancel(task_id)
+        self._post(ToScheduler(protocol.TaskCancel(task_ids=[task_id], pending_only=pending_only)))
+
+    def send_graph(self, submit, kept: bool = False) -> None:
         if self.state.resend_log is not None:
             with self._lock:
-                self.state.remember_graph(submit)
+                self.state.remember_graph(submit, kept)
         self._post(ToScheduler(submit))
 
     def send_to_storage(self, message, frames=()) -> None:
@@ -194,6 +200,7 @@ class ClientConnection:
         return self._decide(self.state.on_scheduler, message, now)
 
     def on_storage(self, message, frames, now):
+        self.state.storage_heard(now)  # one attribute: no lock needed
         if type(message) is protocol.ObjectData and message.found and message.location:
             # a worker's result in a host store: mapped from its file on this host, else fetched
             frames = self.located.read(message.object_id, message.location)

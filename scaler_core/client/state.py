@@ -22,7 +22,7 @@ from scaler_core.client.resend_log import ResendLog
 from scaler_core.errors import ObjectStorageSilentError, SchedulerDiedError, SerializationError
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
 from scaler_core.serialization import loads_exception, loads_warnings
-from scaler_core.settings import OBJECT_STORAGE_ANSWER_SECONDS
+from scaler_core.settings import OBJECT_STORAGE_SILENCE_SECONDS
 
 # a shutdown request waits this long for the scheduler's answer before the client leaves anyway
 SHUTDOWN_ANSWER_SECONDS = 5.0
@@ -107,8 +107,8 @@ class ClientState:
         self.shutdown_deadline: Optional[float] = None  # a shutdown request waiting for its answer
         self.epoch = 0  # the scheduler's start we talk to (journaled schedulers count their starts)
         self.resend_log: Optional[ResendLog] = None  # kept when the scheduler may restart
-        self._asked_since: Dict[bytes, float] = {}  # object asked of the storage -> first tick it was unanswered
         self._fetched_elsewhere: set = set()  # asked objects the storage located on another host
+        self._storage_heard: Optional[float] = None  # last message from the storage while we waited on it
 
     # --- from the user's threads ----------------------------------------------------------------
 
@@ -129,14 +129,20 @@ class ClientState:
         waiters.append(waiter)
         return [ToStorage(protocol.ObjectGet(object_ids=[object_id]))] if len(waiters) == 1 else []
 
-    def remember_tasks(self, encoded_batch: bytes, task_ids, graph_id: bytes = b"") -> None:
-        """Sent work a restarted scheduler may need again (kept only when it may restart)."""
+    def remember_tasks(self, encoded_batch: bytes, task_ids, graph_id: bytes = b"", blobs=()) -> None:
+        """Sent work a restarted scheduler may need again (kept only when it may restart); `blobs`:
+        the argument blobs its tasks stored, freed by this client once they are done."""
         if self.resend_log is not None:
-            self.resend_log.add_tasks(encoded_batch, task_ids, graph_id)
+            self.resend_log.add_tasks(encoded_batch, task_ids, graph_id, blobs)
 
-    def remember_graph(self, submit) -> None:
+    def remember_cancel(self, task_id: bytes) -> None:
+        """A cancel of a task only if it has not started (its future stays until the scheduler says)."""
         if self.resend_log is not None:
-            self.resend_log.add_graph(submit)
+            self.resend_log.add_cancel(task_id)
+
+    def remember_graph(self, submit, kept: bool = False) -> None:
+        if self.resend_log is not None:
+            self.resend_log.add_graph(submit, kept)
 
     def on_disconnect(self, shutdown_scheduler: bool, now: float) -> List:
         if self.closed:
@@ -193,6 +199,9 @@ class ClientState:
         self.epoch = message.epoch
         self.fetching = {task_id: result for task_id, result in self.fetching.items() if task_id in self.futures}
         resent = self.resend_log.replay(self.futures, self.fetching)
+        cancels = self.resend_log.pending_cancels(self.futures)
+        if cancels:  # asked while the scheduler was away, or not acted on before it went
+            resent.append(protocol.TaskCancel(task_ids=cancels, pending_only=True))
         return [ToScheduler(protocol.ClientHello(client_id=self.client_id, version=protocol.PROTOCOL_VERSION)),
                 *(ToScheduler(message) for message in resent)]
 
@@ -244,6 +253,9 @@ class ClientState:
 
     # --- from the object storage ----------------------------------------------------------------
 
+    def storage_heard(self, now: float) -> None:
+        self._storage_heard = now
+
     def on_storage(self, message, frames) -> List:
         if type(message) is not protocol.ObjectData:
             return []
@@ -280,26 +292,28 @@ class ClientState:
         if now - self.last_heard > self.timeout_seconds:
             return self.close(SchedulerDiedError(
                 f"the scheduler at {self.address} stopped answering (silent for {now - self.last_heard:.0f}s)"))
+        instructions = self._check_storage(now)
         if self.resend_log is not None:
-            self.resend_log.prune(self.futures)
-        instructions = self._fail_unanswered(now) if self.fetching or self.on_demand or self._asked_since else []
+            freed = self.resend_log.prune(self.futures)
+            if freed:
+                instructions.append(ToStorage(protocol.ObjectDelete(object_ids=freed)))
         return instructions + [ToScheduler(protocol.Heartbeat())] if self.welcomed else instructions
 
-    def _fail_unanswered(self, now: float) -> List:
-        """Reads the object storage has not answered for too long: it is gone, they fail (never a hang)."""
-        waiting = {object_id for object_id in (*self.fetching, *self.on_demand)
-                   if object_id not in self._fetched_elsewhere}
-        asked = self._asked_since
-        for object_id in [object_id for object_id in asked if object_id not in waiting]:
-            del asked[object_id]
-        for object_id in waiting:
-            asked.setdefault(object_id, now)
+    def _check_storage(self, now: float) -> List:
+        """While reads wait on the storage: ask it whether it is alive, and fail them once it has said
+        nothing for too long (it is gone: waiting longer is a hang)."""
+        awaited = [object_id for object_id in (*self.fetching, *self.on_demand)
+                   if object_id not in self._fetched_elsewhere]
+        if not awaited or self._storage_heard is None:
+            self._storage_heard = now  # silence counts only while we wait
+            return []
+        if now - self._storage_heard <= OBJECT_STORAGE_SILENCE_SECONDS:
+            return [ToStorage(protocol.Heartbeat())]
+        self._storage_heard = now
         instructions: List = []
-        overdue = [object_id for object_id, since in asked.items() if now - since > OBJECT_STORAGE_ANSWER_SECONDS]
-        for object_id in overdue:
-            del asked[object_id]
+        for object_id in awaited:
             error = ObjectStorageSilentError(f"the result of task {object_id.hex()} never came: the object storage "
-                                             f"has not answered for {OBJECT_STORAGE_ANSWER_SECONDS:.0f}s")
+                                             f"has said nothing for {OBJECT_STORAGE_SILENCE_SECONDS:.0f}s")
             result = self.fetching.pop(object_id, None)
             future = self.futures.pop(object_id, None) if result is not None else None
             if future is not None:

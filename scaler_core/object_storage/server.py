@@ -109,8 +109,11 @@ class ObjectStorageServer:
         elif kind is protocol.ObjectDeleteOwner and not frames and sender[:1] == b"S":
             for object_id, location in self.store.delete_owner(message.owner_id):
                 self._delete_files(location, [object_id])
-        elif kind is protocol.Heartbeat and sender[:1] == b"S":
-            pass  # the scheduler is alive (a storage outliving a journaled scheduler waits for it)
+        elif kind is protocol.Heartbeat and not frames:
+            # readers waiting for objects ask whether we are alive (see OBJECT_STORAGE_SILENCE_SECONDS);
+            # the scheduler's say it is (a storage outliving a journaled scheduler waits for one)
+            if sender[:1] != b"S":
+                transport.send(self.router, protocol.HeartbeatEcho(), identity=sender)
         else:
             logger.warning("object storage: refused %s from %r", protocol.message_name(message), sender[:40])
 

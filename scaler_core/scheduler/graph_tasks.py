@@ -162,7 +162,7 @@ class GraphTasks:
                 self._remove_graph(graph)
 
     def _remove_graph(self, graph: GraphTable) -> None:
-        blobs = graph.args_object_ids()
+        blobs = graph.args_object_ids() if not self.journaling else ()  # with a journal the client frees them
         if blobs:  # nodes' large argument blobs: kept until now, as a lost result's node may run again
             self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=blobs))
         self.graphs.pop(graph.graph_id, None)

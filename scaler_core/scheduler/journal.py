@@ -54,9 +54,12 @@ def client_record(client_id: bytes, live: bool) -> str:
 
 
 class Journal:
-    def __init__(self, path: str, descriptor: int):
+    COMPACT_AFTER_LINES = 10_000  # appended lines that make the file worth rewriting from the live state
+
+    def __init__(self, path: str):
         self.path = path
-        self._descriptor = descriptor
+        self._descriptor = -1
+        self.appended = 0
 
     @classmethod
     def open(cls, path: str) -> Tuple["Journal", Recovered]:
@@ -67,26 +70,34 @@ class Journal:
                 recovered = replay(existing)
         except FileNotFoundError:
             recovered = replay(())
-        directory = os.path.dirname(os.path.abspath(path))
+        journal = cls(path)
+        journal.rewrite(recovered.epoch, recovered.clients)
+        logger.info("scheduler: journal %s, start %d, %d client(s) expected back", path, recovered.epoch,
+                    len(recovered.clients))
+        return journal, recovered
+
+    def rewrite(self, epoch: int, clients: Iterable[bytes]) -> None:
+        """Replace the file by just the live state (written aside, fsynced, renamed over it)."""
+        directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        lines = [json.dumps({"epoch": recovered.epoch})] + [client_record(c, True) for c in sorted(recovered.clients)]
-        aside = f"{path}.{os.getpid()}.new"
+        lines = [json.dumps({"epoch": epoch})] + [client_record(client, True) for client in sorted(clients)]
+        aside = f"{self.path}.{os.getpid()}.new"
         with open(aside, "w", encoding="utf-8") as compacted:
             compacted.write("\n".join(lines) + "\n")
             compacted.flush()
             os.fsync(compacted.fileno())
-        os.replace(aside, path)
+        os.replace(aside, self.path)
         _fsync_directory(directory)
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
-        logger.info("scheduler: journal %s, start %d, %d client(s) expected back", path, recovered.epoch,
-                    len(recovered.clients))
-        return cls(path, descriptor), recovered
+        self.close()
+        self._descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self.appended = 0
 
     def append(self, lines: Iterable[str]) -> None:
         data = "".join(line + "\n" for line in lines).encode()
         if data:
             os.write(self._descriptor, data)
             os.fsync(self._descriptor)
+            self.appended += data.count(b"\n")
 
     def close(self) -> None:
         if self._descriptor >= 0:

@@ -39,6 +39,10 @@ class Resumption:
         self.returning_clients = set(recovered.clients)
         self.recovery_deadline = now + self.settings.client_timeout_seconds
 
+    def journaled_clients(self):
+        """Who the journal says is live: connected clients, and those still expected back."""
+        return set(self.clients) | self.returning_clients
+
     def take_journal_lines(self) -> List[str]:
         lines, self._journal_lines = self._journal_lines, []
         return lines

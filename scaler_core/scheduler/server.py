@@ -90,7 +90,7 @@ class SchedulerServer:
             self._loop.add_reader(self.monitor.getsockopt(zmq.FD), self._on_monitor_readable)
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                self._loop.add_signal_handler(sig, self._stop_on_signal)
+                self._loop.add_signal_handler(sig, self._stop_on_signal, sig)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
         self._schedule_tick()
@@ -103,9 +103,9 @@ class SchedulerServer:
                 self._loop.remove_reader(self.monitor.getsockopt(zmq.FD))
             self.close()
 
-    def _stop_on_signal(self) -> None:
-        if self.journal is not None:
-            # a restart: clients and workers wait for the next start on this journal
+    def _stop_on_signal(self, signum: int = signal.SIGTERM) -> None:
+        if self.journal is not None and signum == signal.SIGTERM:
+            # a restart (SIGINT, Ctrl-C, is the final stop): clients and workers wait for the next start
             logger.info("scheduler: stopping; clients and workers wait for a restart on %s", self.journal.path)
             self._flush()
             self.stop()
@@ -209,6 +209,8 @@ class SchedulerServer:
             lines = self.state.take_journal_lines()
             if lines:  # before the welcomes they go with: a client we answered is one we remember
                 self.journal.append(lines)
+                if self.journal.appended > self.journal.COMPACT_AFTER_LINES:  # many clients came and went
+                    self.journal.rewrite(self.state.epoch, self.state.journaled_clients())
         for destination, message, frames in self.state.take_outgoing():
             self.sent[protocol.message_name(message)] += 1
             try:

@@ -555,7 +555,8 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
                 continue
             record.state = self._shift(record.state, FINISH_EVENT.get(status, Event.FAIL))
             record.status = status
-            if record.task.args_stored:  # its large argument blob: no run of it will read it again
+            if record.task.args_stored and not self.journaling:  # its large argument blob: no run reads it again
+                # (with a journal the client frees it: a restart may need it again, see resend_log.py)
                 self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=[record.task.args_object_id]))
             if status == "success":
                 record.result_stored = stored

@@ -207,6 +207,7 @@ class Worker:
             return self._woken(handler(message, now))
 
     def on_storage(self, message, frames, now: float) -> List:
+        self.state.storage_heard(now)  # one attribute: no lock needed
         if type(message) is not protocol.ObjectData:
             return []
         if message.found and message.location:

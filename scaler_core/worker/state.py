@@ -22,7 +22,7 @@ from scaler_core import protocol
 from scaler_core.errors import ObjectStorageSilentError, TaskTimeoutError
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
 from scaler_core.serialization import dumps_exception, dumps_warnings
-from scaler_core.settings import OBJECT_STORAGE_ANSWER_SECONDS, WorkerSettings
+from scaler_core.settings import OBJECT_STORAGE_SILENCE_SECONDS, WorkerSettings
 from scaler_core.worker.objects import ObjectCache
 from scaler_core.worker.runner import FunctionCache, Outcome
 
@@ -65,7 +65,7 @@ class WorkerLimits:
     death_timeout_seconds: float = WorkerSettings.death_timeout_seconds
     task_timeout_seconds: float = WorkerSettings.task_timeout_seconds
     memory_limit_bytes: int = WorkerSettings.memory_limit_bytes
-    storage_answer_seconds: float = OBJECT_STORAGE_ANSWER_SECONDS
+    storage_silence_seconds: float = OBJECT_STORAGE_SILENCE_SECONDS
 
 
 @dataclass
@@ -79,8 +79,8 @@ class WorkerState:
         self.tasks: Dict[bytes, "protocol.Task"] = {}      # every task held, in arrival order
         self.waiting_objects: Dict[bytes, Set[bytes]] = {}  # task id -> object ids still missing
         self.requested_objects: Set[bytes] = set()
-        self._asked_since: Dict[bytes, float] = {}  # requested object -> first tick that saw it unanswered
         self._fetched_elsewhere: Set[bytes] = set()  # requested objects the storage located on another host
+        self._storage_heard: Optional[float] = None  # last message from the storage while we waited on it
         self.ready: List[Tuple[int, int, bytes]] = []       # heap of (-priority, arrival, task id)
         self.running: Dict[bytes, float] = {}               # task id -> start time
         self.blocked = 0  # running tasks waiting on nested tasks: each lends its slot to another
@@ -248,7 +248,7 @@ class WorkerState:
         instructions: List[Instruction] = [ToScheduler(protocol.Heartbeat(
             cpu_percent=cpu_percent, rss_bytes=rss_bytes, queued_tasks=len(self.ready) + len(self.waiting_objects),
             blocked_tasks=self.blocked))]
-        instructions += self._fail_unanswered(now)
+        instructions += self._check_storage(now)
         timeout = self.limits.task_timeout_seconds
         if timeout > 0:
             overdue = [task_id for task_id, started in self.running.items() if now - started > timeout]
@@ -266,29 +266,30 @@ class WorkerState:
 
     # --- decisions shared by the events above -------------------------------------------------
 
-    def _fail_unanswered(self, now: float) -> List[Instruction]:
-        """Fail the tasks waiting for objects the storage has not answered for too long (it is gone:
-        waiting longer would be a hang)."""
-        asked = self._asked_since
-        for object_id in [object_id for object_id in asked
-                          if object_id not in self.requested_objects or object_id in self._fetched_elsewhere]:
-            del asked[object_id]
-        for object_id in self.requested_objects:
-            if object_id not in self._fetched_elsewhere:
-                asked.setdefault(object_id, now)
-        limit = self.limits.storage_answer_seconds
-        overdue = {object_id for object_id, since in asked.items() if now - since > limit}
+    def storage_heard(self, now: float) -> None:
+        self._storage_heard = now
+
+    def _check_storage(self, now: float) -> List[Instruction]:
+        """While objects are awaited from the storage: ask it whether it is alive, and fail the tasks
+        waiting on it once it has said nothing for too long (it is gone: waiting longer is a hang)."""
+        awaited = self.requested_objects - self._fetched_elsewhere
+        if not awaited or self._storage_heard is None:
+            self._storage_heard = now  # silence counts only while we wait
+            return []
+        limit = self.limits.storage_silence_seconds
+        if now - self._storage_heard <= limit:
+            return [ToStorage(protocol.Heartbeat())]
         instructions: List[Instruction] = []
-        for object_id in overdue:
+        for object_id in awaited:
             self.requested_objects.discard(object_id)
-            del asked[object_id]
             error = ObjectStorageSilentError(
-                f"object {object_id.hex()} never came: the object storage at {self.storage_address} has not "
-                f"answered for {limit:.0f}s")
+                f"object {object_id.hex()} never came: the object storage at {self.storage_address} has said "
+                f"nothing for {limit:.0f}s")
             for task_id, missing in list(self.waiting_objects.items()):
                 if object_id in missing:
                     del self.waiting_objects[task_id]
                     instructions += self._report(Outcome(self.tasks[task_id], "failed", dumps_exception(error)))
+        self._storage_heard = now
         return instructions
 
     def next_to_start(self) -> Optional[bytes]:

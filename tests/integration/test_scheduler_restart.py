@@ -89,6 +89,56 @@ def test_futures_passed_as_arguments_survive_a_restart(tmp_path):
         assert third.result(timeout=60) == 4 and second.result(timeout=60) == 3
 
 
+def test_a_dependent_resent_with_its_inputs_value_survives_a_second_restart(tmp_path):
+    with SchedulerClusterCombo(n_workers=2, journal=str(tmp_path / "scheduler.journal"),
+                               logging_level="WARNING") as combo, Client(combo.address, timeout_seconds=60) as client:
+        first = client.submit(slow_increment, 1, 0.5)
+        second = client.submit(slow_increment, first, 6.0)  # sent with a dependency on `first`
+        assert first.result(timeout=30) == 2
+        combo.restart_scheduler(kill=True)  # second comes back with first's value (its input is unknown now)
+        wait_until(lambda: second._retry is None, timeout=30, message="second re-sent with first's value")
+        assert not second.done()
+        combo.restart_scheduler(kill=True)  # replayed again: by its latest row, which needs nothing
+        assert second.result(timeout=60) == 3
+
+
+def big_bytes(value):
+    return bytes([value]) * (512 * 1024)  # above the inline threshold: stored, so kept on the cluster
+
+
+def length_after(data, seconds):
+    time.sleep(seconds)
+    return len(data)
+
+
+def test_a_kept_result_delivered_before_a_restart_stays_on_the_cluster(tmp_path):
+    from scaler_core.references import KeyRef
+
+    with SchedulerClusterCombo(n_workers=1, journal=str(tmp_path / "scheduler.journal"),
+                               logging_level="WARNING") as combo, Client(combo.address, timeout_seconds=60) as client:
+        futures = client.submit_graph({"a": (big_bytes, (7,), {}), "b": (length_after, (KeyRef("a"), 3.0), {})},
+                                      keys=["a", "b"], keep_on_cluster=True)
+        wait_until(lambda: futures["a"].done(), timeout=30, message="a delivered (kept on the cluster)")
+        combo.restart_scheduler(kill=True)
+        assert futures["b"].result(timeout=60) == 512 * 1024
+        assert futures["a"].result(timeout=30) == bytes([7]) * (512 * 1024)  # not freed as an intermediate
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_the_combos_shutdown_fails_pending_futures_at_once(tmp_path, journal):
+    """A journaled scheduler takes SIGTERM for a restart; the combo's shutdown is a final stop."""
+    combo = SchedulerClusterCombo(n_workers=1, logging_level="WARNING",
+                                  **({"journal": str(tmp_path / "scheduler.journal")} if journal else {}))
+    client = Client(combo.address, timeout_seconds=60)
+    try:
+        future = client.submit(time.sleep, 30)
+        combo.shutdown()
+        with pytest.raises(SchedulerDiedError):
+            future.result(timeout=10)
+    finally:
+        client.disconnect()
+
+
 def test_a_graceful_restart_with_100k_queued_tasks_takes_seconds(tmp_path):
     with SchedulerClusterCombo(n_workers=2, journal=str(tmp_path / "scheduler.journal"),
                                logging_level="WARNING") as combo, Client(combo.address, timeout_seconds=60) as client:
