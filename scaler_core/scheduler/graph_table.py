@@ -63,6 +63,10 @@ class GraphTable:
         self.arrived = np.zeros(n, dtype=bool)
         self.result_stored = np.zeros(n, dtype=bool)
         self.client_released = np.zeros(n, dtype=bool)
+        # requested stored results the client still holds: the graph stays while there are any, so a
+        # lost one can be made again from its lineage (a persisted collection read later)
+        self.kept = np.zeros(n, dtype=bool)
+        self.kept_count = 0
         self.results: Dict[int, bytes] = {}  # inline results of finished nodes whose dependents still need them
         # payload columns
         self.function_ids: List[bytes] = []
@@ -168,8 +172,16 @@ class GraphTable:
             self.result_stored[index] = stored
             if not stored:
                 self.results[index] = inline_value
+            elif self.requested[index] and not self.client_released[index] and not self.kept[index]:
+                self.kept[index] = True
+                self.kept_count += 1
             self.to_complete.append(index)
         self.to_release.append(index)
+
+    def release_kept(self, index: int) -> None:
+        if self.kept[index]:
+            self.kept[index] = False
+            self.kept_count -= 1
 
     def reopen(self, index: int) -> List[int]:
         """Node `index` finished, but its result is lost: it must run again (see GraphFrontier.reopen).
@@ -237,7 +249,7 @@ class GraphTable:
 
     def finished(self) -> bool:
         return (self.done_count == self.n and self.arrived_count == self.n and not self.to_release
-                and not self.materialized)
+                and not self.materialized and self.kept_count == 0)
 
     def descendants(self, index: int) -> List[int]:
         return self.frontier.descendants([index])

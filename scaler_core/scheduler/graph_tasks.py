@@ -128,6 +128,8 @@ class GraphTasks:
         if record is not None:
             record.state = gone
         graph.mark_done(index, status == "success", None if stored else value, stored)
+        if self._remake_waiters:
+            self._wake_remake_waiters(graph, index)
         if stored and record is not None and record.result_worker is not None:
             graph.stored_on[index] = record.result_worker
         if graph.requested[index] and index not in graph.recomputed:  # a remade result was reported already
@@ -162,6 +164,8 @@ class GraphTasks:
                 self._remove_graph(graph)
 
     def _remove_graph(self, graph: GraphTable) -> None:
+        if self.graphs.get(graph.graph_id) is not graph:
+            return
         blobs = graph.args_object_ids() if not self.journaling else ()  # with a journal the client frees them
         if blobs:  # nodes' large argument blobs: kept until now, as a lost result's node may run again
             self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=blobs))
@@ -173,48 +177,77 @@ class GraphTasks:
     def _on_input_lost(self, record, object_id: bytes) -> None:
         """A worker found no copy left of one of a task's inputs (it was lost with its holder's host).
 
-        Lineage: an input made by another node of the same graph is made again (that node runs anew,
-        after those of its own inputs already released, which are gone too) and the task waits for
-        it. Any other lost input, or one already remade `max_task_retries` times, fails the task."""
+        Lineage: an input made by a node of a graph this client still holds (the task's own graph, or
+        one it kept on the cluster, as a persist does) is made again: that node runs anew, after those
+        of its own inputs already released, which are gone too, and the task waits for it. Any other
+        lost input, or one already remade `max_task_retries` times, fails the task."""
         if record.cancel_requested:  # it never ran (its input was missing): the cancel stands
             self._finish(record, "cancelled", b"", False, None)
             return
         graph = record.graph
-        node = self._graph_node(object_id) if graph is not None else None
-        lost = node[1] if node is not None and node[0] is graph else None
-        if lost is None or (graph.is_done(lost) and graph.recomputed.get(lost, 0) >= self.settings.max_task_retries):
-            why = ("it is not a result of the task's graph, so nothing can make it again" if lost is None
-                   else f"it was made again {graph.recomputed[lost]} times already")
+        node = self._graph_node(object_id)
+        source, lost = node if node is not None and node[0].client_id == record.client_id else (None, None)
+        if source is None or (source.is_done(lost) and source.recomputed.get(lost, 0) >= self.settings.max_task_retries):
+            why = ("no graph of its client made it, so nothing can make it again" if source is None
+                   else f"it was made again {source.recomputed[lost]} times already")
             error = LookupError(f"object {object_id.hex()} needed by task {record.task_id.hex()} is gone (every "
                                 f"copy was lost with its holder) and {why}")
             self._finish(record, "failed", dumps_exception(error), False, None)
             return
-        del graph.materialized[record.node]
-        del self.tasks[record.task_id]
-        record.state = self._shift(record.state, Event.LOSE_INPUT)
-        graph.wait_again(record.node)
-        if graph.is_done(lost):  # else it is being made again already, for another dependent
-            reopened, to_reopen = [], [lost]
-            while to_reopen:
-                index = to_reopen.pop()
-                if graph.is_done(index):
-                    to_reopen.extend(graph.reopen(index))
-                    reopened.append(index)
-            self._recompute_finished_node(len(reopened))
-            for index in reopened:
-                graph.ready_if_free(index)
-            logger.warning("scheduler: the result of node %d of graph %s was lost with its holder; running %d "
-                           "node(s) of its lineage again", lost, graph.graph_id.hex(), len(reopened))
-        graph.ready_if_free(record.node)
+        if graph is None:  # a plain task: it waits (on the remake alone) as for a dependency
+            record.state = self._shift(record.state, Event.AWAIT_REMAKE)
+            record.waiting_on = 1
+        else:
+            del graph.materialized[record.node]
+            del self.tasks[record.task_id]
+            record.state = self._shift(record.state, Event.LOSE_INPUT)
+            graph.wait_again(record.node)
+        if source.is_done(lost):  # else it is being made again already, for another dependent
+            self._remake(source, lost)
+        if source is graph:  # the graph's own table holds the node until the input is back
+            graph.ready_if_free(record.node)
+            self._queue_graph(graph)
+        else:
+            self._remake_waiters.setdefault((source.graph_id, lost), []).append(
+                record if graph is None else (graph, record.node))
+
+    def _remake(self, graph: GraphTable, lost: int) -> None:
+        """Run a finished node again, with those of its inputs already released (gone too)."""
+        reopened, to_reopen = [], [lost]
+        while to_reopen:
+            index = to_reopen.pop()
+            if graph.is_done(index):
+                to_reopen.extend(graph.reopen(index))
+                reopened.append(index)
+        self._recompute_finished_node(len(reopened))
+        for index in reopened:
+            graph.ready_if_free(index)
         self._queue_graph(graph)
+        logger.warning("scheduler: the result of node %d of graph %s was lost with its holder; running %d "
+                       "node(s) of its lineage again", lost, graph.graph_id.hex(), len(reopened))
+
+    def _wake_remake_waiters(self, graph: GraphTable, index: int) -> None:
+        """A remade node finished: the tasks of other graphs (or plain ones) that waited for it go on."""
+        for waiter in self._remake_waiters.pop((graph.graph_id, index), ()):
+            if type(waiter) is tuple:
+                other, node = waiter
+                if self.graphs.get(other.graph_id) is other and not other.dropped:
+                    other.ready_if_free(node)
+                    self._queue_graph(other)
+            elif waiter.state == TaskState.WAITING and self.tasks.get(waiter.task_id) is waiter:
+                waiter.waiting_on -= 1
+                self._enqueue(waiter)
 
     def _release_graph_object(self, graph: GraphTable, index: int, to_delete: List[bytes]) -> None:
         """The client fetched a requested node's stored result and no longer needs it: deleted now,
         or once its dependents are done (also when it is being made again after a loss)."""
+        graph.release_kept(index)
         if not graph.is_done(index) or graph.still_needed(index):
             graph.client_released[index] = True
         else:
             to_delete.append(node_task_id(graph.graph_id, index))
+            if graph.finished():  # it stayed for this result alone
+                self._remove_graph(graph)
 
     def _drop_client_graphs(self, client) -> None:
         """The client left: cancel its running graph nodes and forget its graphs."""

@@ -42,6 +42,7 @@ class Event:
     DROP = 10        # its client left before it ran: it leaves without an outcome
     LOSE_INPUT = 11  # a graph node's input is gone with its holder: it waits again for it to be remade
     RECOMPUTE = 12   # a finished graph node's lost result must be made again: held, to run anew
+    AWAIT_REMAKE = 13  # a plain task's input, another graph's kept result, is gone: it waits for the remake
 
 
 EVENT_NAMES = {value: name for name, value in vars(Event).items() if not name.startswith("_")}
@@ -54,7 +55,7 @@ TRANSITIONS = {
     HELD: {Event.MATERIALIZE: QUEUED, Event.FAIL: DONE, Event.CANCEL: DONE, Event.DROP: DROPPED},
     QUEUED: {Event.ASSIGN: ASSIGNED, Event.FAIL: DONE, Event.CANCEL: DONE, Event.DROP: DROPPED},
     ASSIGNED: {Event.RETURN: QUEUED, Event.SUCCEED: DONE, Event.FAIL: DONE, Event.CANCEL: DONE,
-               Event.LOSE_INPUT: HELD},
+               Event.LOSE_INPUT: HELD, Event.AWAIT_REMAKE: WAITING},
     DONE: {Event.FORGET: GONE},
     GONE: {Event.RECOMPUTE: HELD},
     DROPPED: {},

@@ -43,6 +43,8 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
         self.tasks: Dict[bytes, TaskRecord] = {}
         self.graphs: Dict[bytes, "GraphTable"] = {}  # declared graphs, held as arrays (graph_tasks)
         self._dirty_graphs: Dict["GraphTable", None] = {}
+        # (graph id, node) being made again -> tasks of other graphs, or plain ones, that wait for it
+        self._remake_waiters: Dict[Tuple[bytes, int], list] = {}
         self.workers: Dict[bytes, WorkerRecord] = {}
         self.clients: Dict[bytes, ClientRecord] = {}
         self.clusters: Dict[bytes, float] = {}  # cluster supervisor -> last heartbeat

@@ -104,3 +104,93 @@ def test_results_move_between_hosts_through_the_makers_object_server(tmp_path):
             if name in processes:
                 processes[name].kill()
         namespaces.delete()
+
+
+CUT_CLIENT_SCRIPT = textwrap.dedent("""
+    import concurrent.futures, json, os, sys, time
+    import numpy as np
+    from scaler_core import Client
+
+    def block(seed, mib):
+        return os.environ["CLUSTER_NAME"], np.random.default_rng(seed).random(mib * 2**20 // 8)
+
+    def total(made):
+        return os.environ["CLUSTER_NAME"], made[0], float(made[1].sum())
+
+    def emit(**fields):
+        sys.stdout.write(json.dumps(fields) + "\\n")
+        sys.stdout.flush()
+
+    go = sys.argv[2]
+    with Client(sys.argv[1], timeout_seconds=120) as client:
+        # persisted: the blocks stay with their maker, cluster A (the only one connected so far)
+        kept = client.submit_graph({"p1": (block, (1, 16), {}), "p2": (block, (2, 16), {})}, keys=["p1", "p2"],
+                                   keep_on_cluster=True)
+        concurrent.futures.wait(list(kept.values()), timeout=60)
+        emit(event="persisted")
+        while not os.path.exists(go):  # the test starts cluster B and cuts A's link meanwhile
+            time.sleep(0.05)
+        readers = {name: client.submit(total, future) for name, future in kept.items()}
+        for name, seed in (("p1", 1), ("p2", 2)):
+            ran_on, made_on, value = readers[name].result(timeout=150)
+            expected = float(np.random.default_rng(seed).random(16 * 2**20 // 8).sum())
+            emit(event="read", name=name, ran_on=ran_on, made_on=made_on, correct=abs(value - expected) < 1e-6)
+        emit(event="done")
+""")
+
+
+@pytest.mark.timeout(240)
+def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path):
+    """Cluster A holds the only copies of two persisted blocks; its link is cut. Tasks on cluster B that
+    read them find A unreachable (its object server stops answering heartbeats), report the inputs
+    lost, and the scheduler runs the nodes that made them again, on B: correct results, no hang."""
+    reason = _namespace_skip_reason() or (None if shutil.which("unshare") else "util-linux 'unshare' is missing")
+    if reason:
+        pytest.skip(reason)
+    namespaces = Namespaces()
+    processes = {}
+
+    def diagnostics():
+        return "\n".join(f"--- {name} (exit {process.process.poll()}) ---\n{process.log_tail()}"
+                         for name, process in processes.items())
+
+    try:
+        namespaces.create()
+        _run("ip", "netns", "exec", namespaces.scheduler, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        python = sys.executable
+        processes["scheduler"] = InNamespace(
+            namespaces.scheduler,
+            [python, "-c", "from scaler_core.cli import scheduler_main; scheduler_main()", SCHEDULER_ADDRESS,
+             "--worker-timeout-seconds", "5", "--logging-level", "INFO"], tmp_path / "scheduler.log")
+        processes["cluster A"] = InNamespace(
+            namespaces.cluster_a, _cluster_with_private_shm(python, "A", SCHEDULER_ADDRESS),
+            tmp_path / "cluster_A.log", env_extra={"CLUSTER_NAME": "A"})
+        go = tmp_path / "go"
+        client = processes["client"] = InNamespace(
+            namespaces.scheduler, [python, "-c", CUT_CLIENT_SCRIPT, SCHEDULER_ADDRESS, str(go)],
+            tmp_path / "client.log", capture_stdout=True)
+        reader = LineReader(client.process.stdout)
+
+        def client_reached(kind):
+            if client.process.poll() not in (None, 0):
+                raise AssertionError(f"client exited with {client.process.poll()}\n{diagnostics()}")
+            return reader.snapshot(kind)
+
+        poll(lambda: client_reached("persisted"), 120, "the blocks persisted on cluster A", diagnostics)
+        processes["cluster B"] = InNamespace(
+            namespaces.cluster_b, _cluster_with_private_shm(python, "B", SCHEDULER_ADDRESS),
+            tmp_path / "cluster_B.log", env_extra={"CLUSTER_NAME": "B"})
+        poll(lambda: "connected" in (tmp_path / "scheduler.log").read_text().split("W|")[-1] and
+             (tmp_path / "scheduler.log").read_text().count("connected") >= 2, 60, "cluster B's worker",
+             diagnostics)
+        namespaces.cut_cluster_a()
+        go.write_text("")
+        poll(lambda: client_reached("done"), 180, "the blocks read after the cut", diagnostics)
+        reads = {event["name"]: event for event in reader.snapshot("read")}
+        assert all(event["correct"] for event in reads.values()), reads
+        assert all(event["ran_on"] == "B" and event["made_on"] == "B" for event in reads.values()), reads
+    finally:
+        for name in ("client", "cluster A", "cluster B", "scheduler"):
+            if name in processes:
+                processes[name].kill()
+        namespaces.delete()

@@ -91,7 +91,10 @@ def test_diamond_runs_in_order_with_inputs(state):
         (nid(1), b"one", False), (nid(2), b"", True)]
     finish(state, 1, 3)
     take(state)
-    assert state.graphs == {} and state.tasks == {} and state.pending == 0
+    assert state.tasks == {} and state.pending == 0
+    assert GRAPH in state.graphs  # node 2's stored result is the client's until it lets go (lineage)
+    state.on_message(CLIENT, protocol.ObjectDelete(object_ids=[nid(2)]), now=0.0)
+    assert take(state)[2] == [nid(2)] and state.graphs == {}
 
 
 def test_rows_may_arrive_after_their_dependencies_finished(state):
@@ -436,3 +439,43 @@ def test_a_release_while_the_result_is_made_again_waits_for_its_dependents(state
     take(state)
     finish(state, 1, 1, stored=True)
     assert nid(0) in take(state)[2], "deleted once its dependents are done"
+
+
+def test_a_kept_result_lost_after_its_graph_finished_is_made_again_for_later_readers(state):
+    """Persist: a graph's requested stored results stay on the cluster for the client; later tasks
+    (plain ones, and nodes of another graph) read them. When the only copy is gone, the node that
+    made it runs again, and each reader waits for it."""
+    hello(state, 1)
+    declare(state, [[], [0]], requested=[0, 1])  # 0 -> 1; 1 is kept for the client
+    rows(state, range(2), requested=[0, 1])
+    take(state)
+    finish(state, 1, 0, stored=True)
+    take(state)
+    finish(state, 1, 1, stored=True)
+    _, results, _ = take(state)
+    assert [r.task_id for r in results] == [nid(1)] and GRAPH in state.graphs  # held while the client keeps it
+    # a plain task reading the kept result, and a node of a second graph reading it too
+    reader = protocol.make_task(b"r" * 16, b"", b"f", b"args", 0, True, False, b"")
+    reader.inputs = [protocol.make_object_input(nid(1), b"", True)]
+    state.on_message(CLIENT, protocol.TaskBatch(tasks=[reader]), now=0.0)
+    other = b"o" * 16
+    declare(state, [[]], graph=other)
+    second = protocol.make_task(nid(0, other), b"", b"f", b"args", 0, True, False, other)
+    second.inputs = [protocol.make_object_input(nid(1), b"", True)]
+    state.on_message(CLIENT, protocol.TaskBatch(tasks=[second]), now=0.0)
+    assert sorted(t.task_id for t in take(state)[0]) == sorted([b"r" * 16, nid(0, other)])
+    for task_id in (b"r" * 16, nid(0, other)):  # both find its only copy gone
+        state.on_message(worker_id(1), protocol.ResultBatch(results=[protocol.TaskResult(
+            task_id=task_id, status="inputLost", value=nid(1), profiling=protocol.Profiling())]), now=0.0)
+    # the lineage runs again (0 was released, so it too), and the readers wait for it
+    assert [t.task_id for t in take(state)[0]] == [nid(0)]
+    finish(state, 1, 0, stored=True)
+    assert [t.task_id for t in take(state)[0]] == [nid(1)]
+    finish(state, 1, 1, stored=True)
+    dispatched, results, _ = take(state)
+    assert sorted(t.task_id for t in dispatched) == sorted([b"r" * 16, nid(0, other)])
+    assert not [r for r in results if r.task_id == nid(1)], "a remade result is not reported again"
+    state.on_message(worker_id(1), protocol.ResultBatch(results=[protocol.TaskResult(
+        task_id=b"r" * 16, status="success", value=b"read", profiling=protocol.Profiling())]), now=0.0)
+    _, results, _ = take(state)
+    assert [(r.task_id, r.status) for r in results] == [(b"r" * 16, "success")]
