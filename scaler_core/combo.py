@@ -43,6 +43,7 @@ class SchedulerClusterCombo:
                  no_worker_grace_seconds: float = SchedulerSettings.no_worker_grace_seconds,
                  worker_memory_limit_bytes: int = WorkerSettings.memory_limit_bytes,
                  object_cache_bytes: int = WorkerSettings.object_cache_bytes,
+                 held_result_bytes: int = WorkerSettings.held_result_bytes,
                  object_memory_limit_bytes: int = WorkerSettings.object_memory_limit_bytes,
                  spill_directory: str = WorkerSettings.spill_directory,
                  object_memory_directory: str = WorkerSettings.object_memory_directory,

@@ -20,6 +20,7 @@ The handler (the client's or the worker's shell) provides:
     on_storage(message, frames, now) -> instructions
     on_tick(now) -> instructions                 every `tick_interval_seconds`
     end_of_cycle() -> instructions               after each pass (e.g. batched results)
+    on_leave(leave) -> instructions              once, when leaving, before the goodbye
     perform(instruction) -> None                 instructions other than the ones below
     on_loop_error(error) -> None                 an unexpected exception ended the loop
 Instructions the loop carries out itself: ToScheduler (a message, or bytes already encoded),
@@ -165,6 +166,7 @@ class PeerIO:
         """What was queued before the Leave goes first: the scheduler ignores what follows a goodbye."""
         try:
             self._carry_out_posted()
+            self.carry_out(self.handler.on_leave(leave))
             self.carry_out(self.handler.end_of_cycle())
         except _Leaving:
             pass  # a second Leave while leaving: the first one's goodbye stands

@@ -221,6 +221,9 @@ class ClientConnection:
     def on_tick(self, now):
         return self._decide(self.state.on_tick, now)
 
+    def on_leave(self, leave):
+        return ()
+
     def end_of_cycle(self):
         return self._decide(self.state.end_of_cycle) if self.state.released else ()
 

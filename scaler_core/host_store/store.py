@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 STORE_PREFIX = "scaler-objects-"
 LOCK_NAME = ".lock"
+HELD_NAME = ".held"  # a file per worker process: the bytes of results it holds in its memory, not here
 DEFAULT_MEMORY_FRACTION = 0.25
 
 
@@ -91,6 +92,8 @@ class HostStore:
         self.encoded_location = location.encode()
         self.memory_limit_bytes = memory_limit_bytes
         self._lock_path = os.path.join(location.memory_directory, LOCK_NAME)
+        self._held_directory = os.path.join(location.memory_directory, HELD_NAME)
+        self._held_descriptor: Optional[int] = None
 
     def put(self, object_id: bytes, frames) -> int:
         """Store an object's frames; returns its size in bytes.
@@ -100,8 +103,9 @@ class HostStore:
         scanned for the true figure, objects spill as needed, and the bound is exact again."""
         layout = ObjectFileLayout(frames)
         memory_path, spill_path = self.location.paths_of(object_id)
-        limit = self.memory_limit_bytes
         with self._locked() as lock:
+            # the workers' held results count against the same limit: files get what they leave
+            limit = max(0, self.memory_limit_bytes - self._held_bytes_of_workers())
             bound = _read_bound(lock)
             path = memory_path
             if goes_to_disk(layout.size, limit):
@@ -121,6 +125,34 @@ class HostStore:
             descriptor = reserve_object_file(path, layout.size)
         fill_object_file(descriptor, path, layout)
         return layout.size
+
+    def set_held(self, held_bytes: int) -> None:
+        """This process now holds `held_bytes` of results in its memory (they count against the limit)."""
+        if self._held_descriptor is None:
+            os.makedirs(self._held_directory, mode=0o700, exist_ok=True)
+            self._held_descriptor = os.open(os.path.join(self._held_directory, str(os.getpid())),
+                                            os.O_RDWR | os.O_CREAT, 0o600)
+        _write_bound(self._held_descriptor, held_bytes)
+
+    def _held_bytes_of_workers(self) -> int:
+        """What the live processes of this store hold in their memory (a dead one's file is removed)."""
+        total = 0
+        try:
+            entries = list(os.scandir(self._held_directory))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            if not _process_exists(int(entry.name)):
+                unlink_quietly(entry.path)
+                continue
+            with contextlib.suppress(OSError):
+                with open(entry.path, "rb") as handle:
+                    data = handle.read(_BOUND.size)
+                if len(data) == _BOUND.size:
+                    total += _BOUND.unpack(data)[0]
+        return total
 
     def load(self, object_id: bytes) -> Optional[List[memoryview]]:
         return load_object(self.location, object_id)
@@ -142,7 +174,7 @@ class HostStore:
         objects = []
         with os.scandir(self.location.memory_directory) as entries:
             for entry in entries:
-                if entry.name == LOCK_NAME:
+                if entry.name.startswith("."):  # the lock and the held directory
                     continue
                 try:
                     status = entry.stat()
@@ -279,7 +311,7 @@ def _directory_bytes(directory: str) -> int:
         with os.scandir(directory) as entries:
             for entry in entries:
                 with contextlib.suppress(FileNotFoundError):
-                    if entry.name != LOCK_NAME:
+                    if not entry.name.startswith("."):
                         total += entry.stat().st_size
     except FileNotFoundError:
         pass

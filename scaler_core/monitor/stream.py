@@ -106,6 +106,7 @@ def worker_to_dict(worker: Any) -> Dict[str, Any]:
         "pid": worker.pid,
         "cpu_percent": round(float(worker.cpu_percent), 1),
         "rss_bytes": worker.rss_bytes,
+        "held_bytes": worker.held_bytes,
         "running": worker.running,
         "queued": worker.queued,
         "sent": worker.sent,

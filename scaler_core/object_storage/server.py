@@ -3,8 +3,13 @@
 Payload frames are kept as the zmq.Frame objects they arrived in and sent back with copy=False,
 so an object's bytes are never copied by Python on their way in or out. A worker's large result is
 not sent here at all: the storage keeps where its host store holds it, answers a get with that
-location, and removes the file when the object is deleted (host_store/store.py). A get for an object that
-has not arrived yet waits (its writer may be a moment behind the reader), up to a deadline.
+location, and removes the file when the object is deleted (host_store/store.py). A graph's intermediate
+is not even written: its worker keeps it in memory (`ObjectPut{held}`), so a dependent on that worker
+reads it with no copy at all; when another process asks for it, the storage asks the holder to write
+it to its host store (an `ObjectGet` sent to the holder) and answers with the file's location once the
+holder puts it. A holder that is gone (the send to it fails) lost its objects: their readers get
+`found=false` and the scheduler makes them again from their lineage. A get for an object that has not
+arrived yet waits (its writer may be a moment behind the reader), up to a deadline.
 
 This server stores pickles for anyone who can reach its port and hands them to anyone who asks:
 bind it to a trusted network only (127.0.0.1 by default).
@@ -35,6 +40,7 @@ class ObjectStorageServer:
         self.store = ObjectStore()
         self.context = zmq.Context()
         self.router = transport.configure(self.context.socket(zmq.ROUTER), max_message_bytes=max_message_bytes)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone peer fails: its held objects are lost
         secure_server(self.context, self.router, keys)
         self.router.bind(address)
         self._running = True
@@ -58,6 +64,8 @@ class ObjectStorageServer:
                     except zmq.Again:
                         break
                     self._handle(parts)
+                    if self.store.released_holds:
+                        self._release_holds()
             now = time.monotonic()
             timeout = self.settings.scheduler_timeout_seconds
             if timeout > 0 and now - self._scheduler_heard > timeout:
@@ -81,13 +89,21 @@ class ObjectStorageServer:
         kind = type(message)
         if sender[:1] == b"S":
             self._scheduler_heard = time.monotonic()
-        if kind is protocol.ObjectPut:
+        if kind is protocol.ObjectPut and message.held:
+            if frames or message.location:
+                logger.warning("object storage: a held ObjectPut from %r carries frames or a location", sender[:40])
+                return
+            _, gone = self.store.put(message.object_id, message.owner_id, (), holder=sender, sender=sender)
+            for old_location in gone:
+                self._delete_files(old_location, [message.object_id])
+            self._ask_holder(message.object_id)  # a reader came first
+        elif kind is protocol.ObjectPut:
             location = message.location
             if bool(frames) == bool(location):
                 logger.warning("object storage: ObjectPut from %r needs either payload frames or a location",
                                sender[:40])
                 return
-            waiting, gone = self.store.put(message.object_id, message.owner_id, frames, location)
+            waiting, gone = self.store.put(message.object_id, message.owner_id, frames, location, sender=sender)
             for requester in waiting:
                 self._send_data(requester, message.object_id, frames, location)
             for old_location in gone:
@@ -97,8 +113,13 @@ class ObjectStorageServer:
             deadline = time.monotonic() + self.settings.get_wait_seconds
             for object_id in message.object_ids:
                 stored = self.store.get(object_id)
-                if stored is None:
+                if stored is None and object_id in self.store.lost:
+                    self._send_data(sender, object_id, None)
+                elif stored is None:
                     self.store.wait_for(object_id, sender, deadline)
+                elif object_id in self.store.holders:
+                    self.store.wait_for(object_id, sender, deadline)
+                    self._ask_holder(object_id)
                 else:
                     self._send_data(sender, object_id, *stored)
         elif kind is protocol.ObjectDelete and not frames:
@@ -116,6 +137,29 @@ class ObjectStorageServer:
                 transport.send(self.router, protocol.HeartbeatEcho(), identity=sender)
         else:
             logger.warning("object storage: refused %s from %r", protocol.message_name(message), sender[:40])
+
+    def _ask_holder(self, object_id: bytes) -> None:
+        """Someone waits for a held object: its holder writes it out (once asked, a put follows)."""
+        holder = self.store.holder_to_ask(object_id)
+        if holder is None:
+            return
+        try:
+            transport.send(self.router, protocol.ObjectGet(object_ids=[object_id]), identity=holder)
+        except zmq.ZMQError:  # the holder is gone, and its memory with it
+            logger.warning("object storage: object %s was held by %r, which is gone", object_id.hex(), holder[:40])
+            for requester in self.store.lose(object_id):
+                self._send_data(requester, object_id, None)
+
+    def _release_holds(self) -> None:
+        """Held objects that were deleted (or replaced): their holders drop them."""
+        by_holder = {}
+        for holder, object_id in self.store.take_released_holds():
+            by_holder.setdefault(holder, []).append(object_id)
+        for holder, object_ids in by_holder.items():
+            try:
+                transport.send(self.router, protocol.ObjectDelete(object_ids=object_ids), identity=holder)
+            except zmq.ZMQError:
+                pass  # gone: nothing left to drop
 
     def _delete_files(self, encoded_location: str, object_ids) -> None:
         """Remove deleted objects' files: here, or through their host's object server."""

@@ -1,7 +1,9 @@
 """The object storage's bookkeeping, without sockets: objects by id, owners, waiting readers.
 
-An object is either its frames (sent to the storage) or the location of the host store that keeps
-it (a worker's result): deleting one of those returns its location, so the server removes the file.
+An object is either its frames (sent to the storage), the location of the host store that keeps
+it (a worker's result): deleting one of those returns its location, so the server removes the file;
+or held in the memory of the worker that made it (its `holder`), which writes it to its host store
+only when a reader needs it and drops it when it is deleted.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import collections
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-# Owners whose objects were dropped (a client disconnected); a late put for them is discarded.
-# Bounded so a long-lived server does not grow with every client it ever saw.
-MAX_REMEMBERED_DEAD_OWNERS = 100_000
+# Owners whose objects were dropped (a client disconnected), whose late puts are discarded, and lost
+# objects: bounded so a long-lived server does not grow with every client or loss it ever saw.
+MAX_REMEMBERED_IDS = 100_000
 
 
 class ObjectStore:
@@ -20,17 +22,57 @@ class ObjectStore:
         self.by_owner: Dict[bytes, Set[bytes]] = collections.defaultdict(set)
         self.waiting: Dict[bytes, List[Tuple[bytes, float]]] = {}  # id -> [(requester, deadline)]
         self.dead_owners: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()
+        self.holders: Dict[bytes, bytes] = {}  # id of a held object -> the peer whose memory has it
+        self.asked: Set[bytes] = set()  # held objects whose holder was asked to write them out
+        self.released_holds: List[Tuple[bytes, bytes]] = []  # (holder, id): held objects to drop
+        # held objects gone with their holder: a get for one is answered "not found" at once (until it
+        # is made again), not left waiting for a put that will never come
+        self.lost: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()
 
-    def put(self, object_id: bytes, owner: bytes, frames: Sequence, location: str = "") -> Tuple[List[bytes], List[str]]:
-        """Store an object (its frames, or where a host store keeps it). Returns the requesters that were
-        waiting for it, and the host store locations of objects that are gone with this put: a put for
-        an owner already gone, or one replacing an older copy."""
+    def put(self, object_id: bytes, owner: bytes, frames: Sequence, location: str = "", holder: bytes = b"",
+            sender: bytes = b"") -> Tuple[List[bytes], List[str]]:
+        """Store an object (its frames, where a host store keeps it, or that `holder` has it in memory).
+        Returns the requesters that were waiting for it (a held object's keep waiting: its holder is
+        asked), and the host store locations of objects that are gone with this put: a put for an owner
+        already gone, or one replacing an older copy. A held copy replaced by another peer's put is
+        released (its holder drops it); the holder's own put of the file is that copy written out."""
         if owner in self.dead_owners:
+            if holder:
+                self.released_holds.append((holder, object_id))
             return [], [location] if location else []
+        self.lost.pop(object_id, None)
+        old_holder = self.holders.pop(object_id, None)
+        if old_holder is not None and old_holder != sender:
+            self.released_holds.append((old_holder, object_id))
         replaced = self.delete(object_id)
         self.objects[object_id] = (owner, list(frames), location)
         self.by_owner[owner].add(object_id)
-        return [requester for requester, _ in self.waiting.pop(object_id, [])], [replaced] if replaced else []
+        gone = [replaced] if replaced else []
+        if holder:
+            self.holders[object_id] = holder
+            return [], gone
+        return [requester for requester, _ in self.waiting.pop(object_id, [])], gone
+
+    def holder_to_ask(self, object_id: bytes) -> Optional[bytes]:
+        """The holder of a held object someone waits for, once: it is asked to write it out."""
+        holder = self.holders.get(object_id)
+        if holder is None or object_id in self.asked or object_id not in self.waiting:
+            return None
+        self.asked.add(object_id)
+        return holder
+
+    def lose(self, object_id: bytes) -> List[bytes]:
+        """A held object's holder is gone, and the object with it: forgotten; returns its waiting readers."""
+        self.holders.pop(object_id, None)
+        self.delete(object_id)
+        self.lost[object_id] = None
+        while len(self.lost) > MAX_REMEMBERED_IDS:
+            self.lost.popitem(last=False)
+        return [requester for requester, _ in self.waiting.pop(object_id, [])]
+
+    def take_released_holds(self) -> List[Tuple[bytes, bytes]]:
+        released, self.released_holds = self.released_holds, []
+        return released
 
     def get(self, object_id: bytes) -> Optional[Tuple[List, str]]:
         """(frames, host store location) of a stored object, or None."""
@@ -44,7 +86,12 @@ class ObjectStore:
         """Forget an object; returns its host store location ("" if it had none) so its file goes too."""
         entry = self.objects.pop(object_id, None)
         if entry is None:
+            self.lost.pop(object_id, None)
             return ""
+        self.asked.discard(object_id)
+        holder = self.holders.pop(object_id, None)
+        if holder is not None:
+            self.released_holds.append((holder, object_id))
         owner, _, location = entry
         owned = self.by_owner.get(owner)
         if owned is not None:
@@ -61,7 +108,7 @@ class ObjectStore:
             if location:
                 in_host_stores.append((object_id, location))
         self.dead_owners[owner] = None
-        while len(self.dead_owners) > MAX_REMEMBERED_DEAD_OWNERS:
+        while len(self.dead_owners) > MAX_REMEMBERED_IDS:
             self.dead_owners.popitem(last=False)
         return in_host_stores
 

@@ -64,7 +64,7 @@ class TaskRecord:
 class WorkerRecord:
     __slots__ = (
         "worker_id", "hostname", "pid", "cluster_id", "capabilities", "assigned", "blocked", "last_seen",
-        "mean_duration", "cpu_percent", "rss_bytes", "sent", "capability_usage", "closing", "limit",
+        "mean_duration", "cpu_percent", "rss_bytes", "held_bytes", "sent", "capability_usage", "closing", "limit",
     )
 
     # Until a worker reports durations, assume tasks are slow enough that two in flight suffice.
@@ -82,6 +82,7 @@ class WorkerRecord:
         self.mean_duration = self.INITIAL_MEAN_DURATION
         self.cpu_percent = 0.0
         self.rss_bytes = 0
+        self.held_bytes = 0
         self.sent = 0
         self.capability_usage: Dict[str, int] = {}
         self.closing = False

@@ -240,7 +240,7 @@ class SchedulerServer:
         workers = [
             protocol.WorkerStatus(
                 worker_id=worker.worker_id, hostname=worker.hostname, pid=worker.pid,
-                cpu_percent=worker.cpu_percent, rss_bytes=worker.rss_bytes,
+                cpu_percent=worker.cpu_percent, rss_bytes=worker.rss_bytes, held_bytes=worker.held_bytes,
                 running=min(1 + worker.blocked, len(worker.assigned)),
                 queued=max(0, len(worker.assigned) - 1 - worker.blocked), sent=worker.sent, blocked=worker.blocked,
                 free=max(0, worker.limit - len(worker.assigned)),

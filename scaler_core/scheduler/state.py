@@ -241,6 +241,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
             worker.last_seen = now
             worker.cpu_percent = message.cpu_percent
             worker.rss_bytes = message.rss_bytes
+            worker.held_bytes = message.object_memory_bytes
         elif role == CLIENT:
             if self._client(sender) is None:
                 return

@@ -177,7 +177,8 @@ struct Heartbeat {
   rssBytes @1 :UInt64;
   queuedTasks @2 :UInt32;
   blockedTasks @3 :UInt32;   # tasks waiting on their own nested tasks
-  # from a cluster supervisor: what its host store holds
+  # from a cluster supervisor: what its host store holds; from a worker: the bytes of results it
+  # holds in its memory (ObjectPut{held})
   objectMemoryBytes @4 :UInt64;
   objectDiskBytes @5 :UInt64;
   objectMemoryLimitBytes @6 :UInt64;
@@ -227,7 +228,10 @@ struct ObjectPut {
   objectId @0 :Data;
   ownerId @1 :Data;
   location @2 :Text;   # a host store's "memory directory\nspill directory"; empty: the frames follow
-  size @3 :UInt64;     # bytes of the object (with `location`)
+  size @3 :UInt64;     # bytes of the object (with `location` or `held`)
+  held @4 :Bool;       # no frames, no location: the object is in the sending worker's memory; the
+                       # storage asks it (ObjectGet on the same link) to write it to its host store
+                       # when a reader needs it, and tells it (ObjectDelete) when it is deleted
 }
 
 struct ObjectGet {
@@ -262,6 +266,7 @@ struct WorkerStatus {
   blocked @8 :UInt32;
   capabilities @9 :List(Capability);
   free @10 :UInt32;          # more tasks the scheduler would hand this worker right now
+  heldBytes @11 :UInt64;     # results it holds in its memory, not yet written to its host store
 }
 
 struct BalanceRequest {

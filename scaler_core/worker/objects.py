@@ -4,6 +4,10 @@ An object stays while a task this worker holds still needs it (pinned); beyond t
 least recently used unpinned objects go first. An object its own host store keeps (`load_local`,
 a mapping of the file) is never fetched, and is kept only while pinned: mapping it again is cheap,
 and a mapping kept longer would hold the file's memory after the file is deleted.
+
+The worker's own results that it holds instead of writing them out (`hold`: a graph's intermediates)
+live here too, in a budget of their own, and are never evicted: past that budget the oldest are
+handed back to be written to the host store (`take_held`), after which they are ordinary entries.
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ from typing import Callable, Dict, Iterable, List, Optional, Set
 
 
 class ObjectCache:
-    def __init__(self, capacity_bytes: int, load_local: Optional[Callable[[bytes], Optional[List]]] = None):
+    def __init__(self, capacity_bytes: int, load_local: Optional[Callable[[bytes], Optional[List]]] = None,
+                 held_capacity_bytes: int = 0):
         self.capacity_bytes = capacity_bytes
+        self.held_capacity_bytes = held_capacity_bytes
+        self._held_size = 0
         self._load_local = load_local
         self._frames: "collections.OrderedDict[bytes, List]" = collections.OrderedDict()
         self._sizes: Dict[bytes, int] = {}
         self._pins: Dict[bytes, int] = collections.Counter()
         self._mapped: Set[bytes] = set()  # loaded from the host store: dropped once unpinned
+        self._held: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()  # only copy is here
         self._size = 0
         self._lock = threading.Lock()
 
@@ -44,6 +52,53 @@ class ObjectCache:
             if mapped:
                 self._mapped.add(object_id)
             self._evict()
+
+    def hold(self, object_id: bytes, frames: List, size: int) -> List[bytes]:
+        """Keep a result made here as its only copy. Returns the held objects, oldest first, that must
+        be written out now to stay within the budget (possibly this one)."""
+        with self._lock:
+            if object_id in self._frames:
+                return []
+            self._frames[object_id] = frames
+            self._sizes[object_id] = size
+            self._held[object_id] = None
+            self._held_size += size
+            over, held_size = [], self._held_size
+            for held_id in self._held:
+                if held_size <= self.held_capacity_bytes:
+                    break
+                over.append(held_id)
+                held_size -= self._sizes[held_id]
+            return over
+
+    def take_held(self, object_id: bytes) -> Optional[List]:
+        """The frames of a held object, to be written out by the caller (the only one to get them):
+        from now on it is an ordinary entry. None if it is not held (written out or dropped already)."""
+        with self._lock:
+            if self._held.pop(object_id, 1) is not None:
+                return None
+            size = self._sizes[object_id]
+            self._held_size -= size
+            self._size += size  # an ordinary entry from now on
+            return self._frames[object_id]
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held_size
+
+    def held_ids(self) -> List[bytes]:
+        with self._lock:
+            return list(self._held)
+
+    def discard(self, object_ids: Iterable[bytes]) -> None:
+        """Deleted on the cluster: a copy held or cached here goes (a task using it keeps its frames)."""
+        with self._lock:
+            for object_id in object_ids:
+                if self._held.pop(object_id, 1) is None:
+                    size = self._sizes[object_id]
+                    self._held_size -= size
+                    self._size += size
+                self._drop(object_id)
 
     def frames_of(self, object_id: bytes) -> List:
         with self._lock:
@@ -74,7 +129,7 @@ class ObjectCache:
         for object_id in list(self._frames):
             if self._size <= self.capacity_bytes:
                 break
-            if self._pins.get(object_id):
+            if self._pins.get(object_id) or object_id in self._held:
                 continue
             self._drop(object_id)
 

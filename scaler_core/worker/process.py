@@ -24,7 +24,7 @@ import psutil
 from scaler_core import protocol
 from scaler_core import task_context as context
 from scaler_core.host_store import PENDING, HostStore, HostStoreLocation, LocatedObjects
-from scaler_core.instructions import ToScheduler
+from scaler_core.instructions import ToScheduler, ToStorage
 from scaler_core.peer_io import PeerIO
 from scaler_core.settings import WorkerSettings
 from scaler_core.worker.objects import ObjectCache
@@ -53,8 +53,10 @@ class Worker:
 
         self.host_store = HostStore(HostStoreLocation.decode(settings.host_store_location),
                                     settings.object_memory_limit_bytes) if settings.host_store_location else None
-        self.objects = ObjectCache(settings.object_cache_bytes, self.host_store.load if self.host_store else None)
+        self.objects = ObjectCache(settings.object_cache_bytes, self.host_store.load if self.host_store else None,
+                                   held_capacity_bytes=settings.held_result_bytes if self.host_store else 0)
         self.located = LocatedObjects(self._arrived_from_another_host)
+        self._held_owners = {}  # id of a result held in this process (objects.hold) -> its owner
         self.functions = FunctionCache()
         self.lock = threading.Condition()  # every call into `state`; runners wait on it for work
         self.state = WorkerState(self.objects, self.functions, WorkerLimits(
@@ -153,7 +155,10 @@ class Worker:
                 self.io.post(*instructions)
             outcome = run_task(task, self.functions, self.objects.frames_of, self._emit)
             if outcome.frames is not None and self.host_store is not None:
-                self._keep_on_host(outcome)
+                if task.graph_id and not task.requested and self.objects.held_capacity_bytes > 0:
+                    self._hold(outcome)
+                else:
+                    self._keep_on_host(outcome)
             with self.lock:
                 instructions = self._woken(state.finish(outcome))
                 surplus = self.runner_count > 1 + state.blocked and self.idle_runners > 0
@@ -162,6 +167,58 @@ class Worker:
             self._deliver(instructions)
             if surplus:
                 return
+
+    def _hold(self, outcome) -> None:
+        """Keep a graph's intermediate in this process: a dependent here reads it with no copy, and it
+        is written to the host store only when another process asks for it (see the object storage).
+        The storage hears of it before anything else can write it out (posts go out in order)."""
+        task = outcome.task
+        outcome.size = sum(memoryview(frame).nbytes for frame in outcome.frames)
+        outcome.held = True
+        self._held_owners[task.task_id] = task.client_id
+        self.io.post(ToStorage(protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id, held=True,
+                                                  size=outcome.size)))
+        over_budget = self.objects.hold(task.task_id, outcome.frames, outcome.size)
+        self._count_held()
+        if over_budget:  # the oldest go to the host store, and from memory (a reader here maps the file)
+            for object_id in over_budget:
+                self.io.post(*self._write_out(object_id))
+            self.objects.discard(over_budget)
+
+    def _count_held(self) -> None:
+        """Held results count against the host store's memory limit (their bytes leave less for files)."""
+        if self.host_store is None:
+            return
+        try:
+            self.host_store.set_held(self.objects.held_bytes)
+        except OSError as error:
+            logger.warning("worker %r: could not record its held results in the host store: %s", self.worker_id, error)
+
+    def _write_out(self, object_id: bytes) -> List:
+        """A held object goes to the host store (a reader elsewhere needs it, or the budget is full)."""
+        frames = self.objects.take_held(object_id)
+        owner = self._held_owners.pop(object_id, None)
+        if frames is None or owner is None:
+            return []  # written out or deleted already
+        self._count_held()
+        try:
+            size = self.host_store.put(object_id, frames)
+        except OSError as error:
+            logger.warning("worker %r: could not write a result to the host store (%s); sending it to the "
+                           "object storage", self.worker_id, error)
+            return [ToStorage(protocol.ObjectPut(object_id=object_id, owner_id=owner), frames)]
+        return [ToStorage(protocol.ObjectPut(object_id=object_id, owner_id=owner,
+                                             location=self.host_store.encoded_location, size=size))]
+
+    def on_leave(self, leave) -> List:
+        """Leaving with a goodbye (stopped, replaced): what only this process holds is written out
+        first, so its dependents need not make it again."""
+        if leave.goodbye is None:
+            return []
+        instructions = []
+        for object_id in self.objects.held_ids():
+            instructions += self._write_out(object_id)
+        return instructions
 
     def _keep_on_host(self, outcome) -> None:
         """Write a large result into the host store, outside the lock (it may take a while)."""
@@ -208,7 +265,16 @@ class Worker:
 
     def on_storage(self, message, frames, now: float) -> List:
         self.state.storage_heard(now)  # one attribute: no lock needed
-        if type(message) is not protocol.ObjectData:
+        kind = type(message)
+        if kind is protocol.ObjectGet:  # readers elsewhere need objects held here
+            return [instruction for object_id in message.object_ids for instruction in self._write_out(object_id)]
+        if kind is protocol.ObjectDelete:  # held objects deleted on the cluster
+            self.objects.discard(message.object_ids)
+            for object_id in message.object_ids:
+                self._held_owners.pop(object_id, None)
+            self._count_held()
+            return []
+        if kind is not protocol.ObjectData:
             return []
         if message.found and message.location:
             frames = self.located.read(message.object_id, message.location)

@@ -23,7 +23,7 @@ class Outcome:
     """What running a task produced: a status, inline bytes or frames to store, profiling, and the
     warnings the task raised."""
 
-    __slots__ = ("task", "status", "inline", "frames", "profiling", "warnings", "location", "size")
+    __slots__ = ("task", "status", "inline", "frames", "profiling", "warnings", "location", "size", "held")
 
     def __init__(self, task, status: str, inline: bytes = b"", frames: Optional[List] = None, profiling=None,
                  warnings: Optional[List] = None):
@@ -35,6 +35,7 @@ class Outcome:
         self.warnings = warnings
         self.location = ""  # set once the frames are in the host store: the storage gets only this
         self.size = 0
+        self.held = False  # kept in this process's memory: the storage was told (ObjectPut{held})
 
 
 _capture = threading.local()  # .sink: the running task's list of warnings, on the runner's thread

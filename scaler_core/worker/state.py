@@ -247,7 +247,7 @@ class WorkerState:
             return [Stop(f"scheduler silent for {self.limits.death_timeout_seconds:.0f}s", unexpected=True)]
         instructions: List[Instruction] = [ToScheduler(protocol.Heartbeat(
             cpu_percent=cpu_percent, rss_bytes=rss_bytes, queued_tasks=len(self.ready) + len(self.waiting_objects),
-            blocked_tasks=self.blocked))]
+            blocked_tasks=self.blocked, object_memory_bytes=self.objects.held_bytes))]
         instructions += self._check_storage(now)
         timeout = self.limits.task_timeout_seconds
         if timeout > 0:
@@ -321,7 +321,7 @@ class WorkerState:
             instructions.append(ToScheduler(protocol.TaskWarnings(
                 task_id=task.task_id, graph_id=task.graph_id, warnings=dumps_warnings(outcome.warnings))))
         stored = outcome.frames is not None
-        if stored:
+        if stored and not outcome.held:
             if outcome.location:
                 # in this host's store: the storage learns where, and a dependent that runs on this
                 # host maps the file without asking anyone

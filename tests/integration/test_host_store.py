@@ -116,7 +116,8 @@ def test_a_result_outlives_the_worker_that_made_it(tmp_path):
 
 
 def test_no_object_is_left_behind_when_the_client_leaves():
-    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as combo:
+    # every result written out at once (no intermediates held in the workers' memory): files to watch
+    with SchedulerClusterCombo(n_workers=2, held_result_bytes=-1, logging_level="WARNING") as combo:
         memory_directories = wait_until(lambda: store_directories(combo)[0], message="the cluster's store")
         with Client(combo.address) as client:
             # a graph's intermediates stay on the cluster until the graph is done; the client leaves first
@@ -174,9 +175,10 @@ def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
     from scaler_core.monitor.stream import StatusSubscriber, status_to_dict
     from scaler_core.monitor.top import render
 
+    # every result written out at once (none held in the workers' memory): they all reach the store
     with SchedulerClusterCombo(n_workers=2, object_memory_limit_bytes=8 * MiB, spill_directory=str(tmp_path),
-                               heartbeat_interval_seconds=0.2, logging_level="WARNING") as combo, \
-            Client(combo.address) as client:
+                               held_result_bytes=-1, heartbeat_interval_seconds=0.2,
+                               logging_level="WARNING") as combo, Client(combo.address) as client:
         graph = {f"block-{i}": (slow_block, i, 4, 0.0) for i in range(4)}  # 16 MiB: half of it spills
         graph["total"] = (slow_block, 0, 1, 30.0)  # holds the graph (and its blocks) open meanwhile
         for key in list(graph)[:-1]:
@@ -193,6 +195,27 @@ def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
         (store,) = stores
         assert store["memory_limit_bytes"] == 8 * MiB and 0 < store["memory_bytes"] <= 8 * MiB
         assert any("object_memory" in line for line in render(status))
+
+
+def test_the_monitor_shows_the_results_each_worker_holds_in_memory(tmp_path):
+    from scaler_core.monitor.stream import StatusSubscriber, status_to_dict
+    from scaler_core.monitor.top import render
+
+    with SchedulerClusterCombo(n_workers=1, heartbeat_interval_seconds=0.2, logging_level="WARNING") as combo, \
+            Client(combo.address) as client:
+        graph = {"made": (block, 3, 16), "gate": (gate, str(tmp_path / "gate"), 30.0, "made"),
+                 "summed": (checksum, "made", "gate")}
+        client.get(graph, keys=["summed"], block=False)
+
+        def held_seen(subscriber):
+            status = subscriber.wait_for_status(1.0)
+            workers = status_to_dict(status)["workers"] if status is not None else []
+            return (status, workers) if workers and workers[0]["held_bytes"] >= 16 * MiB else None
+
+        with StatusSubscriber(combo.monitor_address) as subscriber:
+            status, _ = wait_until(lambda: held_seen(subscriber), timeout=30, message="held bytes in the monitor")
+        header = next(line for line in render(status) if "rss" in line and "held" in line)
+        assert header.index("rss") < header.index("held")
 
 
 def checksum(block, *_gates):
@@ -222,8 +245,8 @@ def test_results_lost_with_their_host_are_made_again_from_their_lineage(tmp_path
             futures = client.get(graph, keys=[f"sum-{i}" for i in range(4)], block=False)
             memory_directories = wait_until(
                 lambda: glob.glob(f"/dev/shm/scaler-objects-{doomed.pid}-*"), message="the first cluster's store")
-            wait_until(lambda: len(files_in(memory_directories)) == 4 and (tmp_path / "gate").exists(), timeout=30,
-                       message="the blocks made on the first cluster, the gate running there")
+            # the gate needs every block: they were made (and are held only there, in memory)
+            wait_until((tmp_path / "gate").exists, timeout=30, message="the gate running on the first cluster")
             second.start_cluster(combo.address, 1, WorkerSettings(), "WARNING", ["/dev/stdout"])
             for process in [psutil.Process(doomed.pid)] + psutil.Process(doomed.pid).children(recursive=True):
                 process.kill()
@@ -234,3 +257,60 @@ def test_results_lost_with_their_host_are_made_again_from_their_lineage(tmp_path
             second.stop_all()
             first.stop_all()
     assert values == pytest.approx([block(i, 4).sum() for i in range(4)])
+
+
+def counted_block(counter, seed, mib):
+    with open(counter, "a") as handle:
+        handle.write("x\n")
+    return block(seed, mib)
+
+
+def test_a_graph_intermediate_read_on_its_own_worker_is_never_written_out(tmp_path):
+    with SchedulerClusterCombo(n_workers=1, logging_level="WARNING") as combo, Client(combo.address) as client:
+        memory_directories = wait_until(lambda: store_directories(combo)[0], message="the cluster's store")
+        written = []
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                written.extend(files_in(memory_directories))
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            graph = {"made": (block, 5, 16), "gate": (gate, str(tmp_path / "gate"), 1.0, "made"),
+                     "summed": (checksum, "made", "gate")}
+            result = client.get(graph, keys=["summed"])["summed"]
+        finally:
+            stop.set()
+            watcher.join()
+    assert result == pytest.approx(block(5, 16).sum())
+    assert written == [], "the 16 MiB intermediate stayed in its worker's memory"
+
+
+def test_a_held_intermediate_is_written_out_for_a_reader_on_another_worker():
+    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as combo, Client(combo.address) as client:
+        # many independent pairs over two workers: some consumers run where their input was not made
+        graph = {f"block-{i}": (block, i, 4) for i in range(8)}
+        graph.update({f"sum-{i}": (checksum, f"block-{i}") for i in range(8)})
+        graph["total"] = (total, *[f"block-{i}" for i in range(8)])
+        values = client.get(graph, keys=["total"] + [f"sum-{i}" for i in range(8)])
+    assert values["total"] == pytest.approx(sum(block(i, 4).sum() for i in range(8)))
+    assert [values[f"sum-{i}"] for i in range(8)] == pytest.approx([block(i, 4).sum() for i in range(8)])
+
+
+def test_an_intermediate_lost_with_its_holder_process_is_made_again(tmp_path):
+    """The worker holding the only copy of an intermediate (in its memory) is SIGKILLed: a dependent
+    that needs it gets it made again from its lineage; nothing fails."""
+    counter = tmp_path / "made"
+    with SchedulerClusterCombo(n_workers=1, logging_level="WARNING") as combo, Client(combo.address) as client:
+        graph = {"made": (counted_block, str(counter), 9, 8),
+                 "gate": (gate, str(tmp_path / "gate"), 2.0, "made"),
+                 "summed": (checksum, "made", "gate")}
+        future = client.get(graph, keys=["summed"], block=False)["summed"]
+        wait_until((tmp_path / "gate").exists, timeout=30, message="the gate running beside the held block")
+        (worker,) = _engine_processes(combo, "worker")
+        os.kill(worker.pid, signal.SIGKILL)
+        assert future.result(timeout=60) == pytest.approx(block(9, 8).sum())
+    assert counter.read_text().count("x") == 2, "made once, lost with its holder, made again once"

@@ -82,6 +82,27 @@ def test_an_object_that_cannot_fit_beside_one_still_being_written_goes_to_disk(l
     assert os.path.exists(location.paths_of(b"B" * 16)[1]) and store.usage()[0] == size
 
 
+def test_results_held_by_workers_count_against_the_memory_limit(location):
+    store = HostStore(location, memory_limit_bytes=3 * MiB)
+    one_mib = dumps_frames(np.zeros(MiB // 8 - 64))
+    store.put(b"a" * 16, one_mib)
+    assert os.path.exists(location.paths_of(b"a" * 16)[0])
+    store.set_held(2 * MiB)  # this process holds 2 MiB in its memory: 1 MiB is left for files
+    store.put(b"b" * 16, one_mib)
+    assert os.path.exists(location.paths_of(b"a" * 16)[1]), "the older file made room: to disk"
+    store.set_held(3 * MiB)  # nothing left for files
+    store.put(b"d" * 16, one_mib)
+    assert os.path.exists(location.paths_of(b"d" * 16)[1]), "no room left in memory: to disk"
+    # a file of a process that is gone no longer counts (and is removed)
+    with open(os.path.join(location.memory_directory, ".held", "999999999"), "wb") as handle:
+        handle.write((8 * MiB).to_bytes(8, "little"))
+    store.set_held(0)
+    store.put(b"c" * 16, one_mib)
+    assert os.path.exists(location.paths_of(b"c" * 16)[0])
+    assert not os.path.exists(os.path.join(location.memory_directory, ".held", "999999999"))
+    assert store.usage()[0] <= 3 * MiB
+
+
 def test_store_spills_past_its_limit_and_reads_back_from_disk(location):
     store = HostStore(location, memory_limit_bytes=3 * MiB)
     arrays = {bytes([i]) * 16: np.full(MiB // 8, i, dtype=np.float64) for i in range(6)}  # 1 MiB each
@@ -130,6 +151,53 @@ def test_object_storage_records_locations_and_returns_them_on_delete():
     assert store.delete_owner(b"client") == [(b"x", "elsewhere")]
     # a put for an owner already gone: its file must go too
     assert store.put(b"z", b"client", [], "late") == ([], ["late"])
+
+
+def test_object_storage_asks_a_holder_once_and_answers_readers_when_it_writes_the_object_out():
+    store = ObjectStore()
+    assert store.put(b"h", b"client", [], holder=b"W1|os", sender=b"W1|os") == ([], [])
+    assert store.holder_to_ask(b"h") is None  # nobody waits yet: it stays in the worker's memory
+    store.wait_for(b"h", b"reader", deadline=10.0)
+    assert store.holder_to_ask(b"h") == b"W1|os"
+    store.wait_for(b"h", b"second reader", deadline=10.0)
+    assert store.holder_to_ask(b"h") is None  # asked already
+    # the holder's own put of the file: readers answered, and the holder is not told to drop it
+    assert store.put(b"h", b"client", [], "where", sender=b"W1|os") == ([b"reader", b"second reader"], [])
+    assert store.take_released_holds() == [] and store.get(b"h") == ([], "where")
+
+
+def test_object_storage_releases_deleted_held_objects_and_loses_those_of_a_gone_holder():
+    store = ObjectStore()
+    store.put(b"a", b"client", [], holder=b"W1|os", sender=b"W1|os")
+    store.put(b"b", b"client", [], holder=b"W1|os", sender=b"W1|os")
+    store.put(b"c", b"other", [], holder=b"W2|os", sender=b"W2|os")
+    assert store.delete(b"a") == ""
+    assert store.take_released_holds() == [(b"W1|os", b"a")]  # the holder drops it
+    store.wait_for(b"b", b"reader", deadline=10.0)
+    assert store.lose(b"b") == [b"reader"] and store.get(b"b") is None  # its holder is gone
+    assert b"b" in store.lost  # a later get is answered at once
+    store.put(b"b", b"client", [], holder=b"W3|os", sender=b"W3|os")  # made again
+    assert b"b" not in store.lost
+    assert store.take_released_holds() == []
+    store.delete_owner(b"other")
+    assert store.take_released_holds() == [(b"W2|os", b"c")]
+    # a held put for an owner already gone is dropped by its holder at once
+    store.put(b"d", b"other", [], holder=b"W2|os", sender=b"W2|os")
+    assert store.take_released_holds() == [(b"W2|os", b"d")] and store.get(b"d") is None
+
+
+def test_cache_holds_own_results_within_their_budget_and_hands_back_the_oldest(location):
+    cache = ObjectCache(capacity_bytes=MiB, held_capacity_bytes=10 * MiB)
+    frames = [np.zeros(4 * MiB, dtype=np.uint8)]
+    assert cache.hold(b"1" * 16, frames, 4 * MiB) == []
+    assert cache.hold(b"2" * 16, frames, 4 * MiB) == []
+    cache.put(b"f" * 16, [np.zeros(2 * MiB, dtype=np.uint8)])  # past the fetched budget: it goes, held ones stay
+    assert cache.has(b"1" * 16) and cache.has(b"2" * 16) and not cache.has(b"f" * 16)
+    assert cache.hold(b"3" * 16, frames, 4 * MiB) == [b"1" * 16]  # 12 MiB held: the oldest is written out
+    assert cache.take_held(b"1" * 16) is frames and cache.take_held(b"1" * 16) is None  # one writer only
+    assert cache.held_ids() == [b"2" * 16, b"3" * 16]
+    cache.discard([b"1" * 16, b"2" * 16])
+    assert not cache.has(b"2" * 16) and cache.held_ids() == [b"3" * 16]
 
 
 def test_cache_keeps_mapped_objects_only_while_pinned(location):

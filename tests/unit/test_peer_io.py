@@ -38,6 +38,9 @@ class Recorder:
         self.ticks += 1
         return []
 
+    def on_leave(self, leave):
+        return []
+
     def end_of_cycle(self):
         return []
 
