@@ -217,8 +217,8 @@ class WorkerSettings:
                                            "(default: /dev/shm)", "-omd")
     held_result_bytes: int = setting(
         0, "bytes of a graph's intermediate results each worker keeps in its own memory, written to the "
-        "host store only when another process needs them (0: the cluster's object memory limit shared among "
-        "its workers; -1: write every result out at once)", "-hrb")
+        "host store only when another process needs them (0: half the cluster's object memory limit shared "
+        "among its workers; -1: write every result out at once)", "-hrb")
     host_store_location: str = internal("set by the cluster: its host store, encoded (empty: none)", "")
 
     def __post_init__(self):

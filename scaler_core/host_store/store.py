@@ -25,6 +25,7 @@ import shutil
 import socket
 import struct
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
@@ -94,6 +95,7 @@ class HostStore:
         self._lock_path = os.path.join(location.memory_directory, LOCK_NAME)
         self._held_directory = os.path.join(location.memory_directory, HELD_NAME)
         self._held_descriptor: Optional[int] = None
+        self._held_lock = threading.Lock()  # runner threads and the I/O thread record their holdings
 
     def put(self, object_id: bytes, frames) -> int:
         """Store an object's frames; returns its size in bytes.
@@ -128,11 +130,12 @@ class HostStore:
 
     def set_held(self, held_bytes: int) -> None:
         """This process now holds `held_bytes` of results in its memory (they count against the limit)."""
-        if self._held_descriptor is None:
-            os.makedirs(self._held_directory, mode=0o700, exist_ok=True)
-            self._held_descriptor = os.open(os.path.join(self._held_directory, str(os.getpid())),
-                                            os.O_RDWR | os.O_CREAT, 0o600)
-        _write_bound(self._held_descriptor, held_bytes)
+        with self._held_lock:
+            if self._held_descriptor is None:
+                os.makedirs(self._held_directory, mode=0o700, exist_ok=True)
+                self._held_descriptor = os.open(os.path.join(self._held_directory, str(os.getpid())),
+                                                os.O_RDWR | os.O_CREAT, 0o600)
+            _write_bound(self._held_descriptor, held_bytes)
 
     def _held_bytes_of_workers(self) -> int:
         """What the live processes of this store hold in their memory (a dead one's file is removed)."""

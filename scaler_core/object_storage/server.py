@@ -63,7 +63,10 @@ class ObjectStorageServer:
                         parts = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    self._handle(parts)
+                    try:
+                        self._handle(parts)
+                    except Exception:  # noqa: BLE001 - one bad message must not end the storage
+                        logger.exception("object storage: failed to handle a message")
                     if self.store.released_holds:
                         self._release_holds()
             now = time.monotonic()
@@ -134,7 +137,7 @@ class ObjectStorageServer:
             # readers waiting for objects ask whether we are alive (see OBJECT_STORAGE_SILENCE_SECONDS);
             # the scheduler's say it is (a storage outliving a journaled scheduler waits for one)
             if sender[:1] != b"S":
-                transport.send(self.router, protocol.HeartbeatEcho(), identity=sender)
+                self._send_to(sender, protocol.HeartbeatEcho())
         else:
             logger.warning("object storage: refused %s from %r", protocol.message_name(message), sender[:40])
 
@@ -143,9 +146,7 @@ class ObjectStorageServer:
         holder = self.store.holder_to_ask(object_id)
         if holder is None:
             return
-        try:
-            transport.send(self.router, protocol.ObjectGet(object_ids=[object_id]), identity=holder)
-        except zmq.ZMQError:  # the holder is gone, and its memory with it
+        if not self._send_to(holder, protocol.ObjectGet(object_ids=[object_id])):  # gone, its memory with it
             logger.warning("object storage: object %s was held by %r, which is gone", object_id.hex(), holder[:40])
             for requester in self.store.lose(object_id):
                 self._send_data(requester, object_id, None)
@@ -156,10 +157,7 @@ class ObjectStorageServer:
         for holder, object_id in self.store.take_released_holds():
             by_holder.setdefault(holder, []).append(object_id)
         for holder, object_ids in by_holder.items():
-            try:
-                transport.send(self.router, protocol.ObjectDelete(object_ids=object_ids), identity=holder)
-            except zmq.ZMQError:
-                pass  # gone: nothing left to drop
+            self._send_to(holder, protocol.ObjectDelete(object_ids=object_ids))  # if gone: nothing to drop
 
     def _delete_files(self, encoded_location: str, object_ids) -> None:
         """Remove deleted objects' files: here, or through their host's object server."""
@@ -169,14 +167,21 @@ class ObjectStorageServer:
         else:
             delete_remote(location.server_address, list(object_ids), self._object_servers, self.context)
 
+    def _send_to(self, peer: bytes, message, frames=()) -> bool:
+        """Every send goes through here: the router is ROUTER_MANDATORY, so a send to a peer that left
+        raises; that is the peer's loss (and, for a holder, how its objects are known to be gone)."""
+        try:
+            transport.send(self.router, message, frames, identity=peer)
+            return True
+        except zmq.ZMQError as error:
+            logger.debug("object storage: could not send to %r: %s", peer[:40], error)
+            return False
+
     def _send_data(self, requester: bytes, object_id: bytes, frames, location: str = "") -> None:
         found = frames is not None
         header = protocol.ObjectData(object_id=object_id, found=found, frame_count=len(frames) if frames else 0,
                                      location=location)
-        try:
-            transport.send(self.router, header, frames or (), identity=requester)
-        except zmq.ZMQError as error:
-            logger.warning("object storage: could not answer %r: %s", requester[:40], error)
+        self._send_to(requester, header, frames or ())
 
 
 def run_object_storage_server(address: str, keys: CurveKeys = CurveKeys(),

@@ -28,6 +28,9 @@ class ObjectStore:
         # held objects gone with their holder: a get for one is answered "not found" at once (until it
         # is made again), not left waiting for a put that will never come
         self.lost: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()
+        # held objects deleted while their holder was writing them out: its put, crossing the delete,
+        # only leaves a file to remove
+        self.deleted_while_asked: "collections.OrderedDict[bytes, bytes]" = collections.OrderedDict()
 
     def put(self, object_id: bytes, owner: bytes, frames: Sequence, location: str = "", holder: bytes = b"",
             sender: bytes = b"") -> Tuple[List[bytes], List[str]]:
@@ -39,6 +42,8 @@ class ObjectStore:
         if owner in self.dead_owners:
             if holder:
                 self.released_holds.append((holder, object_id))
+            return [], [location] if location else []
+        if self.deleted_while_asked.pop(object_id, None) == sender and sender and not holder:
             return [], [location] if location else []
         self.lost.pop(object_id, None)
         old_holder = self.holders.pop(object_id, None)
@@ -63,11 +68,11 @@ class ObjectStore:
 
     def lose(self, object_id: bytes) -> List[bytes]:
         """A held object's holder is gone, and the object with it: forgotten; returns its waiting readers."""
-        self.holders.pop(object_id, None)
+        holder = self.holders.pop(object_id, None)
+        if holder is not None:  # if it only seemed gone (a reconnect), it drops the object
+            self.released_holds.append((holder, object_id))
         self.delete(object_id)
-        self.lost[object_id] = None
-        while len(self.lost) > MAX_REMEMBERED_IDS:
-            self.lost.popitem(last=False)
+        _remember(self.lost, object_id, None)
         return [requester for requester, _ in self.waiting.pop(object_id, [])]
 
     def take_released_holds(self) -> List[Tuple[bytes, bytes]]:
@@ -88,10 +93,12 @@ class ObjectStore:
         if entry is None:
             self.lost.pop(object_id, None)
             return ""
-        self.asked.discard(object_id)
         holder = self.holders.pop(object_id, None)
         if holder is not None:
             self.released_holds.append((holder, object_id))
+            if object_id in self.asked:
+                _remember(self.deleted_while_asked, object_id, holder)
+        self.asked.discard(object_id)
         owner, _, location = entry
         owned = self.by_owner.get(owner)
         if owned is not None:
@@ -126,4 +133,11 @@ class ObjectStore:
                 self.waiting[object_id] = still
             else:
                 del self.waiting[object_id]
+                self.asked.discard(object_id)  # a later reader asks its holder again
         return expired
+
+
+def _remember(bounded: "collections.OrderedDict", key: bytes, value) -> None:
+    bounded[key] = value
+    while len(bounded) > MAX_REMEMBERED_IDS:
+        bounded.popitem(last=False)

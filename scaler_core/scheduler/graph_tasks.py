@@ -222,6 +222,10 @@ class GraphTasks:
         self._recompute_finished_node(len(reopened))
         for index in reopened:
             graph.ready_if_free(index)
+        # the storage forgets them (it answers a lost object "not found" at once): a dependent's get
+        # that overtakes the new copy's put then waits for it
+        self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(
+            object_ids=[node_task_id(graph.graph_id, index) for index in reopened]))
         self._queue_graph(graph)
         logger.warning("scheduler: the result of node %d of graph %s was lost with its holder; running %d "
                        "node(s) of its lineage again", lost, graph.graph_id.hex(), len(reopened))

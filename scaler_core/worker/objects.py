@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Callable, Dict, Iterable, List, Optional, Set
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 
 class ObjectCache:
@@ -28,7 +28,7 @@ class ObjectCache:
         self._sizes: Dict[bytes, int] = {}
         self._pins: Dict[bytes, int] = collections.Counter()
         self._mapped: Set[bytes] = set()  # loaded from the host store: dropped once unpinned
-        self._held: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()  # only copy is here
+        self._held: "collections.OrderedDict[bytes, bytes]" = collections.OrderedDict()  # id -> owner: only copy
         self._size = 0
         self._lock = threading.Lock()
 
@@ -53,15 +53,18 @@ class ObjectCache:
                 self._mapped.add(object_id)
             self._evict()
 
-    def hold(self, object_id: bytes, frames: List, size: int) -> List[bytes]:
+    def hold(self, object_id: bytes, frames: List, size: int, owner: bytes) -> List[bytes]:
         """Keep a result made here as its only copy. Returns the held objects, oldest first, that must
         be written out now to stay within the budget (possibly this one)."""
         with self._lock:
-            if object_id in self._frames:
+            if object_id in self._held:
                 return []
+            # made again (a re-run): the storage now takes this copy for the held one, so a copy kept
+            # from before (its file deleted with the older entry) must not stand in for it
+            self._drop(object_id)
             self._frames[object_id] = frames
             self._sizes[object_id] = size
-            self._held[object_id] = None
+            self._held[object_id] = owner
             self._held_size += size
             over, held_size = [], self._held_size
             for held_id in self._held:
@@ -71,16 +74,17 @@ class ObjectCache:
                 held_size -= self._sizes[held_id]
             return over
 
-    def take_held(self, object_id: bytes) -> Optional[List]:
-        """The frames of a held object, to be written out by the caller (the only one to get them):
-        from now on it is an ordinary entry. None if it is not held (written out or dropped already)."""
+    def take_held(self, object_id: bytes) -> Optional[Tuple[List, bytes]]:
+        """(frames, owner) of a held object, to be written out by the caller (the only one to get
+        them): from now on it is an ordinary entry. None if it is not held (written out or dropped)."""
         with self._lock:
-            if self._held.pop(object_id, 1) is not None:
+            owner = self._held.pop(object_id, None)
+            if owner is None:
                 return None
             size = self._sizes[object_id]
             self._held_size -= size
             self._size += size  # an ordinary entry from now on
-            return self._frames[object_id]
+            return self._frames[object_id], owner
 
     @property
     def held_bytes(self) -> int:
@@ -91,14 +95,19 @@ class ObjectCache:
             return list(self._held)
 
     def discard(self, object_ids: Iterable[bytes]) -> None:
-        """Deleted on the cluster: a copy held or cached here goes (a task using it keeps its frames)."""
+        """The copy here is no longer wanted (deleted on the cluster, or its file now stands for it):
+        it goes now, or once the tasks here that need it are done."""
         with self._lock:
             for object_id in object_ids:
-                if self._held.pop(object_id, 1) is None:
+                if self._held.pop(object_id, None) is not None:
                     size = self._sizes[object_id]
                     self._held_size -= size
                     self._size += size
-                self._drop(object_id)
+                if self._pins.get(object_id):
+                    if object_id in self._frames:
+                        self._mapped.add(object_id)  # dropped at its last unpin
+                else:
+                    self._drop(object_id)
 
     def frames_of(self, object_id: bytes) -> List:
         with self._lock:

@@ -56,7 +56,8 @@ class Worker:
         self.objects = ObjectCache(settings.object_cache_bytes, self.host_store.load if self.host_store else None,
                                    held_capacity_bytes=settings.held_result_bytes if self.host_store else 0)
         self.located = LocatedObjects(self._arrived_from_another_host)
-        self._held_owners = {}  # id of a result held in this process (objects.hold) -> its owner
+        self._count_lock = threading.Lock()
+        self._hold_lock = threading.Lock()  # a held put and its hold, against the storage's asks and deletes
         self.functions = FunctionCache()
         self.lock = threading.Condition()  # every call into `state`; runners wait on it for work
         self.state = WorkerState(self.objects, self.functions, WorkerLimits(
@@ -171,54 +172,58 @@ class Worker:
     def _hold(self, outcome) -> None:
         """Keep a graph's intermediate in this process: a dependent here reads it with no copy, and it
         is written to the host store only when another process asks for it (see the object storage).
-        The storage hears of it before anything else can write it out (posts go out in order)."""
+        The storage hears of it before anything can write it out (posts go out in order), and the
+        storage's asks and deletes, handled under the same lock, find it held."""
         task = outcome.task
         outcome.size = sum(memoryview(frame).nbytes for frame in outcome.frames)
         outcome.held = True
-        self._held_owners[task.task_id] = task.client_id
-        self.io.post(ToStorage(protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id, held=True,
-                                                  size=outcome.size)))
-        over_budget = self.objects.hold(task.task_id, outcome.frames, outcome.size)
+        with self._hold_lock:
+            self.io.post(ToStorage(protocol.ObjectPut(object_id=task.task_id, owner_id=task.client_id, held=True,
+                                                      size=outcome.size)))
+            over_budget = self.objects.hold(task.task_id, outcome.frames, outcome.size, task.client_id)
         self._count_held()
         if over_budget:  # the oldest go to the host store, and from memory (a reader here maps the file)
-            for object_id in over_budget:
-                self.io.post(*self._write_out(object_id))
-            self.objects.discard(over_budget)
+            self.io.post(*self._write_out(over_budget))
 
     def _count_held(self) -> None:
         """Held results count against the host store's memory limit (their bytes leave less for files)."""
         if self.host_store is None:
             return
         try:
-            self.host_store.set_held(self.objects.held_bytes)
+            with self._count_lock:  # read and written together: the last write is the latest figure
+                self.host_store.set_held(self.objects.held_bytes)
         except OSError as error:
             logger.warning("worker %r: could not record its held results in the host store: %s", self.worker_id, error)
 
-    def _write_out(self, object_id: bytes) -> List:
-        """A held object goes to the host store (a reader elsewhere needs it, or the budget is full)."""
-        frames = self.objects.take_held(object_id)
-        owner = self._held_owners.pop(object_id, None)
-        if frames is None or owner is None:
-            return []  # written out or deleted already
+    def _write_out(self, object_ids: List[bytes]) -> List:
+        """Held objects go to the host store (a reader elsewhere needs them, or the budget is full);
+        the files are the copies from then on (two would double the memory)."""
+        with self._hold_lock:
+            taken = [(object_id, self.objects.take_held(object_id)) for object_id in object_ids]
         self._count_held()
-        try:
-            size = self.host_store.put(object_id, frames)
-        except OSError as error:
-            logger.warning("worker %r: could not write a result to the host store (%s); sending it to the "
-                           "object storage", self.worker_id, error)
-            return [ToStorage(protocol.ObjectPut(object_id=object_id, owner_id=owner), frames)]
-        return [ToStorage(protocol.ObjectPut(object_id=object_id, owner_id=owner,
-                                             location=self.host_store.encoded_location, size=size))]
+        instructions = []
+        for object_id, held in taken:
+            if held is None:
+                continue  # written out or deleted already
+            frames, owner = held
+            try:
+                size = self.host_store.put(object_id, frames)
+            except OSError as error:
+                logger.warning("worker %r: could not write a result to the host store (%s); sending it to the "
+                               "object storage", self.worker_id, error)
+                instructions.append(ToStorage(protocol.ObjectPut(object_id=object_id, owner_id=owner), frames))
+                continue
+            instructions.append(ToStorage(protocol.ObjectPut(object_id=object_id, owner_id=owner,
+                                                             location=self.host_store.encoded_location, size=size)))
+        self.objects.discard([object_id for object_id, held in taken if held is not None])
+        return instructions
 
     def on_leave(self, leave) -> List:
         """Leaving with a goodbye (stopped, replaced): what only this process holds is written out
         first, so its dependents need not make it again."""
         if leave.goodbye is None:
             return []
-        instructions = []
-        for object_id in self.objects.held_ids():
-            instructions += self._write_out(object_id)
-        return instructions
+        return self._write_out(self.objects.held_ids())
 
     def _keep_on_host(self, outcome) -> None:
         """Write a large result into the host store, outside the lock (it may take a while)."""
@@ -267,11 +272,10 @@ class Worker:
         self.state.storage_heard(now)  # one attribute: no lock needed
         kind = type(message)
         if kind is protocol.ObjectGet:  # readers elsewhere need objects held here
-            return [instruction for object_id in message.object_ids for instruction in self._write_out(object_id)]
+            return self._write_out(list(message.object_ids))
         if kind is protocol.ObjectDelete:  # held objects deleted on the cluster
-            self.objects.discard(message.object_ids)
-            for object_id in message.object_ids:
-                self._held_owners.pop(object_id, None)
+            with self._hold_lock:
+                self.objects.discard(message.object_ids)
             self._count_held()
             return []
         if kind is not protocol.ObjectData:

@@ -175,10 +175,10 @@ def test_object_storage_releases_deleted_held_objects_and_loses_those_of_a_gone_
     assert store.take_released_holds() == [(b"W1|os", b"a")]  # the holder drops it
     store.wait_for(b"b", b"reader", deadline=10.0)
     assert store.lose(b"b") == [b"reader"] and store.get(b"b") is None  # its holder is gone
+    assert store.take_released_holds() == [(b"W1|os", b"b")]  # should it only have seemed gone
     assert b"b" in store.lost  # a later get is answered at once
     store.put(b"b", b"client", [], holder=b"W3|os", sender=b"W3|os")  # made again
     assert b"b" not in store.lost
-    assert store.take_released_holds() == []
     store.delete_owner(b"other")
     assert store.take_released_holds() == [(b"W2|os", b"c")]
     # a held put for an owner already gone is dropped by its holder at once
@@ -186,18 +186,44 @@ def test_object_storage_releases_deleted_held_objects_and_loses_those_of_a_gone_
     assert store.take_released_holds() == [(b"W2|os", b"d")] and store.get(b"d") is None
 
 
+def test_object_storage_removes_the_file_of_a_held_object_deleted_while_it_was_written_out():
+    store = ObjectStore()
+    store.put(b"h", b"client", [], holder=b"W1|os", sender=b"W1|os")
+    store.wait_for(b"h", b"reader", deadline=10.0)
+    assert store.holder_to_ask(b"h") == b"W1|os"
+    store.delete(b"h")  # the holder's put of the file crosses this delete
+    assert store.put(b"h", b"client", [], "where", sender=b"W1|os") == ([], ["where"])
+    assert store.get(b"h") is None
+
+
+def test_object_storage_asks_again_once_a_wait_expired():
+    store = ObjectStore()
+    store.put(b"h", b"client", [], holder=b"W1|os", sender=b"W1|os")
+    store.wait_for(b"h", b"reader", deadline=10.0)
+    assert store.holder_to_ask(b"h") == b"W1|os"
+    assert store.expire_waiting(11.0) == [(b"h", b"reader")]
+    store.wait_for(b"h", b"later reader", deadline=30.0)
+    assert store.holder_to_ask(b"h") == b"W1|os"
+
+
 def test_cache_holds_own_results_within_their_budget_and_hands_back_the_oldest(location):
     cache = ObjectCache(capacity_bytes=MiB, held_capacity_bytes=10 * MiB)
     frames = [np.zeros(4 * MiB, dtype=np.uint8)]
-    assert cache.hold(b"1" * 16, frames, 4 * MiB) == []
-    assert cache.hold(b"2" * 16, frames, 4 * MiB) == []
+    assert cache.hold(b"1" * 16, frames, 4 * MiB, b"c") == []
+    assert cache.hold(b"2" * 16, frames, 4 * MiB, b"c") == []
     cache.put(b"f" * 16, [np.zeros(2 * MiB, dtype=np.uint8)])  # past the fetched budget: it goes, held ones stay
     assert cache.has(b"1" * 16) and cache.has(b"2" * 16) and not cache.has(b"f" * 16)
-    assert cache.hold(b"3" * 16, frames, 4 * MiB) == [b"1" * 16]  # 12 MiB held: the oldest is written out
-    assert cache.take_held(b"1" * 16) is frames and cache.take_held(b"1" * 16) is None  # one writer only
+    assert cache.hold(b"3" * 16, frames, 4 * MiB, b"c") == [b"1" * 16]  # 12 MiB held: the oldest is written out
+    assert cache.take_held(b"1" * 16) == (frames, b"c") and cache.take_held(b"1" * 16) is None  # one writer only
     assert cache.held_ids() == [b"2" * 16, b"3" * 16]
     cache.discard([b"1" * 16, b"2" * 16])
     assert not cache.has(b"2" * 16) and cache.held_ids() == [b"3" * 16]
+    cache.pin([b"3" * 16])  # a task here will read it
+    assert cache.take_held(b"3" * 16) == (frames, b"c")
+    cache.discard([b"3" * 16])  # written out meanwhile: the copy goes, but only after that task
+    assert cache.frames_of(b"3" * 16) is frames and cache.held_ids() == [] and cache.held_bytes == 0
+    cache.unpin([b"3" * 16])
+    assert not cache.has(b"3" * 16)
 
 
 def test_cache_keeps_mapped_objects_only_while_pinned(location):
