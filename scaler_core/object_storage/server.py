@@ -31,6 +31,11 @@ from scaler_core.settings import ObjectStorageSettings
 
 logger = logging.getLogger(__name__)
 
+HOLDER_HEARTBEAT_MS = 1000
+# an ask for a held object that brought no file within this is sent again: a holder that is gone by
+# then fails the send (see ROUTER_MANDATORY and the heartbeats), and its objects are lost
+REASK_SECONDS = 5.0
+
 
 class ObjectStorageServer:
     def __init__(self, address: str, max_message_bytes: int = transport.OBJECT_STORAGE_MAX_MESSAGE_BYTES,
@@ -41,6 +46,10 @@ class ObjectStorageServer:
         self.context = zmq.Context()
         self.router = transport.configure(self.context.socket(zmq.ROUTER), max_message_bytes=max_message_bytes)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone peer fails: its held objects are lost
+        # a peer whose connection stops answering (a dead host, a cut link) is dropped within seconds,
+        # so the sends above fail for it too
+        self.router.setsockopt(zmq.HEARTBEAT_IVL, HOLDER_HEARTBEAT_MS)
+        self.router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5 * HOLDER_HEARTBEAT_MS)
         secure_server(self.context, self.router, keys)
         self.router.bind(address)
         self._running = True
@@ -77,6 +86,8 @@ class ObjectStorageServer:
             if now >= next_expiry:
                 for object_id, requester in self.store.expire_waiting(now):
                     self._send_data(requester, object_id, None)
+                for object_id, holder in self.store.unanswered_asks(now, REASK_SECONDS):
+                    self._ask(object_id, holder)
                 next_expiry = now + 1.0
         self.router.close(linger=0)
         for sock in self._object_servers.values():
@@ -143,9 +154,11 @@ class ObjectStorageServer:
 
     def _ask_holder(self, object_id: bytes) -> None:
         """Someone waits for a held object: its holder writes it out (once asked, a put follows)."""
-        holder = self.store.holder_to_ask(object_id)
-        if holder is None:
-            return
+        holder = self.store.holder_to_ask(object_id, time.monotonic())
+        if holder is not None:
+            self._ask(object_id, holder)
+
+    def _ask(self, object_id: bytes, holder: bytes) -> None:
         if not self._send_to(holder, protocol.ObjectGet(object_ids=[object_id])):  # gone, its memory with it
             logger.warning("object storage: object %s was held by %r, which is gone", object_id.hex(), holder[:40])
             for requester in self.store.lose(object_id):

@@ -23,7 +23,7 @@ class ObjectStore:
         self.waiting: Dict[bytes, List[Tuple[bytes, float]]] = {}  # id -> [(requester, deadline)]
         self.dead_owners: "collections.OrderedDict[bytes, None]" = collections.OrderedDict()
         self.holders: Dict[bytes, bytes] = {}  # id of a held object -> the peer whose memory has it
-        self.asked: Set[bytes] = set()  # held objects whose holder was asked to write them out
+        self.asked: Dict[bytes, float] = {}  # held object whose holder was asked to write it out -> when
         self.released_holds: List[Tuple[bytes, bytes]] = []  # (holder, id): held objects to drop
         # held objects gone with their holder: a get for one is answered "not found" at once (until it
         # is made again), not left waiting for a put that will never come
@@ -58,13 +58,22 @@ class ObjectStore:
             return [], gone
         return [requester for requester, _ in self.waiting.pop(object_id, [])], gone
 
-    def holder_to_ask(self, object_id: bytes) -> Optional[bytes]:
+    def holder_to_ask(self, object_id: bytes, now: float = 0.0) -> Optional[bytes]:
         """The holder of a held object someone waits for, once: it is asked to write it out."""
         holder = self.holders.get(object_id)
         if holder is None or object_id in self.asked or object_id not in self.waiting:
             return None
-        self.asked.add(object_id)
+        self.asked[object_id] = now
         return holder
+
+    def unanswered_asks(self, now: float, after_seconds: float) -> List[Tuple[bytes, bytes]]:
+        """(id, holder) of asks unanswered for `after_seconds`: asked again, which also finds out
+        whether the holder is still there (the clock restarts for each)."""
+        overdue = [(object_id, self.holders[object_id]) for object_id, asked in self.asked.items()
+                   if now - asked >= after_seconds and object_id in self.holders]
+        for object_id, _ in overdue:
+            self.asked[object_id] = now
+        return overdue
 
     def lose(self, object_id: bytes) -> List[bytes]:
         """A held object's holder is gone, and the object with it: forgotten; returns its waiting readers."""
@@ -98,7 +107,7 @@ class ObjectStore:
             self.released_holds.append((holder, object_id))
             if object_id in self.asked:
                 _remember(self.deleted_while_asked, object_id, holder)
-        self.asked.discard(object_id)
+        self.asked.pop(object_id, None)
         owner, _, location = entry
         owned = self.by_owner.get(owner)
         if owned is not None:
@@ -133,7 +142,7 @@ class ObjectStore:
                 self.waiting[object_id] = still
             else:
                 del self.waiting[object_id]
-                self.asked.discard(object_id)  # a later reader asks its holder again
+                self.asked.pop(object_id, None)  # a later reader asks its holder again
         return expired
 
 

@@ -139,10 +139,47 @@ CUT_CLIENT_SCRIPT = textwrap.dedent("""
 """)
 
 
+CUT_HELD_CLIENT_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    import numpy as np
+    from scaler_core import Client
+
+    def block(seed, mib):
+        return os.environ["CLUSTER_NAME"], np.random.default_rng(seed).random(mib * 2**20 // 8)
+
+    def gate(go, *_blocks):
+        while not os.path.exists(go):  # on cluster A; run again on B once A is cut off
+            time.sleep(0.05)
+        return 0
+
+    def total(made, _gate):
+        return os.environ["CLUSTER_NAME"], made[0], float(made[1].sum())
+
+    def emit(**fields):
+        sys.stdout.write(json.dumps(fields) + "\\n")
+        sys.stdout.flush()
+
+    go = sys.argv[2]
+    with Client(sys.argv[1], timeout_seconds=120) as client:
+        # intermediates, held in the memory of cluster A's worker (the only one connected so far)
+        graph = {"p1": (block, 1, 16), "p2": (block, 2, 16), "gate": (gate, go, "p1", "p2"),
+                 "r1": (total, "p1", "gate"), "r2": (total, "p2", "gate")}
+        futures = client.get(graph, keys=["r1", "r2"], block=False)
+        emit(event="persisted")
+        for name, seed in (("r1", 1), ("r2", 2)):
+            ran_on, made_on, value = futures[name].result(timeout=150)
+            expected = float(np.random.default_rng(seed).random(16 * 2**20 // 8).sum())
+            emit(event="read", name=name, ran_on=ran_on, made_on=made_on, correct=abs(value - expected) < 1e-6)
+        emit(event="done")
+""")
+
+
 @pytest.mark.timeout(240)
-def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path):
-    """Cluster A holds the only copies of two persisted blocks; its link is cut. Tasks on cluster B that
-    read them find A unreachable (its object server stops answering heartbeats), report the inputs
+@pytest.mark.parametrize("script", [CUT_CLIENT_SCRIPT, CUT_HELD_CLIENT_SCRIPT], ids=["persisted", "held"])
+def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path, script):
+    """Cluster A holds the only copies of two blocks (persisted results, or intermediates held in its
+    worker's memory); its link is cut. Tasks on cluster B that read them find A unreachable (its object
+    server stops answering heartbeats, or the object storage cannot reach the holder), report the inputs
     lost, and the scheduler runs the nodes that made them again, on B: correct results, no hang."""
     reason = _namespace_skip_reason() or (None if shutil.which("unshare") else "util-linux 'unshare' is missing")
     if reason:
@@ -167,7 +204,7 @@ def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path):
             tmp_path / "cluster_A.log", env_extra={"CLUSTER_NAME": "A"})
         go = tmp_path / "go"
         client = processes["client"] = InNamespace(
-            namespaces.scheduler, [python, "-c", CUT_CLIENT_SCRIPT, SCHEDULER_ADDRESS, str(go)],
+            namespaces.scheduler, [python, "-c", script, SCHEDULER_ADDRESS, str(go)],
             tmp_path / "client.log", capture_stdout=True)
         reader = LineReader(client.process.stdout)
 

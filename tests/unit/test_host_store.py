@@ -203,7 +203,11 @@ def test_object_storage_asks_again_once_a_wait_expired():
     assert store.holder_to_ask(b"h") == b"W1|os"
     assert store.expire_waiting(11.0) == [(b"h", b"reader")]
     store.wait_for(b"h", b"later reader", deadline=30.0)
-    assert store.holder_to_ask(b"h") == b"W1|os"
+    assert store.holder_to_ask(b"h", now=12.0) == b"W1|os"
+    # unanswered for a while: asked again (a gone holder then fails the send), the clock restarted
+    assert store.unanswered_asks(now=14.0, after_seconds=5.0) == []
+    assert store.unanswered_asks(now=17.0, after_seconds=5.0) == [(b"h", b"W1|os")]
+    assert store.unanswered_asks(now=18.0, after_seconds=5.0) == []
 
 
 def test_cache_holds_own_results_within_their_budget_and_hands_back_the_oldest(location):
