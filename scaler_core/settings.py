@@ -216,9 +216,9 @@ class WorkerSettings:
     object_memory_directory: str = setting("", "the shared-memory directory for a cluster's results "
                                            "(default: /dev/shm)", "-omd")
     held_result_bytes: int = setting(
-        0, "bytes of a graph's intermediate results each worker keeps in its own memory, written to the "
-        "host store only when another process needs them (0: half the cluster's object memory limit shared "
-        "among its workers; -1: write every result out at once)", "-hrb")
+        0, "bytes of a graph's intermediate results each worker may keep in its own memory, written to the "
+        "host store only when another process needs them; they count against the object memory limit "
+        "(0: none, every result is written out at once)", "-hrb")
     host_store_location: str = internal("set by the cluster: its host store, encoded (empty: none)", "")
 
     def __post_init__(self):

@@ -37,7 +37,7 @@ def ours_accepts_spill_keywords():
 
 def restart_with_memory_limit(system, limit_per_worker_bytes, spill_directory):
     """Stop `system` and start it again bounded; returns a description of the limit applied."""
-    if system.name == "ours":
+    if system.name in ("ours", "ours-held"):
         return _restart_ours(system, limit_per_worker_bytes, spill_directory)
     if system.name == "distributed":
         return _restart_distributed(system, limit_per_worker_bytes, spill_directory)
@@ -51,8 +51,10 @@ def _restart_ours(system, limit_per_worker_bytes, spill_directory):
     from scaler_core import Client, SchedulerClusterCombo
     limit = limit_per_worker_bytes * system.n_workers
     system.stop()
+    # a held budget (ours-held) is a quarter of the limit per worker here: held bytes count against it
+    options = {"held_result_bytes": limit // (4 * system.n_workers)} if getattr(system, "combo_options", None) else {}
     system.combo = SchedulerClusterCombo(address=None, n_workers=system.n_workers,
-                                         object_memory_limit_bytes=limit, spill_directory=spill_directory)
+                                         object_memory_limit_bytes=limit, spill_directory=spill_directory, **options)
     system.address = system.combo.address
     system.client = Client(address=system.address)
     system.wait_for_all_workers()

@@ -73,6 +73,19 @@ class OursJournalSystem(OursSystem):
         self.journal_directory.cleanup()
 
 
+class OursHeldSystem(OursSystem):
+    name = "ours-held"
+    description = "as ours, workers holding graph intermediates in memory (--held-result-bytes 1 GiB each)"
+    combo_options = {"held_result_bytes": 1 << 30}
+
+    def start(self):
+        Client, SchedulerClusterCombo = _import_engine()
+        self.combo = SchedulerClusterCombo(address=None, n_workers=self.n_workers, **self.combo_options)
+        self.address = self.combo.address
+        self.client = Client(address=self.address)
+        self.wait_for_all_workers()
+
+
 class OursExecutorSystem(SystemAdapter):
     name = "ours-executor"
     description = "scaler_dask.ScalerExecutor(max_workers=n) (concurrent.futures API; dask via scheduler=executor)"

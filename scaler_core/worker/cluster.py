@@ -138,12 +138,8 @@ class Cluster:
             self.scheduler_address, self.settings.keys, "ClusterProcess", self.settings.object_memory_directory,
             self.settings.spill_directory, self.settings.object_memory_limit_bytes)
         if self.host_store is not None:
-            # by default the workers may hold half the limit between them: the rest stays for the files
-            # (results asked for, and held ones written out), which would otherwise go straight to disk
-            held = self.settings.held_result_bytes or self.host_store.memory_limit_bytes // (2 * self.n_workers)
             self.settings = dataclasses.replace(self.settings, host_store_location=self.host_store.encoded_location,
-                                                object_memory_limit_bytes=self.host_store.memory_limit_bytes,
-                                                held_result_bytes=max(0, held))
+                                                object_memory_limit_bytes=self.host_store.memory_limit_bytes)
 
     def _on_worker_exit(self, pidfd: int, scheduler) -> None:
         process, worker_id, _ = self.workers.pop(pidfd)

@@ -20,6 +20,7 @@ from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 MiB = 2**20
+HELD = 256 * MiB  # --held-result-bytes: graph intermediates stay in their worker's memory
 
 
 def make_or_sum(what, started_marker=None):
@@ -116,8 +117,7 @@ def test_a_result_outlives_the_worker_that_made_it(tmp_path):
 
 
 def test_no_object_is_left_behind_when_the_client_leaves():
-    # every result written out at once (no intermediates held in the workers' memory): files to watch
-    with SchedulerClusterCombo(n_workers=2, held_result_bytes=-1, logging_level="WARNING") as combo:
+    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as combo:
         memory_directories = wait_until(lambda: store_directories(combo)[0], message="the cluster's store")
         with Client(combo.address) as client:
             # a graph's intermediates stay on the cluster until the graph is done; the client leaves first
@@ -175,10 +175,9 @@ def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
     from scaler_core.monitor.stream import StatusSubscriber, status_to_dict
     from scaler_core.monitor.top import render
 
-    # every result written out at once (none held in the workers' memory): they all reach the store
     with SchedulerClusterCombo(n_workers=2, object_memory_limit_bytes=8 * MiB, spill_directory=str(tmp_path),
-                               held_result_bytes=-1, heartbeat_interval_seconds=0.2,
-                               logging_level="WARNING") as combo, Client(combo.address) as client:
+                               heartbeat_interval_seconds=0.2, logging_level="WARNING") as combo, \
+            Client(combo.address) as client:
         graph = {f"block-{i}": (slow_block, i, 4, 0.0) for i in range(4)}  # 16 MiB: half of it spills
         graph["total"] = (slow_block, 0, 1, 30.0)  # holds the graph (and its blocks) open meanwhile
         for key in list(graph)[:-1]:
@@ -201,8 +200,8 @@ def test_the_monitor_shows_the_results_each_worker_holds_in_memory(tmp_path):
     from scaler_core.monitor.stream import StatusSubscriber, status_to_dict
     from scaler_core.monitor.top import render
 
-    with SchedulerClusterCombo(n_workers=1, heartbeat_interval_seconds=0.2, logging_level="WARNING") as combo, \
-            Client(combo.address) as client:
+    with SchedulerClusterCombo(n_workers=1, held_result_bytes=HELD, heartbeat_interval_seconds=0.2,
+                               logging_level="WARNING") as combo, Client(combo.address) as client:
         graph = {"made": (block, 3, 16), "gate": (gate, str(tmp_path / "gate"), 30.0, "made"),
                  "summed": (checksum, "made", "gate")}
         client.get(graph, keys=["summed"], block=False)
@@ -266,7 +265,7 @@ def counted_block(counter, seed, mib):
 
 
 def test_a_graph_intermediate_read_on_its_own_worker_is_never_written_out(tmp_path):
-    with SchedulerClusterCombo(n_workers=1, logging_level="WARNING") as combo, Client(combo.address) as client:
+    with SchedulerClusterCombo(n_workers=1, held_result_bytes=HELD, logging_level="WARNING") as combo, Client(combo.address) as client:
         memory_directories = wait_until(lambda: store_directories(combo)[0], message="the cluster's store")
         written = []
         stop = threading.Event()
@@ -290,7 +289,7 @@ def test_a_graph_intermediate_read_on_its_own_worker_is_never_written_out(tmp_pa
 
 
 def test_a_held_intermediate_is_written_out_for_a_reader_on_another_worker():
-    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as combo, Client(combo.address) as client:
+    with SchedulerClusterCombo(n_workers=2, held_result_bytes=HELD, logging_level="WARNING") as combo, Client(combo.address) as client:
         # many independent pairs over two workers: some consumers run where their input was not made
         graph = {f"block-{i}": (block, i, 4) for i in range(8)}
         graph.update({f"sum-{i}": (checksum, f"block-{i}") for i in range(8)})
@@ -304,7 +303,7 @@ def test_an_intermediate_lost_with_its_holder_process_is_made_again(tmp_path):
     """The worker holding the only copy of an intermediate (in its memory) is SIGKILLed: a dependent
     that needs it gets it made again from its lineage; nothing fails."""
     counter = tmp_path / "made"
-    with SchedulerClusterCombo(n_workers=1, logging_level="WARNING") as combo, Client(combo.address) as client:
+    with SchedulerClusterCombo(n_workers=1, held_result_bytes=HELD, logging_level="WARNING") as combo, Client(combo.address) as client:
         graph = {"made": (counted_block, str(counter), 9, 8),
                  "gate": (gate, str(tmp_path / "gate"), 2.0, "made"),
                  "summed": (checksum, "made", "gate")}

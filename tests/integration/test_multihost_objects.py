@@ -47,11 +47,11 @@ CLIENT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _cluster_with_private_shm(python, name, scheduler_address):
+def _cluster_with_private_shm(python, name, scheduler_address, *options):
     # its own mount namespace with a fresh /dev/shm: the other processes cannot see its objects
     command = (f"mount -t tmpfs tmpfs /dev/shm && exec {python} -c "
                f"'from scaler_core.cli import cluster_main; cluster_main()' -n 1 {scheduler_address} "
-               f"--per-worker-capabilities {name} --logging-level INFO")
+               f"--per-worker-capabilities {name} --logging-level INFO {' '.join(options)}")
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", command]
 
 
@@ -175,8 +175,10 @@ CUT_HELD_CLIENT_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("script", [CUT_CLIENT_SCRIPT, CUT_HELD_CLIENT_SCRIPT], ids=["persisted", "held"])
-def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path, script):
+@pytest.mark.parametrize("script, options", [(CUT_CLIENT_SCRIPT, ()),
+                                             (CUT_HELD_CLIENT_SCRIPT, ("--held-result-bytes", str(256 * 2**20)))],
+                         ids=["persisted", "held"])
+def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path, script, options):
     """Cluster A holds the only copies of two blocks (persisted results, or intermediates held in its
     worker's memory); its link is cut. Tasks on cluster B that read them find A unreachable (its object
     server stops answering heartbeats, or the object storage cannot reach the holder), report the inputs
@@ -200,7 +202,7 @@ def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path, s
             [python, "-c", "from scaler_core.cli import scheduler_main; scheduler_main()", SCHEDULER_ADDRESS,
              "--worker-timeout-seconds", "5", "--logging-level", "INFO"], tmp_path / "scheduler.log")
         processes["cluster A"] = InNamespace(
-            namespaces.cluster_a, _cluster_with_private_shm(python, "A", SCHEDULER_ADDRESS),
+            namespaces.cluster_a, _cluster_with_private_shm(python, "A", SCHEDULER_ADDRESS, *options),
             tmp_path / "cluster_A.log", env_extra={"CLUSTER_NAME": "A"})
         go = tmp_path / "go"
         client = processes["client"] = InNamespace(
