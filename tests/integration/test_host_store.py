@@ -171,8 +171,20 @@ def _engine_processes(combo, name):
     return found
 
 
-def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
+def _monitor_status_when(combo, shows, message):
+    """(status, its dict) of the first monitor status for which `shows(dict)` is true."""
     from scaler_core.monitor.stream import StatusSubscriber, status_to_dict
+
+    def seen(subscriber):
+        status = subscriber.wait_for_status(1.0)
+        shown = status_to_dict(status) if status is not None else None
+        return (status, shown) if shown is not None and shows(shown) else None
+
+    with StatusSubscriber(combo.monitor_address) as subscriber:
+        return wait_until(lambda: seen(subscriber), timeout=30, message=message)
+
+
+def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
     from scaler_core.monitor.top import render
 
     with SchedulerClusterCombo(n_workers=2, object_memory_limit_bytes=8 * MiB, spill_directory=str(tmp_path),
@@ -183,21 +195,15 @@ def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
         for key in list(graph)[:-1]:
             graph[f"use-{key}"] = (total, key, "total")
         client.get(graph, keys=[f"use-block-{i}" for i in range(4)], block=False)
-
-        def store_seen(subscriber):
-            status = subscriber.wait_for_status(1.0)
-            stores = status_to_dict(status)["host_stores"] if status is not None else []
-            return (status, stores) if stores and stores[0]["disk_bytes"] >= 8 * MiB else None
-
-        with StatusSubscriber(combo.monitor_address) as subscriber:
-            status, stores = wait_until(lambda: store_seen(subscriber), timeout=30, message="the store in the monitor")
-        (store,) = stores
+        status, shown = _monitor_status_when(
+            combo, lambda shown: shown["host_stores"] and shown["host_stores"][0]["disk_bytes"] >= 8 * MiB,
+            "the store in the monitor")
+        (store,) = shown["host_stores"]
         assert store["memory_limit_bytes"] == 8 * MiB and 0 < store["memory_bytes"] <= 8 * MiB
         assert any("object_memory" in line for line in render(status))
 
 
 def test_the_monitor_shows_the_results_each_worker_holds_in_memory(tmp_path):
-    from scaler_core.monitor.stream import StatusSubscriber, status_to_dict
     from scaler_core.monitor.top import render
 
     with SchedulerClusterCombo(n_workers=1, held_result_bytes=HELD, heartbeat_interval_seconds=0.2,
@@ -205,14 +211,9 @@ def test_the_monitor_shows_the_results_each_worker_holds_in_memory(tmp_path):
         graph = {"made": (block, 3, 16), "gate": (gate, str(tmp_path / "gate"), 30.0, "made"),
                  "summed": (checksum, "made", "gate")}
         client.get(graph, keys=["summed"], block=False)
-
-        def held_seen(subscriber):
-            status = subscriber.wait_for_status(1.0)
-            workers = status_to_dict(status)["workers"] if status is not None else []
-            return (status, workers) if workers and workers[0]["held_bytes"] >= 16 * MiB else None
-
-        with StatusSubscriber(combo.monitor_address) as subscriber:
-            status, _ = wait_until(lambda: held_seen(subscriber), timeout=30, message="held bytes in the monitor")
+        status, _ = _monitor_status_when(
+            combo, lambda shown: shown["workers"] and shown["workers"][0]["held_bytes"] >= 16 * MiB,
+            "held bytes in the monitor")
         header = next(line for line in render(status) if "rss" in line and "held" in line)
         assert header.index("rss") < header.index("held")
 

@@ -5,6 +5,7 @@ A result made on one cluster and needed on the other moves host to host through 
 server; the client, on neither host, fetches a result the same way; deleting one reaches the holder.
 """
 
+import functools
 import shutil
 import sys
 import textwrap
@@ -14,23 +15,23 @@ import pytest
 from tests.integration.test_multihost import (SCHEDULER_ADDRESS, InNamespace, LineReader, Namespaces, _run,
                                               _namespace_skip_reason, poll)
 
-CLIENT_SCRIPT = textwrap.dedent("""
-    import json, sys
+SCRIPT_PRELUDE = textwrap.dedent("""
+    import concurrent.futures, json, os, sys, time
     import numpy as np
     from scaler_core import Client
 
     def block(seed, mib):
-        import os
         return os.environ["CLUSTER_NAME"], np.random.default_rng(seed).random(mib * 2**20 // 8)
 
-    def total(made):
-        import os
+    def total(made, *_gates):
         return os.environ["CLUSTER_NAME"], made[0], float(made[1].sum())
 
     def emit(**fields):
         sys.stdout.write(json.dumps(fields) + "\\n")
         sys.stdout.flush()
+""")
 
+CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
     with Client(sys.argv[1], timeout_seconds=60) as client:
         on = lambda name: {name: -1}
         made_a = client.submit_verbose(block, args=(1, 16), kwargs={}, capabilities=on("A"))
@@ -55,50 +56,37 @@ def _cluster_with_private_shm(python, name, scheduler_address, *options):
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", command]
 
 
-@pytest.mark.timeout(180)
-def test_results_move_between_hosts_through_the_makers_object_server(tmp_path):
+def _skip_without_namespaces():
     reason = _namespace_skip_reason() or (None if shutil.which("unshare") else "util-linux 'unshare' is missing")
     if reason:
         pytest.skip(reason)
+
+
+def _start_scheduler(namespaces, tmp_path, *options):
+    """The namespaces made and the scheduler started in its own, which routes between the two
+    clusters' networks, as a switch would."""
+    namespaces.create()
+    _run("ip", "netns", "exec", namespaces.scheduler, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    return InNamespace(
+        namespaces.scheduler,
+        [sys.executable, "-c", "from scaler_core.cli import scheduler_main; scheduler_main()", SCHEDULER_ADDRESS,
+         *options, "--logging-level", "INFO"], tmp_path / "scheduler.log")
+
+
+def _diagnostics(processes):
+    return "\n".join(f"--- {name} (exit {process.process.poll()}) ---\n{process.log_tail()}"
+                     for name, process in processes.items())
+
+
+@pytest.fixture
+def hosts():
+    """(namespaces, processes by name, a diagnostics function): whatever the test started is stopped
+    and the namespaces deleted at the end."""
+    _skip_without_namespaces()
     namespaces = Namespaces()
     processes = {}
-
-    def diagnostics():
-        return "\n".join(f"--- {name} (exit {process.process.poll()}) ---\n{process.log_tail()}"
-                         for name, process in processes.items())
-
     try:
-        namespaces.create()
-        # the scheduler's namespace routes between the two clusters' networks, as a switch would
-        _run("ip", "netns", "exec", namespaces.scheduler, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        python = sys.executable
-        processes["scheduler"] = InNamespace(
-            namespaces.scheduler,
-            [python, "-c", "from scaler_core.cli import scheduler_main; scheduler_main()", SCHEDULER_ADDRESS,
-             "--allocate-policy", "capability", "--logging-level", "INFO"], tmp_path / "scheduler.log")
-        for name, namespace in (("A", namespaces.cluster_a), ("B", namespaces.cluster_b)):
-            processes[f"cluster {name}"] = InNamespace(
-                namespace, _cluster_with_private_shm(python, name, SCHEDULER_ADDRESS),
-                tmp_path / f"cluster_{name}.log", env_extra={"CLUSTER_NAME": name})
-        client = processes["client"] = InNamespace(
-            namespaces.scheduler, [python, "-c", CLIENT_SCRIPT, SCHEDULER_ADDRESS], tmp_path / "client.log",
-            capture_stdout=True)
-        reader = LineReader(client.process.stdout)
-
-        def finished():
-            if client.process.poll() not in (None, 0):
-                raise AssertionError(f"client exited with {client.process.poll()}\n{diagnostics()}")
-            return reader.snapshot("done")
-
-        poll(finished, 150, "the client's results", diagnostics)
-        dependents = {event["name"]: event for event in reader.snapshot("dependent")}
-        assert dependents["a->b"]["made_on"] == "A" and dependents["a->b"]["ran_on"] == "B"
-        assert dependents["b->a"]["made_on"] == "B" and dependents["b->a"]["ran_on"] == "A"
-        assert all(event["correct"] for event in dependents.values()), dependents
-        (fetched,) = reader.snapshot("fetched")
-        assert fetched["made_on"] == "A" and fetched["correct"]
-        served = [line for line in (tmp_path / "cluster_A.log").read_text().splitlines() if "object server" in line]
-        assert not any("refused" in line or "cannot read" in line for line in served), served
+        yield namespaces, processes, functools.partial(_diagnostics, processes)
     finally:
         for name in ("client", "cluster A", "cluster B", "scheduler"):
             if name in processes:
@@ -106,21 +94,37 @@ def test_results_move_between_hosts_through_the_makers_object_server(tmp_path):
         namespaces.delete()
 
 
-CUT_CLIENT_SCRIPT = textwrap.dedent("""
-    import concurrent.futures, json, os, sys, time
-    import numpy as np
-    from scaler_core import Client
+@pytest.mark.timeout(180)
+def test_results_move_between_hosts_through_the_makers_object_server(tmp_path, hosts):
+    namespaces, processes, diagnostics = hosts
+    python = sys.executable
+    processes["scheduler"] = _start_scheduler(namespaces, tmp_path, "--allocate-policy", "capability")
+    for name, namespace in (("A", namespaces.cluster_a), ("B", namespaces.cluster_b)):
+        processes[f"cluster {name}"] = InNamespace(
+            namespace, _cluster_with_private_shm(python, name, SCHEDULER_ADDRESS),
+            tmp_path / f"cluster_{name}.log", env_extra={"CLUSTER_NAME": name})
+    client = processes["client"] = InNamespace(
+        namespaces.scheduler, [python, "-c", CLIENT_SCRIPT, SCHEDULER_ADDRESS], tmp_path / "client.log",
+        capture_stdout=True)
+    reader = LineReader(client.process.stdout)
 
-    def block(seed, mib):
-        return os.environ["CLUSTER_NAME"], np.random.default_rng(seed).random(mib * 2**20 // 8)
+    def finished():
+        if client.process.poll() not in (None, 0):
+            raise AssertionError(f"client exited with {client.process.poll()}\n{diagnostics()}")
+        return reader.snapshot("done")
 
-    def total(made):
-        return os.environ["CLUSTER_NAME"], made[0], float(made[1].sum())
+    poll(finished, 150, "the client's results", diagnostics)
+    dependents = {event["name"]: event for event in reader.snapshot("dependent")}
+    assert dependents["a->b"]["made_on"] == "A" and dependents["a->b"]["ran_on"] == "B"
+    assert dependents["b->a"]["made_on"] == "B" and dependents["b->a"]["ran_on"] == "A"
+    assert all(event["correct"] for event in dependents.values()), dependents
+    (fetched,) = reader.snapshot("fetched")
+    assert fetched["made_on"] == "A" and fetched["correct"]
+    served = [line for line in (tmp_path / "cluster_A.log").read_text().splitlines() if "object server" in line]
+    assert not any("refused" in line or "cannot read" in line for line in served), served
 
-    def emit(**fields):
-        sys.stdout.write(json.dumps(fields) + "\\n")
-        sys.stdout.flush()
 
+CUT_CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
     go = sys.argv[2]
     with Client(sys.argv[1], timeout_seconds=120) as client:
         # persisted: the blocks stay with their maker, cluster A (the only one connected so far)
@@ -139,25 +143,11 @@ CUT_CLIENT_SCRIPT = textwrap.dedent("""
 """)
 
 
-CUT_HELD_CLIENT_SCRIPT = textwrap.dedent("""
-    import json, os, sys, time
-    import numpy as np
-    from scaler_core import Client
-
-    def block(seed, mib):
-        return os.environ["CLUSTER_NAME"], np.random.default_rng(seed).random(mib * 2**20 // 8)
-
+CUT_HELD_CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
     def gate(go, *_blocks):
         while not os.path.exists(go):  # on cluster A; run again on B once A is cut off
             time.sleep(0.05)
         return 0
-
-    def total(made, _gate):
-        return os.environ["CLUSTER_NAME"], made[0], float(made[1].sum())
-
-    def emit(**fields):
-        sys.stdout.write(json.dumps(fields) + "\\n")
-        sys.stdout.flush()
 
     go = sys.argv[2]
     with Client(sys.argv[1], timeout_seconds=120) as client:
@@ -178,58 +168,38 @@ CUT_HELD_CLIENT_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("script, options", [(CUT_CLIENT_SCRIPT, ()),
                                              (CUT_HELD_CLIENT_SCRIPT, ("--held-result-bytes", str(256 * 2**20)))],
                          ids=["persisted", "held"])
-def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path, script, options):
+def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path, hosts, script, options):
     """Cluster A holds the only copies of two blocks (persisted results, or intermediates held in its
     worker's memory); its link is cut. Tasks on cluster B that read them find A unreachable (its object
     server stops answering heartbeats, or the object storage cannot reach the holder), report the inputs
     lost, and the scheduler runs the nodes that made them again, on B: correct results, no hang."""
-    reason = _namespace_skip_reason() or (None if shutil.which("unshare") else "util-linux 'unshare' is missing")
-    if reason:
-        pytest.skip(reason)
-    namespaces = Namespaces()
-    processes = {}
+    namespaces, processes, diagnostics = hosts
+    python = sys.executable
+    processes["scheduler"] = _start_scheduler(namespaces, tmp_path, "--worker-timeout-seconds", "5")
+    processes["cluster A"] = InNamespace(
+        namespaces.cluster_a, _cluster_with_private_shm(python, "A", SCHEDULER_ADDRESS, *options),
+        tmp_path / "cluster_A.log", env_extra={"CLUSTER_NAME": "A"})
+    go = tmp_path / "go"
+    client = processes["client"] = InNamespace(
+        namespaces.scheduler, [python, "-c", script, SCHEDULER_ADDRESS, str(go)],
+        tmp_path / "client.log", capture_stdout=True)
+    reader = LineReader(client.process.stdout)
 
-    def diagnostics():
-        return "\n".join(f"--- {name} (exit {process.process.poll()}) ---\n{process.log_tail()}"
-                         for name, process in processes.items())
+    def client_reached(kind):
+        if client.process.poll() not in (None, 0):
+            raise AssertionError(f"client exited with {client.process.poll()}\n{diagnostics()}")
+        return reader.snapshot(kind)
 
-    try:
-        namespaces.create()
-        _run("ip", "netns", "exec", namespaces.scheduler, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        python = sys.executable
-        processes["scheduler"] = InNamespace(
-            namespaces.scheduler,
-            [python, "-c", "from scaler_core.cli import scheduler_main; scheduler_main()", SCHEDULER_ADDRESS,
-             "--worker-timeout-seconds", "5", "--logging-level", "INFO"], tmp_path / "scheduler.log")
-        processes["cluster A"] = InNamespace(
-            namespaces.cluster_a, _cluster_with_private_shm(python, "A", SCHEDULER_ADDRESS, *options),
-            tmp_path / "cluster_A.log", env_extra={"CLUSTER_NAME": "A"})
-        go = tmp_path / "go"
-        client = processes["client"] = InNamespace(
-            namespaces.scheduler, [python, "-c", script, SCHEDULER_ADDRESS, str(go)],
-            tmp_path / "client.log", capture_stdout=True)
-        reader = LineReader(client.process.stdout)
-
-        def client_reached(kind):
-            if client.process.poll() not in (None, 0):
-                raise AssertionError(f"client exited with {client.process.poll()}\n{diagnostics()}")
-            return reader.snapshot(kind)
-
-        poll(lambda: client_reached("persisted"), 120, "the blocks persisted on cluster A", diagnostics)
-        processes["cluster B"] = InNamespace(
-            namespaces.cluster_b, _cluster_with_private_shm(python, "B", SCHEDULER_ADDRESS),
-            tmp_path / "cluster_B.log", env_extra={"CLUSTER_NAME": "B"})
-        poll(lambda: "connected" in (tmp_path / "scheduler.log").read_text().split("W|")[-1] and
-             (tmp_path / "scheduler.log").read_text().count("connected") >= 2, 60, "cluster B's worker",
-             diagnostics)
-        namespaces.cut_cluster_a()
-        go.write_text("")
-        poll(lambda: client_reached("done"), 180, "the blocks read after the cut", diagnostics)
-        reads = {event["name"]: event for event in reader.snapshot("read")}
-        assert all(event["correct"] for event in reads.values()), reads
-        assert all(event["ran_on"] == "B" and event["made_on"] == "B" for event in reads.values()), reads
-    finally:
-        for name in ("client", "cluster A", "cluster B", "scheduler"):
-            if name in processes:
-                processes[name].kill()
-        namespaces.delete()
+    poll(lambda: client_reached("persisted"), 120, "the blocks persisted on cluster A", diagnostics)
+    processes["cluster B"] = InNamespace(
+        namespaces.cluster_b, _cluster_with_private_shm(python, "B", SCHEDULER_ADDRESS),
+        tmp_path / "cluster_B.log", env_extra={"CLUSTER_NAME": "B"})
+    poll(lambda: "connected" in (tmp_path / "scheduler.log").read_text().split("W|")[-1] and
+         (tmp_path / "scheduler.log").read_text().count("connected") >= 2, 60, "cluster B's worker",
+         diagnostics)
+    namespaces.cut_cluster_a()
+    go.write_text("")
+    poll(lambda: client_reached("done"), 180, "the blocks read after the cut", diagnostics)
+    reads = {event["name"]: event for event in reader.snapshot("read")}
+    assert all(event["correct"] for event in reads.values()), reads
+    assert all(event["ran_on"] == "B" and event["made_on"] == "B" for event in reads.values()), reads
