@@ -151,10 +151,11 @@ class HostStore:
                 unlink_quietly(entry.path)
                 continue
             with contextlib.suppress(OSError):
-                with open(entry.path, "rb") as handle:
-                    data = handle.read(_BOUND.size)
-                if len(data) == _BOUND.size:
-                    total += _BOUND.unpack(data)[0]
+                descriptor = os.open(entry.path, os.O_RDONLY)
+                try:
+                    total += _read_bound(descriptor)
+                finally:
+                    os.close(descriptor)
         return total
 
     def load(self, object_id: bytes) -> Optional[List[memoryview]]:

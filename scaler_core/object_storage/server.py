@@ -120,10 +120,11 @@ class ObjectStorageServer:
             waiting, gone = self.store.put(message.object_id, message.owner_id, frames, location, sender=sender)
             for requester in waiting:
                 self._send_data(requester, message.object_id, frames, location)
-            kept = self.store.get(message.object_id) is not None  # not: a dead owner's, or deleted meanwhile
-            for old_location in gone:
-                if old_location != location or not kept:
-                    self._delete_files(old_location, [message.object_id])
+            if gone:
+                kept = self.store.get(message.object_id) is not None  # not: a dead owner's, or deleted meanwhile
+                for old_location in gone:
+                    if old_location != location or not kept:
+                        self._delete_files(old_location, [message.object_id])
         elif kind is protocol.ObjectGet and not frames:
             deadline = time.monotonic() + self.settings.get_wait_seconds
             for object_id in message.object_ids:

@@ -78,13 +78,8 @@ class ObjectCache:
         """(frames, owner) of a held object, to be written out by the caller (the only one to get
         them): from now on it is an ordinary entry. None if it is not held (written out or dropped)."""
         with self._lock:
-            owner = self._held.pop(object_id, None)
-            if owner is None:
-                return None
-            size = self._sizes[object_id]
-            self._held_size -= size
-            self._size += size  # an ordinary entry from now on
-            return self._frames[object_id], owner
+            owner = self._unhold(object_id)
+            return None if owner is None else (self._frames[object_id], owner)
 
     @property
     def held_bytes(self) -> int:
@@ -99,15 +94,21 @@ class ObjectCache:
         it goes now, or once the tasks here that need it are done."""
         with self._lock:
             for object_id in object_ids:
-                if self._held.pop(object_id, None) is not None:
-                    size = self._sizes[object_id]
-                    self._held_size -= size
-                    self._size += size
+                self._unhold(object_id)
                 if self._pins.get(object_id):
                     if object_id in self._frames:
                         self._mapped.add(object_id)  # dropped at its last unpin
                 else:
                     self._drop(object_id)
+
+    def _unhold(self, object_id: bytes) -> Optional[bytes]:
+        """Under the lock: a held object becomes an ordinary entry; returns its owner (None: not held)."""
+        owner = self._held.pop(object_id, None)
+        if owner is not None:
+            size = self._sizes[object_id]
+            self._held_size -= size
+            self._size += size
+        return owner
 
     def frames_of(self, object_id: bytes) -> List:
         with self._lock:

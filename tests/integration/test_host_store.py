@@ -289,15 +289,37 @@ def test_a_graph_intermediate_read_on_its_own_worker_is_never_written_out(tmp_pa
     assert written == [], "the 16 MiB intermediate stayed in its worker's memory"
 
 
-def test_a_held_intermediate_is_written_out_for_a_reader_on_another_worker():
-    with SchedulerClusterCombo(n_workers=2, held_result_bytes=HELD, logging_level="WARNING") as combo, Client(combo.address) as client:
-        # many independent pairs over two workers: some consumers run where their input was not made
-        graph = {f"block-{i}": (block, i, 4) for i in range(8)}
-        graph.update({f"sum-{i}": (checksum, f"block-{i}") for i in range(8)})
-        graph["total"] = (total, *[f"block-{i}" for i in range(8)])
-        values = client.get(graph, keys=["total"] + [f"sum-{i}" for i in range(8)])
+def test_a_held_intermediate_is_written_out_for_a_reader_on_another_worker(tmp_path):
+    counter = tmp_path / "made"
+    with SchedulerClusterCombo(n_workers=2, held_result_bytes=HELD, logging_level="WARNING") as combo, \
+            Client(combo.address) as client:
+        memory_directories = wait_until(lambda: store_directories(combo)[0], message="the cluster's store")
+        written = set()
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                written.update(files_in(memory_directories))
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        started = time.monotonic()
+        try:
+            # blocks made on both workers; `total` reads all of them on one: the others' are written out
+            graph = {f"block-{i}": (counted_block, str(counter), i, 4) for i in range(8)}
+            graph.update({f"sum-{i}": (checksum, f"block-{i}") for i in range(8)})
+            graph["total"] = (total, *[f"block-{i}" for i in range(8)])
+            values = client.get(graph, keys=["total"] + [f"sum-{i}" for i in range(8)])
+        finally:
+            stop.set()
+            watcher.join()
+        elapsed = time.monotonic() - started
     assert values["total"] == pytest.approx(sum(block(i, 4).sum() for i in range(8)))
     assert [values[f"sum-{i}"] for i in range(8)] == pytest.approx([block(i, 4).sum() for i in range(8)])
+    assert written, "a block read on the other worker was written to the host store"
+    assert counter.read_text().count("x") == 8, "each block made once: none was lost and made again"
+    assert elapsed < 30, "no reader waited for the storage's 60 s deadline"
 
 
 def test_an_intermediate_lost_with_its_holder_process_is_made_again(tmp_path):
