@@ -1,6 +1,7 @@
 """Large results on the host that made them, with real processes: read in place by dependents on the
 same host, spilled past the memory limit, surviving their worker, gone with their owner."""
 
+import contextlib
 import glob
 import shutil
 import os
@@ -259,6 +260,26 @@ def test_results_lost_with_their_host_are_made_again_from_their_lineage(tmp_path
     assert values == pytest.approx([block(i, 4).sum() for i in range(4)])
 
 
+@contextlib.contextmanager
+def files_seen_in(directories):
+    """The names of the object files that appear in `directories` while the block runs (watched every 5 ms)."""
+    seen = set()
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.update(files_in(directories))
+            stop.wait(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        watcher.join()
+
+
 def counted_block(counter, seed, mib):
     with open(counter, "a") as handle:
         handle.write("x\n")
@@ -268,25 +289,12 @@ def counted_block(counter, seed, mib):
 def test_a_graph_intermediate_read_on_its_own_worker_is_never_written_out(tmp_path):
     with SchedulerClusterCombo(n_workers=1, held_result_bytes=HELD, logging_level="WARNING") as combo, Client(combo.address) as client:
         memory_directories = wait_until(lambda: store_directories(combo)[0], message="the cluster's store")
-        written = []
-        stop = threading.Event()
-
-        def watch():
-            while not stop.is_set():
-                written.extend(files_in(memory_directories))
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
+        with files_seen_in(memory_directories) as written:
             graph = {"made": (block, 5, 16), "gate": (gate, str(tmp_path / "gate"), 1.0, "made"),
                      "summed": (checksum, "made", "gate")}
             result = client.get(graph, keys=["summed"])["summed"]
-        finally:
-            stop.set()
-            watcher.join()
     assert result == pytest.approx(block(5, 16).sum())
-    assert written == [], "the 16 MiB intermediate stayed in its worker's memory"
+    assert not written, "the 16 MiB intermediate stayed in its worker's memory"
 
 
 def test_a_held_intermediate_is_written_out_for_a_reader_on_another_worker(tmp_path):
@@ -294,26 +302,13 @@ def test_a_held_intermediate_is_written_out_for_a_reader_on_another_worker(tmp_p
     with SchedulerClusterCombo(n_workers=2, held_result_bytes=HELD, logging_level="WARNING") as combo, \
             Client(combo.address) as client:
         memory_directories = wait_until(lambda: store_directories(combo)[0], message="the cluster's store")
-        written = set()
-        stop = threading.Event()
-
-        def watch():
-            while not stop.is_set():
-                written.update(files_in(memory_directories))
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
         started = time.monotonic()
-        try:
+        with files_seen_in(memory_directories) as written:
             # blocks made on both workers; `total` reads all of them on one: the others' are written out
             graph = {f"block-{i}": (counted_block, str(counter), i, 4) for i in range(8)}
             graph.update({f"sum-{i}": (checksum, f"block-{i}") for i in range(8)})
             graph["total"] = (total, *[f"block-{i}" for i in range(8)])
             values = client.get(graph, keys=["total"] + [f"sum-{i}" for i in range(8)])
-        finally:
-            stop.set()
-            watcher.join()
         elapsed = time.monotonic() - started
     assert values["total"] == pytest.approx(sum(block(i, 4).sum() for i in range(8)))
     assert [values[f"sum-{i}"] for i in range(8)] == pytest.approx([block(i, 4).sum() for i in range(8)])
