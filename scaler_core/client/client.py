@@ -11,6 +11,7 @@ import inspect
 import itertools
 import logging
 import os
+import sys
 import threading
 import types
 import weakref
@@ -385,8 +386,8 @@ class Client:
     def _function_id(self, fn: Callable, reserialize: bool = False) -> bytes:
         return self._function_entry(fn, reserialize)[1]
 
-    def _function_entry(self, fn: Callable, reserialize: bool = False) -> Tuple[Callable, bytes, Optional[inspect.Signature]]:
-        """(fn, its function id, its signature), pickled and shipped once per function object.
+    def _function_entry(self, fn: Callable, reserialize: bool = False) -> Tuple[Callable, bytes, Optional[_CallShape]]:
+        """(fn, its function id, the calls it accepts), pickled and shipped once per function object.
 
         `reserialize` (upstream Scaler's meaning) ignores that cached copy: a callable changed in
         place since (a callable object's attributes, a function's globals or defaults) is pickled
@@ -404,8 +405,8 @@ class Client:
         self._connection.put_object(function_id, frames)
         return entry
 
-    def _serializer_entry(self, fn: Callable) -> Tuple[Callable, SerializerCall, Optional[inspect.Signature]]:
-        """(fn, the wrapper shipped instead of fn under the client's serializer, fn's signature)."""
+    def _serializer_entry(self, fn: Callable) -> Tuple[Callable, SerializerCall, Optional[_CallShape]]:
+        """(fn, the wrapper shipped instead of fn under the client's serializer, the calls fn accepts)."""
         entry = self._serializer_calls.get(id(fn))
         if entry is None or entry[0] is not fn:
             entry = self._serializer_calls[id(fn)] = (fn, SerializerCall(fn, self.serializer), _signature_of(fn))
@@ -423,11 +424,11 @@ class Client:
     def _check_call(self, fn: Callable, args: tuple, kwargs: dict, reserialize: bool = False) -> None:
         """A call that cannot bind to fn's parameters fails here, not later on a worker."""
         # the cache of what is shipped: under a serializer that is the wrapper, not fn itself
-        signature = (self._serializer_entry(fn) if self.serializer is not None
-                     else self._function_entry(fn, reserialize))[2]
-        if signature is not None:
+        shape = (self._serializer_entry(fn) if self.serializer is not None
+                 else self._function_entry(fn, reserialize))[2]
+        if shape is not None:
             try:
-                signature.bind(*args, **kwargs)
+                shape.check(args, kwargs)
             except TypeError as error:
                 raise TypeError(f"{getattr(fn, '__qualname__', fn)!s}: {error}") from None
 
@@ -657,9 +658,37 @@ class _Resend:
             future._settle(error=error)
 
 
-def _signature_of(fn: Callable) -> Optional[inspect.Signature]:
+class _CallShape:
+    """What calls a function accepts. A call with positional arguments only is checked by counting
+    them when that is enough to know (Signature.bind costs several microseconds per submit, on
+    the latency path); anything else goes through bind, which also words the error."""
+
+    __slots__ = ("signature", "fewest", "most")
+
+    def __init__(self, signature: inspect.Signature):
+        self.signature = signature
+        self.fewest: Optional[int] = 0
+        self.most = 0
+        for parameter in signature.parameters.values():
+            kind = parameter.kind
+            if kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+                self.most += 1
+                if parameter.default is parameter.empty:
+                    self.fewest = self.most  # a required one after an optional one cannot be
+            elif kind is parameter.VAR_POSITIONAL:
+                self.most = sys.maxsize
+            elif kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
+                self.fewest = None  # a positional call never binds: let bind say why
+
+    def check(self, args: tuple, kwargs: dict) -> None:
+        if not kwargs and self.fewest is not None and self.fewest <= len(args) <= self.most:
+            return
+        self.signature.bind(*args, **kwargs)
+
+
+def _signature_of(fn: Callable) -> Optional[_CallShape]:
     try:
-        return inspect.signature(fn)
+        return _CallShape(inspect.signature(fn))
     except (TypeError, ValueError):  # some builtins and C callables have none to check against
         return None
 
