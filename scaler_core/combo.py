@@ -42,6 +42,7 @@ class SchedulerClusterCombo:
                  max_task_retries: int = SchedulerSettings.max_task_retries,
                  no_worker_grace_seconds: float = SchedulerSettings.no_worker_grace_seconds,
                  worker_memory_limit_bytes: int = WorkerSettings.memory_limit_bytes,
+                 worker_memory_pause_fraction: float = WorkerSettings.memory_pause_fraction,
                  object_cache_bytes: int = WorkerSettings.object_cache_bytes,
                  held_result_bytes: int = WorkerSettings.held_result_bytes,
                  object_memory_limit_bytes: int = WorkerSettings.object_memory_limit_bytes,

@@ -219,11 +219,18 @@ class WorkerSettings:
         0, "bytes of a graph's intermediate results each worker may keep in its own memory, written to the "
         "host store only when another process needs them; they count against the object memory limit "
         "(0: none, every result is written out at once)", "-hrb")
+    memory_pause_fraction: float = setting(
+        0.8, "a worker whose RSS passes this fraction of its memory limit starts no new task (its queued ones "
+        "go to other workers) until it is below again; one that cannot get below with nothing running is "
+        "replaced (0: never pause)", "-wmp", key="worker_memory_pause_fraction")
     host_store_location: str = internal("set by the cluster: its host store, encoded (empty: none)", "")
 
     def __post_init__(self):
         if self.capabilities is None:  # the old constructor's spelling of "none"
             self.capabilities = {}
+        if not 0 <= self.memory_pause_fraction <= 1:
+            raise SettingsError("worker_memory_pause_fraction",
+                                f"must be between 0 and 1, got {self.memory_pause_fraction!r}")
 
 
 @dataclasses.dataclass

@@ -51,3 +51,16 @@ def combo():
 def client(combo):
     with Client(combo.address, timeout_seconds=30) as connected:
         yield connected
+
+
+def monitor_status_when(combo, shows, message):
+    """(status, its dict) of the first monitor status for which `shows(dict)` is true."""
+    from scaler_core.monitor.stream import StatusSubscriber, status_to_dict
+
+    def seen(subscriber):
+        status = subscriber.wait_for_status(1.0)
+        shown = status_to_dict(status) if status is not None else None
+        return (status, shown) if shown is not None and shows(shown) else None
+
+    with StatusSubscriber(combo.monitor_address) as subscriber:
+        return wait_until(lambda: seen(subscriber), timeout=30, message=message)

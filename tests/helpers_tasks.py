@@ -156,3 +156,12 @@ def touch_then_sleep(path, seconds, value=None):
         pass
     time.sleep(seconds)
     return value
+
+
+_hoard = []
+
+
+def hoard(size):
+    """Keep `size` bytes in the worker process after the task (as a leaking library would); returns its pid."""
+    _hoard.append(b"\x01" * size)
+    return os.getpid()

@@ -107,6 +107,7 @@ def worker_to_dict(worker: Any) -> Dict[str, Any]:
         "cpu_percent": round(float(worker.cpu_percent), 1),
         "rss_bytes": worker.rss_bytes,
         "held_bytes": worker.held_bytes,
+        "paused": worker.paused,
         "running": worker.running,
         "queued": worker.queued,
         "sent": worker.sent,

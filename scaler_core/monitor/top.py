@@ -41,7 +41,7 @@ WORKER_COLUMNS: List[Tuple[str, int, Callable[[Any], str]]] = [
     ("cpu", 6, lambda worker: f"{worker.cpu_percent:.1f}%"),
     ("rss", 7, lambda worker: format_bytes(worker.rss_bytes)),
     ("held", 7, lambda worker: format_bytes(worker.held_bytes)),
-    ("free", 5, lambda worker: str(free_slots(worker))),
+    ("free", 6, lambda worker: "paused" if worker.paused else str(free_slots(worker))),
     ("sent", 9, lambda worker: f"{worker.sent:,}"),
     ("queued", 7, lambda worker: f"{worker.queued:,}"),
     ("running", 8, lambda worker: f"{worker.running:,}"),

@@ -36,7 +36,7 @@ def _least_loaded(candidates: Iterable[WorkerRecord]) -> Optional[WorkerRecord]:
     best_load = 2.0
     for worker in candidates:
         held = len(worker.assigned)
-        if held >= worker.limit or worker.closing:
+        if held >= worker.limit or worker.closing or worker.paused:
             continue
         load = held / worker.limit
         if load < best_load:

@@ -65,6 +65,7 @@ class WorkerRecord:
     __slots__ = (
         "worker_id", "hostname", "pid", "cluster_id", "capabilities", "assigned", "blocked", "last_seen",
         "mean_duration", "cpu_percent", "rss_bytes", "held_bytes", "sent", "capability_usage", "closing", "limit",
+        "paused",
     )
 
     # Until a worker reports durations, assume tasks are slow enough that two in flight suffice.
@@ -86,6 +87,7 @@ class WorkerRecord:
         self.sent = 0
         self.capability_usage: Dict[str, int] = {}
         self.closing = False
+        self.paused = False  # past its memory pause threshold: it gets no task, and its queued ones move
         self.limit = in_flight_limit(self.mean_duration, self.blocked)
 
     def record_duration(self, seconds: float) -> None:

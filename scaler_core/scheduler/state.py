@@ -12,7 +12,7 @@ messages each may send. Every change of a task's state goes through the lifecycl
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from scaler_core import protocol
 from scaler_core.errors import NoWorkerError, WorkerDiedError
@@ -46,6 +46,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
         # (graph id, node) being made again -> tasks of other graphs, or plain ones, that wait for it
         self._remake_waiters: Dict[Tuple[bytes, int], list] = {}
         self.workers: Dict[bytes, WorkerRecord] = {}
+        self.paused_workers: Set[bytes] = set()  # workers past their memory pause threshold
         self.clients: Dict[bytes, ClientRecord] = {}
         self.clusters: Dict[bytes, float] = {}  # cluster supervisor -> last heartbeat
         # cluster supervisor -> (bytes in memory, bytes on disk, memory limit) of its host store
@@ -242,6 +243,10 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
             worker.cpu_percent = message.cpu_percent
             worker.rss_bytes = message.rss_bytes
             worker.held_bytes = message.object_memory_bytes
+            if worker.paused != message.paused:
+                worker.paused = message.paused
+                (self.paused_workers.add if worker.paused else self.paused_workers.discard)(sender)
+                self._dispatch_needed = True  # paused: its queued tasks move; resumed: it takes work again
         elif role == CLIENT:
             if self._client(sender) is None:
                 return
@@ -339,6 +344,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
         worker = self.workers.pop(worker_id, None)
         if worker is None:
             return
+        self.paused_workers.discard(worker_id)
         task_ids = list(worker.assigned)
         # Only the oldest assigned task can have been running; the rest were queued behind it.
         suspect = next((task_id for task_id in task_ids if task_id not in returned), None)
@@ -462,9 +468,11 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
 
     def _balance(self, workers) -> None:
         """Idle workers while others hold tasks they have not started: ask for some back."""
+        if self.paused_workers:
+            self._take_back_from_paused(workers)
         if self.ready:
             return
-        idle = [worker for worker in workers if not worker.assigned and not worker.closing]
+        idle = [worker for worker in workers if not worker.assigned and not worker.closing and not worker.paused]
         if not idle:
             return
         wanted = len(idle)
@@ -480,6 +488,20 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
                 self.tasks[task_id].balance_requested = True
             self.outbox.send(donor.worker_id, protocol.BalanceRequest(task_ids=take))
             wanted -= len(take)
+
+    def _take_back_from_paused(self, workers) -> None:
+        """A worker paused by its memory gives back every task it has not started (it answers with
+        those), as long as some other worker could run them."""
+        if not any(not worker.paused and not worker.closing for worker in workers):
+            return  # nobody else could take them: they wait where they are
+        for worker_id in self.paused_workers:
+            worker = self.workers[worker_id]
+            take = [task_id for task_id in worker.assigned if not self.tasks[task_id].balance_requested]
+            if take:
+                for task_id in take:
+                    self.tasks[task_id].balance_requested = True
+                self.outbox.send(worker_id, protocol.BalanceRequest(task_ids=take))
+
     def _reclaim_surplus(self, worker, count: int) -> None:
         """Ask a worker for `count` of its tasks not started yet, the last it got (see pipeline.py);
         those already asked for count."""

@@ -182,6 +182,9 @@ struct Heartbeat {
   objectMemoryBytes @4 :UInt64;
   objectDiskBytes @5 :UInt64;
   objectMemoryLimitBytes @6 :UInt64;
+  # from a worker: its memory passed its pause threshold; it starts no new task (give it none, take
+  # back what it queued) until a heartbeat says otherwise
+  paused @7 :Bool;
 }
 
 struct HeartbeatEcho {
@@ -267,6 +270,7 @@ struct WorkerStatus {
   capabilities @9 :List(Capability);
   free @10 :UInt32;          # more tasks the scheduler would hand this worker right now
   heldBytes @11 :UInt64;     # results it holds in its memory, not yet written to its host store
+  paused @12 :Bool;          # past its memory pause threshold: it gets no task (see Heartbeat.paused)
 }
 
 struct BalanceRequest {

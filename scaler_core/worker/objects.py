@@ -133,6 +133,13 @@ class ObjectCache:
                     self._pins[object_id] = count
             self._evict()
 
+    def drop_unpinned(self) -> None:
+        """Forget every copy no task here needs now (the worker is short of memory)."""
+        with self._lock:
+            for object_id in list(self._frames):
+                if not self._pins.get(object_id) and object_id not in self._held:
+                    self._drop(object_id)
+
     def _evict(self) -> None:
         if self._size <= self.capacity_bytes:
             return

@@ -12,6 +12,7 @@ A runner that finishes its last queued task while the loop is idle sends the res
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -25,12 +26,13 @@ from scaler_core import protocol
 from scaler_core import task_context as context
 from scaler_core.host_store import PENDING, HostStore, HostStoreLocation, LocatedObjects
 from scaler_core.instructions import ToScheduler, ToStorage
+from scaler_core.memory import trim_heap
 from scaler_core.peer_io import PeerIO
 from scaler_core.settings import WorkerSettings
 from scaler_core.worker.objects import ObjectCache
 from scaler_core.worker.preload import PreloadError, run_preload
 from scaler_core.worker.runner import FunctionCache, install_warning_capture, run_task
-from scaler_core.worker.state import Result, Started, WakeRunners, WorkerLimits, WorkerState
+from scaler_core.worker.state import LogWarning, RelieveMemory, Result, Started, WakeRunners, WorkerLimits, WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,8 @@ class Worker:
         self.lock = threading.Condition()  # every call into `state`; runners wait on it for work
         self.state = WorkerState(self.objects, self.functions, WorkerLimits(
             death_timeout_seconds=settings.death_timeout_seconds, task_timeout_seconds=settings.task_timeout_seconds,
-            memory_limit_bytes=settings.memory_limit_bytes), last_echo=time.monotonic())
+            memory_limit_bytes=settings.memory_limit_bytes, memory_pause_fraction=settings.memory_pause_fraction),
+            last_echo=time.monotonic())
         self.idle_runners = 0
         self.runner_count = 0
         self._stop = False
@@ -160,8 +163,14 @@ class Worker:
                     self._hold(outcome)
                 else:
                     self._keep_on_host(outcome)
+            # with a memory limit, a task that left the process past its pause threshold holds back the
+            # next one now, not at the next heartbeat
+            rss = self.process.memory_info().rss if state.limits.pause_bytes else 0
             with self.lock:
-                instructions = self._woken(state.finish(outcome))
+                instructions = state.finish(outcome)
+                if rss:
+                    instructions += state.on_memory(time.monotonic(), rss)
+                instructions = self._woken(instructions)
                 surplus = self.runner_count > 1 + state.blocked and self.idle_runners > 0
                 if surplus:
                     self.runner_count -= 1
@@ -318,8 +327,24 @@ class Worker:
             self._results.append(instruction.result)
         elif kind is Started:
             self._started.append(instruction.task_id)
+        elif kind is RelieveMemory:
+            self._relieve_memory()
+        elif kind is LogWarning:
+            logger.warning("worker %r: %s", self.worker_id, instruction.message)
         else:
             raise TypeError(f"worker: no way to carry out {instruction!r}")
+
+    def _relieve_memory(self) -> None:
+        """Paused at the memory threshold with nothing running: what this process holds for others goes
+        to the host store (which spills to disk beyond its own limit), cached inputs go, and the
+        allocator returns freed pages to the system. The next look at the RSS decides (WorkerState)."""
+        if self.host_store is not None:
+            self.io.carry_out(self._write_out(self.objects.held_ids()))
+        self.objects.drop_unpinned()
+        gc.collect()
+        trim_heap()
+        logger.warning("worker %r: paused at its memory threshold with nothing running; freed what it could",
+                       self.worker_id)
 
     def on_loop_error(self, error: BaseException) -> None:
         self._loop_error = error  # run() raises it: the process ends as crashed and is replaced

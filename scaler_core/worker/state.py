@@ -47,6 +47,18 @@ class WakeRunners:
 
 
 @dataclass(frozen=True)
+class LogWarning:
+    """A line for the worker's log."""
+    message: str
+
+
+@dataclass(frozen=True)
+class RelieveMemory:
+    """The worker paused at its memory threshold: write out the results it holds in memory, drop its
+    caches and return freed memory to the system, so that it may get below and carry on."""
+
+
+@dataclass(frozen=True)
 class Stop(Leave):
     """Leave the process: send what is queued, then `goodbye` (if any), then exit. `replace`: exit
     so the cluster starts a fresh worker (this one stopped a running task); else the scheduler is
@@ -65,7 +77,15 @@ class WorkerLimits:
     death_timeout_seconds: float = WorkerSettings.death_timeout_seconds
     task_timeout_seconds: float = WorkerSettings.task_timeout_seconds
     memory_limit_bytes: int = WorkerSettings.memory_limit_bytes
+    memory_pause_fraction: float = WorkerSettings.memory_pause_fraction
+    # paused with nothing running, how long freeing memory gets to work before the process is replaced
+    pause_relief_seconds: float = 2.0
     storage_silence_seconds: float = OBJECT_STORAGE_SILENCE_SECONDS
+
+    @property
+    def pause_bytes(self) -> int:
+        """The RSS past which no new task starts (0: never)."""
+        return int(self.memory_limit_bytes * self.memory_pause_fraction) if self.memory_limit_bytes > 0 else 0
 
 
 @dataclass
@@ -84,6 +104,12 @@ class WorkerState:
         self.ready: List[Tuple[int, int, bytes]] = []       # heap of (-priority, arrival, task id)
         self.running: Dict[bytes, float] = {}               # task id -> start time
         self.blocked = 0  # running tasks waiting on nested tasks: each lends its slot to another
+        # past the memory pause threshold: no new task starts (see on_memory); `relieved_at` since the
+        # process was asked to free what it can while paused with nothing running
+        self.paused = False
+        self.relieved_at: Optional[float] = None
+        self.ran_any = False         # a fresh process past its threshold is not helped by another one
+        self.never_pause = False     # set when this process alone is past its threshold (see on_memory)
         self.storage_address: Optional[str] = None
         self._arrivals = 0
 
@@ -214,7 +240,9 @@ class WorkerState:
     # --- from the runner threads --------------------------------------------------------------
 
     def can_start(self) -> bool:
-        return bool(self.ready) and len(self.running) < 1 + self.blocked
+        # a paused worker still lends the slots of tasks blocked on their nested tasks: those may be
+        # the only ones that can unblock them
+        return bool(self.ready) and len(self.running) < 1 + self.blocked and (self.blocked > 0 or not self.paused)
 
     def take_next(self, now: float) -> Tuple[Optional["protocol.Task"], List[Instruction]]:
         """The task a free runner runs next, or None when nothing may start now."""
@@ -223,6 +251,7 @@ class WorkerState:
             if task is None:
                 continue
             self.running[task.task_id] = now
+            self.ran_any = True
             return task, [Started(task.task_id)] if task.notify_start else []
         return None, []
 
@@ -245,9 +274,9 @@ class WorkerState:
         """Once a heartbeat interval: report load, enforce the limits, notice a silent scheduler."""
         if now - self.last_echo > self.limits.death_timeout_seconds:
             return [Stop(f"scheduler silent for {self.limits.death_timeout_seconds:.0f}s", unexpected=True)]
-        instructions: List[Instruction] = [ToScheduler(protocol.Heartbeat(
-            cpu_percent=cpu_percent, rss_bytes=rss_bytes, queued_tasks=len(self.ready) + len(self.waiting_objects),
-            blocked_tasks=self.blocked, object_memory_bytes=self.objects.held_bytes))]
+        instructions: List[Instruction] = self.on_memory(now, rss_bytes, cpu_percent, heartbeat=True)
+        if isinstance(instructions[-1], Stop):
+            return instructions
         instructions += self._check_storage(now)
         timeout = self.limits.task_timeout_seconds
         if timeout > 0:
@@ -263,6 +292,48 @@ class WorkerState:
             outcome = Outcome(self.tasks[next(iter(self.running))], "failed", dumps_exception(error))
             return instructions + self._stop_with(outcome, "memory limit")
         return instructions
+
+    def on_memory(self, now: float, rss_bytes: int, cpu_percent: float = 0.0,
+                  heartbeat: bool = False) -> List[Instruction]:
+        """The process's RSS, at each tick and after each task when a memory limit is set.
+
+        Past the pause threshold no new task starts; the scheduler hears it at once (a heartbeat
+        saying `paused`), gives this worker nothing more and takes back what it queued. Below again,
+        the worker carries on. Paused with nothing running, nothing here will finish and free
+        memory: the process frees what it can (RelieveMemory), and if that is not enough after
+        `pause_relief_seconds`, it is replaced by a fresh one rather than left paused for ever (a hang) -- unless
+        it has run nothing yet: then its own footprint is past the threshold, a successor would be
+        too, and it stops pausing (with a warning) instead of being replaced again and again."""
+        threshold = 0 if self.never_pause else self.limits.pause_bytes
+        was_paused = self.paused
+        self.paused = threshold > 0 and rss_bytes > threshold
+        instructions: List[Instruction] = []
+        if heartbeat or self.paused != was_paused:
+            instructions.append(ToScheduler(protocol.Heartbeat(
+                cpu_percent=cpu_percent, rss_bytes=rss_bytes, queued_tasks=len(self.ready) + len(self.waiting_objects),
+                blocked_tasks=self.blocked, object_memory_bytes=self.objects.held_bytes, paused=self.paused)))
+        if not self.paused:
+            self.relieved_at = None
+            if was_paused and self.can_start():
+                instructions.append(WakeRunners())
+            return instructions
+        if self.running:
+            return instructions
+        if self.relieved_at is None:
+            self.relieved_at = now
+            return instructions + [RelieveMemory()]
+        if now - self.relieved_at < self.limits.pause_relief_seconds:
+            return instructions
+        reason = (f"memory ({rss_bytes / 2**20:.0f} MiB) stays past the pause threshold "
+                  f"({threshold / 2**20:.0f} MiB) with nothing running")
+        if not self.ran_any:
+            self.never_pause, self.paused = True, False
+            instructions += [ToScheduler(protocol.Heartbeat(rss_bytes=rss_bytes, paused=False)),
+                             LogWarning(f"the worker's {reason} before its first task: it does not pause "
+                                        "(raise the worker memory limit or its pause fraction)")]
+            return instructions + ([WakeRunners()] if self.can_start() else [])
+        goodbye = protocol.WorkerDisconnect(returned_tasks=list(self.tasks), reason=reason)
+        return instructions + [Stop(reason, replace=True, unexpected=True, goodbye=goodbye)]
 
     # --- decisions shared by the events above -------------------------------------------------
 
@@ -295,7 +366,7 @@ class WorkerState:
     def next_to_start(self) -> Optional[bytes]:
         """The task a free slot takes next: as good as started (a process pool's call queue counts
         as running too). While nothing is ready, the oldest task still fetching its inputs."""
-        if len(self.running) >= 1 + self.blocked:
+        if len(self.running) >= 1 + self.blocked or self.paused:
             return None
         if self.ready:
             return self.ready[0][2]

@@ -17,7 +17,7 @@ from scaler_core import Client, SchedulerClusterCombo
 from scaler_core.launch import ChildProcesses
 from scaler_core.settings import WorkerSettings
 
-from tests.conftest import wait_until
+from tests.conftest import monitor_status_when, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 MiB = 2**20
@@ -172,19 +172,6 @@ def _engine_processes(combo, name):
     return found
 
 
-def _monitor_status_when(combo, shows, message):
-    """(status, its dict) of the first monitor status for which `shows(dict)` is true."""
-    from scaler_core.monitor.stream import StatusSubscriber, status_to_dict
-
-    def seen(subscriber):
-        status = subscriber.wait_for_status(1.0)
-        shown = status_to_dict(status) if status is not None else None
-        return (status, shown) if shown is not None and shows(shown) else None
-
-    with StatusSubscriber(combo.monitor_address) as subscriber:
-        return wait_until(lambda: seen(subscriber), timeout=30, message=message)
-
-
 def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
     from scaler_core.monitor.top import render
 
@@ -196,7 +183,7 @@ def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
         for key in list(graph)[:-1]:
             graph[f"use-{key}"] = (total, key, "total")
         client.get(graph, keys=[f"use-block-{i}" for i in range(4)], block=False)
-        status, shown = _monitor_status_when(
+        status, shown = monitor_status_when(
             combo, lambda shown: shown["host_stores"] and shown["host_stores"][0]["disk_bytes"] >= 8 * MiB,
             "the store in the monitor")
         (store,) = shown["host_stores"]
@@ -212,7 +199,7 @@ def test_the_monitor_shows_the_results_each_worker_holds_in_memory(tmp_path):
         graph = {"made": (block, 3, 16), "gate": (gate, str(tmp_path / "gate"), 30.0, "made"),
                  "summed": (checksum, "made", "gate")}
         client.get(graph, keys=["summed"], block=False)
-        status, _ = _monitor_status_when(
+        status, _ = monitor_status_when(
             combo, lambda shown: shown["workers"] and shown["workers"][0]["held_bytes"] >= 16 * MiB,
             "held bytes in the monitor")
         header = next(line for line in render(status) if "rss" in line and "held" in line)

@@ -464,6 +464,60 @@ def test_idle_worker_gets_queued_tasks_of_a_busy_one():
     assert not [m for _, m, _ in sent(state) if type(m) is protocol.BalanceRequest], "nothing left to move"
 
 
+def heartbeat(state, n, paused, now=0.0):
+    state.on_message(worker_id(n), protocol.Heartbeat(rss_bytes=1, paused=paused), now=now)
+
+
+def balance_requests(outgoing):
+    return [(d, m.task_ids) for d, m, _ in outgoing if type(m) is protocol.BalanceRequest]
+
+
+def test_a_paused_worker_gets_no_task_and_gives_back_what_it_has_not_started():
+    state = make_state()
+    hello(state, 1)
+    hello(state, 2)
+    sent(state)
+    heartbeat(state, 1, paused=True)
+    submit(state, *[task(n) for n in range(3)])
+    outgoing = sent(state)
+    assert list(tasks_sent(outgoing)) == [worker_id(2)], "nothing for the paused worker"
+    heartbeat(state, 1, paused=False)
+    submit(state, task(3), task(4))
+    assert worker_id(1) in tasks_sent(sent(state)), "resumed: it takes work again"
+    before = list(state.workers[worker_id(1)].assigned)
+    heartbeat(state, 1, paused=True)
+    (request,) = balance_requests(sent(state))
+    assert request == (worker_id(1), before), "every task it holds: it answers with those not started"
+    state.on_message(worker_id(1), protocol.BalanceResponse(task_ids=before[1:]), now=0)
+    assert not tasks_sent(sent(state)).get(worker_id(1))
+    assert list(state.workers[worker_id(1)].assigned) == before[:1]
+    assert balance_requests(sent(state)) == [], "not asked twice"
+
+
+def test_when_every_worker_is_paused_tasks_wait_where_they_are():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, task(0), task(1))
+    sent(state)
+    heartbeat(state, 1, paused=True)
+    assert balance_requests(sent(state)) == []
+    submit(state, task(2))
+    assert tasks_sent(sent(state)) == {}
+    hello(state, 2)
+    outgoing = sent(state)
+    assert balance_requests(outgoing) == [(worker_id(1), [tid(0), tid(1)])] and tasks_sent(outgoing) == {
+        worker_id(2): [tid(2)]}
+
+
+def test_a_paused_worker_that_leaves_is_forgotten():
+    state = make_state()
+    hello(state, 1)
+    heartbeat(state, 1, paused=True)
+    state.on_message(worker_id(1), protocol.WorkerDisconnect(reason="memory"), now=0)
+    assert state.paused_workers == set()
+
+
 def test_balance_race_with_a_result_runs_nothing_twice():
     state = make_state()
     hello(state, 1)

@@ -9,7 +9,8 @@ from scaler_core.errors import TaskTimeoutError
 from scaler_core.worker.objects import ObjectCache
 from scaler_core.worker.runner import FunctionCache, Outcome
 from scaler_core.worker.state import (
-    ConnectStorage, Result, Started, Stop, ToScheduler, ToStorage, WakeRunners, WorkerLimits, WorkerState,
+    ConnectStorage, LogWarning, RelieveMemory, Result, Started, Stop, ToScheduler, ToStorage, WakeRunners, WorkerLimits,
+    WorkerState,
 )
 
 FUNCTION = b"f" * 16
@@ -205,6 +206,85 @@ def test_the_memory_limit_stops_only_a_running_task(running):
     assert bool(of_kind(instructions, Stop)) == running
     if running:
         assert isinstance(pickle.loads(of_kind(instructions, Result)[0].result.value), MemoryError)
+
+
+def heartbeats(instructions):
+    return [item.message for item in of_kind(instructions, ToScheduler) if type(item.message) is protocol.Heartbeat]
+
+
+def test_past_the_pause_threshold_no_new_task_starts_and_the_scheduler_hears_it_at_once():
+    state = welcomed(WorkerLimits(memory_limit_bytes=1000, memory_pause_fraction=0.8))
+    state.on_tasks([task(1), task(2)])
+    first, _ = run_next(state)
+    (heartbeat,) = heartbeats(state.on_memory(0.0, 900))  # past 800: paused, said without waiting for the tick
+    assert heartbeat.paused and heartbeat.rss_bytes == 900
+    state.finish(Outcome(first, "success", b"1"))
+    assert not state.can_start() and run_next(state) == (None, [])
+    assert state.next_to_start() is None  # a pending-only cancel or a balance may take every queued task
+    assert heartbeats(state.on_memory(0.0, 950)) == []  # no news, no message
+    instructions = state.on_memory(0.0, 700)
+    assert not heartbeats(instructions)[0].paused and instructions[-1] == WakeRunners()
+    second, _ = run_next(state)
+    assert second.task_id == tid(2)
+
+
+def test_the_regular_heartbeat_says_whether_the_worker_is_paused():
+    state = welcomed(WorkerLimits(memory_limit_bytes=1000, memory_pause_fraction=0.5))
+    (heartbeat,) = heartbeats(state.on_tick(1.0, 0.0, rss_bytes=400))
+    assert not heartbeat.paused
+    state.on_tasks([task(1)])
+    run_next(state)
+    (heartbeat,) = heartbeats(state.on_tick(2.0, 0.0, rss_bytes=600))
+    assert heartbeat.paused and not of_kind(state.on_tick(3.0, 0.0, rss_bytes=600), Stop)
+
+
+def test_a_paused_worker_still_lends_a_blocked_tasks_slot_to_nested_work():
+    state = welcomed(WorkerLimits(memory_limit_bytes=1000))
+    state.on_tasks([task(1), task(2)])
+    run_next(state)
+    state.on_memory(0.0, 900)
+    state.on_block()
+    second, _ = run_next(state)
+    assert second.task_id == tid(2)
+
+
+def test_paused_with_nothing_running_it_frees_what_it_can_then_is_replaced_handing_back_its_tasks():
+    state = welcomed(WorkerLimits(memory_limit_bytes=1000))
+    state.on_tasks([task(1), task(2), task(3)])
+    first, _ = run_next(state)
+    state.finish(Outcome(first, "success", b"1"))
+    instructions = state.on_memory(0.0, 900)
+    assert instructions[-1] == RelieveMemory() and not of_kind(instructions, Stop)
+    assert not of_kind(state.on_tick(1.0, 0.0, rss_bytes=900), Stop)  # freeing gets its time
+    instructions = state.on_tick(2.5, 0.0, rss_bytes=900)  # still past the threshold after it
+    (stop,) = of_kind(instructions, Stop)
+    assert stop.replace and sorted(stop.goodbye.returned_tasks) == [tid(2), tid(3)]
+
+
+def test_a_fresh_worker_past_its_threshold_by_itself_stops_pausing_instead_of_being_replaced_for_ever():
+    state = welcomed(WorkerLimits(memory_limit_bytes=1000))
+    state.on_tasks([task(1)])
+    assert state.on_memory(0.0, 900)[-1] == RelieveMemory()
+    instructions = state.on_memory(3.0, 900)
+    assert not of_kind(instructions, Stop) and of_kind(instructions, LogWarning)
+    assert heartbeats(instructions)[-1].paused is False and instructions[-1] == WakeRunners()
+    assert run_next(state)[0].task_id == tid(1)
+    assert not heartbeats(state.on_memory(0.0, 990))  # never again in this process
+
+
+def test_freeing_memory_that_gets_it_below_lets_the_worker_carry_on():
+    state = welcomed(WorkerLimits(memory_limit_bytes=1000))
+    state.on_tasks([task(1)])
+    assert state.on_memory(0.0, 900)[-1] == RelieveMemory()
+    assert state.on_memory(0.0, 500)[-1] == WakeRunners()
+    assert state.on_memory(0.0, 900)[-1] == RelieveMemory()  # a new pause frees memory again before giving up
+
+
+@pytest.mark.parametrize("limits", [WorkerLimits(), WorkerLimits(memory_limit_bytes=1000, memory_pause_fraction=0)])
+def test_without_a_memory_limit_or_with_a_zero_fraction_the_worker_never_pauses(limits):
+    state = welcomed(limits)
+    state.on_tasks([task(1)])
+    assert state.on_memory(0.0, 10**12) == [] and state.can_start()
 
 
 def test_scheduler_shutdown_stops_and_asks_for_a_successor_only_on_reconnect():

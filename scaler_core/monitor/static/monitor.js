@@ -124,7 +124,8 @@ function showWorkers(workers) {
     cell(row, formatBytes(worker.rss_bytes));
     cell(row, formatBytes(worker.held_bytes || 0));
     for (const name of ["free", "sent", "queued", "running", "blocked"]) {
-      cell(row, formatCount(worker[name])).className = "worker-" + name;
+      const shown = name === "free" && worker.paused ? "paused" : formatCount(worker[name]);
+      cell(row, shown).className = "worker-" + name;
     }
     return row;
   });
