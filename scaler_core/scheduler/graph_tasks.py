@@ -179,17 +179,23 @@ class GraphTasks:
 
         Lineage: an input made by a node of a graph this client still holds (the task's own graph, or
         one it kept on the cluster, as a persist does) is made again: that node runs anew, after those
-        of its own inputs already released, which are gone too, and the task waits for it. Any other
-        lost input, or one already remade `max_task_retries` times, fails the task."""
+        of its own inputs already released, which are gone too, and the task waits for it. A plain
+        task's result still alive is made again from its recipe (plain_lineage.py). Any other lost
+        input, or one already remade `max_task_retries` times, fails the task."""
         if record.cancel_requested:  # it never ran (its input was missing): the cancel stands
             self._finish(record, "cancelled", b"", False, None)
             return
         graph = record.graph
         node = self._graph_node(object_id)
         source, lost = node if node is not None and node[0].client_id == record.client_id else (None, None)
+        if source is None and self._remake_plain(record, object_id):
+            return
         if source is None or (source.is_done(lost) and source.recomputed.get(lost, 0) >= self.settings.max_task_retries):
-            why = ("no graph of its client made it, so nothing can make it again" if source is None
-                   else f"it was made again {source.recomputed[lost]} times already")
+            recipe = self.recipes.get(object_id) if source is None else None
+            remade = source.recomputed[lost] if source is not None else \
+                recipe.remade if recipe is not None and recipe.task.client_id == record.client_id else 0
+            why = (f"it was made again {remade} times already" if remade
+                   else "nothing of its client that is still alive made it, so nothing can make it again")
             error = LookupError(f"object {object_id.hex()} needed by task {record.task_id.hex()} is gone (every "
                                 f"copy was lost with its holder) and {why}")
             self._finish(record, "failed", dumps_exception(error), False, None)

@@ -30,7 +30,7 @@ class TaskRecord:
         "task", "task_id", "client_id", "state", "worker", "waiting_on", "dependents", "pending_dependents",
         "result_inline", "result_stored", "status", "error_value", "client_released", "cancel_requested",
         "cancel_pending_only", "started", "no_worker_since", "balance_requested", "graph", "node",
-        "result_worker", "preferred",
+        "result_worker", "preferred", "remade",
     )
 
     def __init__(self, task: "protocol.Task"):
@@ -56,6 +56,7 @@ class TaskRecord:
         self.node = -1
         self.result_worker: Optional[bytes] = None  # the worker that ran it, when its result is stored
         self.preferred: Optional[bytes] = None  # a worker that has a stored input of it (locality)
+        self.remade = False  # a plain task run again for a lost result (plain_lineage.py): its client is not told
 
     def required_capabilities(self) -> Dict[str, int]:
         return {capability.name: capability.quantity for capability in self.task.capabilities}

@@ -22,6 +22,7 @@ from scaler_core.scheduler.lifecycle import FINISH_EVENT, FINISHED, Event, TaskL
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
 from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy, choose_near
 from scaler_core.scheduler.pipeline import SURPLUS_FACTOR, surplus
+from scaler_core.scheduler.plain_lineage import PlainLineage
 from scaler_core.scheduler.ready_queue import ReadyQueue
 from scaler_core.scheduler.records import ClientRecord, TaskRecord, TaskState, WorkerRecord
 from scaler_core.scheduler.resumption import Resumption
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 CLIENT, WORKER, CLUSTER, MANAGER = ord("C"), ord("W"), ord("K"), ord("M")
 
 
-class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumption):
+class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandlers, Resumption):
     def __init__(self, settings: SchedulerSettings, policy: Optional[AllocationPolicy] = None,
                  validate: bool = False):
         """`validate` checks every invariant after each message, tick and dispatch (slow: for tests)."""
@@ -57,6 +58,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
                                        manager_timeout_seconds=settings.worker_timeout_seconds)
         self._init_lifecycle(validate)
         self._init_resumption()
+        self._init_plain_lineage()
         self._handlers = {role: {kind: handler.__get__(self) for kind, handler in table.items()}
                           for role, table in HANDLERS.items()}
         self.stopping = False
@@ -191,6 +193,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
                     to_delete.append(object_id)
         if to_delete:
             self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=to_delete))
+            self._drop_recipes(to_delete)
 
     def _on_ClientDisconnect(self, sender, message, now):
         if message.shutdown_scheduler:
@@ -216,6 +219,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
             record = self.tasks.get(task_id)
             if record is not None and record.state == TaskState.DONE:
                 self._forget(record, force=True)
+        self._drop_client_recipes(client_id)
         self.outbox.send(OBJECT_STORAGE, protocol.ObjectDeleteOwner(owner_id=client_id))
 
     def shutdown(self, reason: str) -> None:
@@ -580,8 +584,11 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
                 continue
             record.state = self._shift(record.state, FINISH_EVENT.get(status, Event.FAIL))
             record.status = status
-            if record.task.args_stored and not self.journaling:  # its large argument blob: no run reads it again
-                # (with a journal the client frees it: a restart may need it again, see resend_log.py)
+            if status == "success" and stored:
+                self._keep_recipe(record)  # its argument blob stays with it (plain_lineage.py)
+            elif record.task.args_stored and not self.journaling and record.task_id not in self.recipes:
+                # its large argument blob: no run reads it again (with a journal the client frees it: a
+                # restart may need it again, see resend_log.py)
                 self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=[record.task.args_object_id]))
             if status == "success":
                 record.result_stored = stored
@@ -589,7 +596,9 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
             else:
                 record.error_value = value
             self._report_outcome(record.client_id, record.task_id, record.task.requested, status, value, stored,
-                                 profiling, notify_client, report)
+                                 profiling, notify_client and not record.remade, report)
+            if record.remade:
+                self._settle_plain_remake(record, status, value)
             for dependent_id in record.dependents:
                 dependent = self.tasks.get(dependent_id)
                 if dependent is None or dependent.state == TaskState.DONE:
@@ -620,6 +629,7 @@ class SchedulerState(GraphTasks, TaskLifecycle, WorkerManagerHandlers, Resumptio
         if record.result_stored and (not record.task.requested or record.client_released
                                      or record.client_id not in self.clients):
             self.outbox.send(OBJECT_STORAGE, protocol.ObjectDelete(object_ids=[record.task_id]))
+            self._drop_recipes((record.task_id,))
         record.state = self._shift(record.state, Event.FORGET)
         del self.tasks[record.task_id]
         client = self.clients.get(record.client_id)

@@ -164,15 +164,39 @@ CUT_HELD_CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
 """)
 
 
+CUT_PLAIN_CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
+    def gate(go):
+        while not os.path.exists(go):  # on cluster A; run again on B once A is cut off
+            time.sleep(0.05)
+        return 0
+
+    go = sys.argv[2]
+    with Client(sys.argv[1], timeout_seconds=120) as client:
+        # plain tasks' results, stored on cluster A (the only one connected so far), read by tasks given
+        # their futures before they were done: the scheduler keeps them on the cluster for those readers
+        made = {"p1": client.submit(block, 1, 16), "p2": client.submit(block, 2, 16)}
+        opened = client.submit(gate, go)
+        readers = {name: client.submit(total, future, opened) for name, future in made.items()}
+        concurrent.futures.wait(list(made.values()), timeout=60)
+        emit(event="persisted")
+        for name, seed in (("p1", 1), ("p2", 2)):
+            ran_on, made_on, value = readers[name].result(timeout=150)
+            expected = float(np.random.default_rng(seed).random(16 * 2**20 // 8).sum())
+            emit(event="read", name=name, ran_on=ran_on, made_on=made_on, correct=abs(value - expected) < 1e-6)
+        emit(event="done")
+""")
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("script, options", [(CUT_CLIENT_SCRIPT, ()),
-                                             (CUT_HELD_CLIENT_SCRIPT, ("--held-result-bytes", str(256 * 2**20)))],
-                         ids=["persisted", "held"])
+                                             (CUT_HELD_CLIENT_SCRIPT, ("--held-result-bytes", str(256 * 2**20))),
+                                             (CUT_PLAIN_CLIENT_SCRIPT, ())],
+                         ids=["persisted", "held", "plain"])
 def test_objects_behind_a_cut_link_are_made_again_from_their_lineage(tmp_path, hosts, script, options):
-    """Cluster A holds the only copies of two blocks (persisted results, or intermediates held in its
-    worker's memory); its link is cut. Tasks on cluster B that read them find A unreachable (its object
+    """Cluster A holds the only copies of two blocks (persisted results, intermediates held in its
+    worker's memory, or plain tasks' results whose futures the client holds); its link is cut. Tasks on cluster B that read them find A unreachable (its object
     server stops answering heartbeats, or the object storage cannot reach the holder), report the inputs
-    lost, and the scheduler runs the nodes that made them again, on B: correct results, no hang."""
+    lost, and the scheduler runs the tasks that made them again, on B: correct results, no hang."""
     namespaces, processes, diagnostics = hosts
     python = sys.executable
     processes["scheduler"] = _start_scheduler(namespaces, tmp_path, "--worker-timeout-seconds", "5")

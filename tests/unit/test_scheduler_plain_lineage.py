@@ -1,0 +1,136 @@
+"""Lineage for plain tasks' stored results (scheduler/plain_lineage.py), driven by feeding the scheduler."""
+
+import pickle
+
+from scaler_core import protocol
+from scaler_core.scheduler.outbox import OBJECT_STORAGE
+
+from tests.unit.test_scheduler_state import (
+    CLIENT, hello, make_state, results_sent, sent, submit, succeed, task, tasks_sent, tid, worker_id,
+)
+
+BLOB = b"b" * 16
+
+
+def made_and_stored(state, n=1, worker=1, args_blob=False):
+    """Task n ran on `worker` and its result was stored; the client has it (its future is done)."""
+    made = task(n)
+    if args_blob:
+        made.args_stored, made.args_object_id, made.args = True, BLOB, b""
+    submit(state, made)
+    sent(state)
+    succeed(state, n, worker, value=b"", stored=True)
+    assert [r.task_id for r in results_sent(sent(state))] == [tid(n)]
+
+
+def reader_of(state, n, made=1):
+    """A later task given the done future of `made`: its result is an input, not a dependency."""
+    reader = task(n)
+    reader.inputs = [protocol.ObjectInput(object_id=tid(made), stored=True)]
+    submit(state, reader)
+    return tasks_sent(sent(state))
+
+
+def input_lost(state, n, worker, lost=1):
+    state.on_message(worker_id(worker), protocol.ResultBatch(results=[protocol.TaskResult(
+        task_id=tid(n), status="inputLost", value=tid(lost), profiling=protocol.Profiling())]), now=0.0)
+
+
+def storage_deletes(outgoing):
+    return [object_id for destination, message, _ in outgoing if destination == OBJECT_STORAGE
+            and type(message) is protocol.ObjectDelete for object_id in message.object_ids]
+
+
+def two_workers():
+    state = make_state()
+    hello(state, 1)
+    hello(state, 2)
+    sent(state)
+    return state
+
+
+def test_a_lost_plain_result_is_made_again_and_its_reader_then_runs():
+    state = two_workers()
+    made_and_stored(state)
+    where = reader_of(state, 2)
+    (reader_worker,) = [int(w.split(b"|")[-1]) for w in where]
+    input_lost(state, 2, reader_worker)
+    outgoing = sent(state)
+    assert tid(1) in storage_deletes(outgoing), "the storage forgets the lost copy"
+    (remade_on, tasks) = next(iter(tasks_sent(outgoing).items()))
+    assert tasks == [tid(1)]
+    succeed(state, 1, int(remade_on.split(b"|")[-1]), value=b"", stored=True)
+    outgoing = sent(state)
+    assert results_sent(outgoing) == [], "the client already has this result: nobody but the reader is told"
+    assert [tasks for tasks in tasks_sent(outgoing).values()] == [[tid(2)]]
+    (runs_on,) = tasks_sent(outgoing)
+    succeed(state, 2, int(runs_on.split(b"|")[-1]), value=b"42")
+    assert [r.value for r in results_sent(sent(state))] == [b"42"]
+
+
+def test_several_readers_of_one_lost_result_share_one_remake():
+    state = two_workers()
+    made_and_stored(state)
+    reader_of(state, 2)
+    reader_of(state, 3)
+    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+    input_lost(state, 3, int(state.tasks[tid(3)].worker.split(b"|")[-1]))
+    outgoing = sent(state)
+    assert sum(tasks.count(tid(1)) for tasks in tasks_sent(outgoing).values()) == 1
+    remade_on = state.tasks[tid(1)].worker
+    succeed(state, 1, int(remade_on.split(b"|")[-1]), value=b"", stored=True)
+    assert sorted(t for tasks in tasks_sent(sent(state)).values() for t in tasks) == [tid(2), tid(3)]
+
+
+def test_the_argument_blob_stays_while_the_result_lives_and_goes_with_it():
+    state = two_workers()
+    made_and_stored(state, args_blob=True)
+    assert BLOB not in storage_deletes(sent(state))
+    state.on_message(CLIENT, protocol.ObjectDelete(object_ids=[tid(1)]), now=0.0)
+    deleted = storage_deletes(sent(state))
+    assert tid(1) in deleted and BLOB in deleted and state.recipes == {}
+
+
+def test_a_released_result_is_not_made_again_and_its_reader_fails_saying_why():
+    state = two_workers()
+    made_and_stored(state)
+    reader_of(state, 2)
+    state.on_message(CLIENT, protocol.ObjectDelete(object_ids=[tid(1)]), now=0.0)
+    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+    (result,) = results_sent(sent(state))
+    assert result.status == "failed" and "nothing of its client that is still alive" in str(pickle.loads(result.value))
+
+
+def test_a_remake_that_fails_fails_its_readers_with_its_error():
+    state = two_workers()
+    made_and_stored(state)
+    reader_of(state, 2)
+    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+    sent(state)
+    remade_on = int(state.tasks[tid(1)].worker.split(b"|")[-1])
+    state.on_message(worker_id(remade_on), protocol.ResultBatch(results=[protocol.TaskResult(
+        task_id=tid(1), status="failed", value=b"boom", profiling=protocol.Profiling())]), now=0.0)
+    results = results_sent(sent(state))
+    assert [(r.task_id, r.status, r.value) for r in results] == [(tid(2), "failed", b"boom")]
+
+
+def test_a_result_lost_again_and_again_is_remade_at_most_max_task_retries_times():
+    state = two_workers()
+    made_and_stored(state)
+    reader_of(state, 2)
+    for _ in range(state.settings.max_task_retries):
+        input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+        sent(state)
+        remade_on = int(state.tasks[tid(1)].worker.split(b"|")[-1])
+        succeed(state, 1, remade_on, value=b"", stored=True)
+        sent(state)
+    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+    (result,) = results_sent(sent(state))
+    assert result.status == "failed" and "made again 3 times" in str(pickle.loads(result.value))
+
+
+def test_a_client_that_leaves_takes_its_recipes_along():
+    state = two_workers()
+    made_and_stored(state)
+    state.on_message(CLIENT, protocol.ClientDisconnect(), now=0.0)
+    assert state.recipes == {}
