@@ -403,6 +403,10 @@ def _encode_result_batch(builder, batch: ResultBatch) -> None:
     builder.durationSeconds = [result.profiling.duration_seconds for result in results]
     builder.cpuSeconds = [result.profiling.cpu_seconds for result in results]
     builder.peakMemoryBytes = [result.profiling.peak_memory_bytes for result in results]
+    if any(result.size for result in results):
+        builder.sizes = [result.size for result in results]
+        if any(result.held for result in results):
+            builder.held = [result.held for result in results]
 
 
 def _decode_result_batch(reader) -> ResultBatch:
@@ -417,6 +421,8 @@ def _decode_result_batch(reader) -> ResultBatch:
     durations = _column(reader, fields, "durationSeconds", count, 0.0)
     cpu = _column(reader, fields, "cpuSeconds", count, 0.0)
     peaks = _column(reader, fields, "peakMemoryBytes", count, 0)
+    sizes = _column(reader, fields, "sizes", count, 0)
+    held = _column(reader, fields, "held", count, False)
     new_result, new_profiling = TaskResult.__new__, Profiling.__new__
     results = []
     for index in range(count):
@@ -430,6 +436,8 @@ def _decode_result_batch(reader) -> ResultBatch:
         result.value = values[index]
         result.stored = stored[index]
         result.profiling = profiling
+        result.size = sizes[index]
+        result.held = held[index]
         results.append(result)
     return ResultBatch(results)
 
@@ -467,7 +475,8 @@ def make_task(task_id: bytes, client_id: bytes, function_id: bytes, args: bytes,
     return task
 
 
-def make_result(task_id: bytes, status: str, value: bytes, stored: bool, profiling: "Profiling") -> "TaskResult":
+def make_result(task_id: bytes, status: str, value: bytes, stored: bool, profiling: "Profiling", size: int = 0,
+                held: bool = False) -> "TaskResult":
     """A TaskResult built without keyword parsing (hot path)."""
     result = TaskResult.__new__(TaskResult)
     result.task_id = task_id
@@ -475,6 +484,8 @@ def make_result(task_id: bytes, status: str, value: bytes, stored: bool, profili
     result.value = value
     result.stored = stored
     result.profiling = profiling
+    result.size = size
+    result.held = held
     return result
 
 

@@ -19,6 +19,7 @@ from scaler_core import protocol
 from scaler_core.errors import GraphError
 from scaler_core.graph_ids import GRAPH_ID_BYTES, NODE_INDEX_BYTES
 from scaler_core.scheduler.graph_frontier import make_frontier
+from scaler_core.scheduler.policies import add_holding
 from scaler_core.scheduler.records import TaskState
 
 MAX_GRAPH_NODES = 1 << 31
@@ -82,7 +83,8 @@ class GraphTable:
         self.queued_entry = None  # this graph's entry in the scheduler's ready queue, if any
         self.queued_key = None  # and the -priority it was queued at
         self.materialized: Dict[int, object] = {}  # node -> TaskRecord while a record exists
-        self.stored_on: Dict[int, bytes] = {}  # node -> the worker that made its stored result (and keeps a copy)
+        # node -> (the worker that made its stored result and keeps a copy, its bytes, whether held in memory)
+        self.stored_on: Dict[int, Tuple[bytes, int, bool]] = {}
         self.arrived_count = 0
         self.done_count = 0
         self.to_complete: List[int] = []  # succeeded, successors not yet told
@@ -235,17 +237,18 @@ class GraphTable:
         self.results.pop(index, None)
         self.stored_on.pop(index, None)
 
-    def holder_of_inputs(self, index: int) -> Optional[bytes]:
-        """A worker that made one of the node's stored inputs: running the node there reads that
-        input from the worker's own cache instead of the object storage."""
+    def holdings_of_inputs(self, index: int) -> Optional[Dict[bytes, List[int]]]:
+        """Where the node's stored inputs are (policies.choose_for_inputs): running the node on a
+        worker that made some reads them from its own memory or host, moving nothing."""
         if not self.stored_on:
             return None
         stored_on = self.stored_on
+        holdings = None
         for dependency in self.frontier.dependencies(index):
-            holder = stored_on.get(dependency)
-            if holder is not None:
-                return holder
-        return None
+            stored = stored_on.get(dependency)
+            if stored is not None:
+                holdings = add_holding(holdings, *stored)
+        return holdings
 
     def finished(self) -> bool:
         return (self.done_count == self.n and self.arrived_count == self.n and not self.to_release

@@ -98,7 +98,7 @@ class GraphTasks:
             record = TaskRecord(graph.task_for(index))
             record.state = self._shift(TaskState.HELD, Event.MATERIALIZE)
             record.graph, record.node = graph, index
-            record.preferred = graph.holder_of_inputs(index)
+            record.preferred = graph.holdings_of_inputs(index)
             graph.materialized[index] = record
             self.tasks[record.task_id] = record
             self.ready.push(record.task.priority, record.task_id, front=True)
@@ -131,7 +131,7 @@ class GraphTasks:
         if self._remake_waiters:
             self._wake_remake_waiters(graph, index)
         if stored and record is not None and record.result_worker is not None:
-            graph.stored_on[index] = record.result_worker
+            graph.stored_on[index] = (record.result_worker, record.result_size, record.result_held)
         if graph.requested[index] and index not in graph.recomputed:  # a remade result was reported already
             self._report_outcome(graph.client_id, node_task_id(graph.graph_id, index), True, status, value, stored,
                                  profiling, notify_client, report)

@@ -6,7 +6,7 @@ so each can be unit-tested on plain objects.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 from scaler_core.scheduler.records import TaskRecord, WorkerRecord
 
@@ -126,6 +126,78 @@ def choose_near(policy: AllocationPolicy, task: TaskRecord, holder: WorkerRecord
 
 def _load(worker: WorkerRecord) -> float:
     return len(worker.assigned) / worker.limit
+
+
+# Moving an input a worker holds in its memory means the reader waits while the holder writes it to
+# its host store (an ask through the object storage, then a write into shared memory and the reader's
+# page faults: ~40 ms for 64 MB measured here), and more across hosts.
+ON_DEMAND_WRITE_SECONDS = 0.002
+SAME_HOST_BYTES_PER_SECOND = 1.5e9
+OTHER_HOST_BYTES_PER_SECOND = 2e8
+# A holder may be given up to this many times its pipeline of tasks whose inputs it holds in memory:
+# they wait there rather than make it write those inputs out for another worker.
+HOLDER_QUEUE_FACTOR = 2
+
+
+def add_holding(holdings: Optional[Dict[bytes, List[int]]], worker_id: bytes, size: int,
+                held: bool) -> Dict[bytes, List[int]]:
+    """Count a stored input of `size` bytes that `worker_id` made: [held in its memory, in its host store]."""
+    if holdings is None:
+        holdings = {}
+    counts = holdings.get(worker_id)
+    if counts is None:
+        counts = holdings[worker_id] = [0, 0]
+    counts[0 if held else 1] += size
+    return holdings
+
+
+def choose_for_inputs(policy: AllocationPolicy, task: TaskRecord, holdings: Dict[bytes, List[int]],
+                      workers_by_id: Dict[bytes, WorkerRecord], workers: List[WorkerRecord]) -> Optional[WorkerRecord]:
+    """Placement by where a task's stored inputs are (`holdings`, see add_holding).
+
+    When some are held in a worker's memory, the choice weighs time, as Dask distributed's
+    decide_worker does: the least-loaded worker with a free slot and each worker holding inputs
+    (even past its pipeline, up to HOLDER_QUEUE_FACTOR times it) are candidates; each costs its
+    queue (tasks ahead times their mean duration) plus moving the inputs it lacks (a write-out on
+    demand for held ones, the network for another host's). Otherwise `choose_near` (the holder of
+    most bytes, else its host, else anywhere)."""
+    holder_id = max(holdings, key=holdings.__getitem__)  # most bytes held in memory, then in the host store
+    holder = workers_by_id.get(holder_id)
+    if holder is None:  # the maker left; its host store may still have the bytes
+        return policy.choose(task, workers)
+    if not policy.uniform or not any(counts[0] for counts in holdings.values()):
+        return choose_near(policy, task, holder, workers)
+    best, best_cost = None, 0.0
+    anywhere = policy.choose(task, workers)
+    candidates = [anywhere] if anywhere is not None else []
+    for worker_id in holdings:
+        worker = workers_by_id.get(worker_id)
+        if worker is not None and worker is not anywhere and not worker.closing and not worker.paused \
+                and len(worker.assigned) < HOLDER_QUEUE_FACTOR * worker.limit:
+            candidates.append(worker)
+    for worker in candidates:
+        cost = _queue_seconds(worker) + _moving_seconds(worker, holdings, workers_by_id)
+        if best is None or cost < best_cost:
+            best, best_cost = worker, cost
+    return best
+
+
+def _queue_seconds(worker: WorkerRecord) -> float:
+    return len(worker.assigned) / (1 + worker.blocked) * worker.mean_duration
+
+
+def _moving_seconds(worker: WorkerRecord, holdings: Dict[bytes, List[int]],
+                    workers_by_id: Dict[bytes, WorkerRecord]) -> float:
+    seconds = 0.0
+    for holder_id, (held, written) in holdings.items():
+        if holder_id == worker.worker_id:
+            continue
+        if held:
+            seconds += ON_DEMAND_WRITE_SECONDS + held / SAME_HOST_BYTES_PER_SECOND
+        holder = workers_by_id.get(holder_id)
+        if holder is None or holder.cluster_id != worker.cluster_id:
+            seconds += (held + written) / OTHER_HOST_BYTES_PER_SECOND
+    return seconds
 
 
 POLICIES = {policy.name: policy for policy in (EvenLoadPolicy, CapabilityPolicy)}

@@ -30,7 +30,7 @@ class TaskRecord:
         "task", "task_id", "client_id", "state", "worker", "waiting_on", "dependents", "pending_dependents",
         "result_inline", "result_stored", "status", "error_value", "client_released", "cancel_requested",
         "cancel_pending_only", "started", "no_worker_since", "balance_requested", "graph", "node",
-        "result_worker", "preferred", "remade",
+        "result_worker", "result_size", "result_held", "preferred", "remade",
     )
 
     def __init__(self, task: "protocol.Task"):
@@ -55,7 +55,11 @@ class TaskRecord:
         self.graph = None  # GraphTable when this record is a node of a declared graph
         self.node = -1
         self.result_worker: Optional[bytes] = None  # the worker that ran it, when its result is stored
-        self.preferred: Optional[bytes] = None  # a worker that has a stored input of it (locality)
+        self.result_size = 0  # the stored result's bytes
+        self.result_held = False  # the stored result is in its worker's memory, not yet in its host store
+        # where its stored inputs are: worker id -> [bytes it holds in memory, bytes in its host store]
+        # (policies.choose_for_inputs), or None
+        self.preferred: Optional[Dict[bytes, List[int]]] = None
         self.remade = False  # a plain task run again for a lost result (plain_lineage.py): its client is not told
 
     def required_capabilities(self) -> Dict[str, int]:

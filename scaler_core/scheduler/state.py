@@ -20,7 +20,7 @@ from scaler_core.references import MissingInputError
 from scaler_core.scheduler.graph_tasks import GraphTasks
 from scaler_core.scheduler.lifecycle import FINISH_EVENT, FINISHED, Event, TaskLifecycle
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
-from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy, choose_near
+from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy, add_holding, choose_for_inputs
 from scaler_core.scheduler.pipeline import SURPLUS_FACTOR, surplus
 from scaler_core.scheduler.plain_lineage import PlainLineage
 from scaler_core.scheduler.ready_queue import ReadyQueue
@@ -341,7 +341,8 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
             if len(worker.assigned) > SURPLUS_FACTOR * worker.limit:
                 self._reclaim_surplus(worker, surplus(len(worker.assigned), worker.limit, worker.mean_duration))
             if result.stored:
-                record.result_worker = sender  # its worker keeps a copy: dependents are best placed there
+                # its worker keeps a copy: dependents are best placed there, the more so the larger it is
+                record.result_worker, record.result_size, record.result_held = sender, result.size, result.held
             self._finish(record, result.status, result.value, result.stored, result.profiling, report=result)
 
     def _remove_worker(self, worker_id: bytes, returned=frozenset()) -> None:
@@ -450,9 +451,8 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
             if record is None or record.state != TaskState.QUEUED:
                 ready.pop()
                 continue
-            holder = self.workers.get(record.preferred) if record.preferred is not None else None
-            if holder is not None:  # the worker that made a stored input
-                worker = choose_near(self.policy, record, holder, workers)
+            if record.preferred is not None:  # workers that made stored inputs of it
+                worker = choose_for_inputs(self.policy, record, record.preferred, self.workers, workers)
             else:
                 worker = self.policy.choose(record, workers)
             if worker is not None:
@@ -605,8 +605,9 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
                     continue
                 if status == "success":
                     self._add_input(dependent, record)
-                    if stored and dependent.preferred is None:
-                        dependent.preferred = record.result_worker
+                    if stored and record.result_worker is not None:
+                        dependent.preferred = add_holding(dependent.preferred, record.result_worker,
+                                                          record.result_size, record.result_held)
                     dependent.waiting_on -= 1
                     if dependent.waiting_on == 0 and dependent.state == TaskState.WAITING:
                         self._enqueue(dependent)

@@ -104,6 +104,8 @@ struct TaskResult {
   value @2 :Data;            # inline pickled value when small
   stored @3 :Bool;           # true: the value is the stored object with id `taskId`
   profiling @4 :Profiling;
+  size @5 :UInt64;           # a stored result's bytes (the scheduler places its dependents by them)
+  held @6 :Bool;             # a stored result its worker holds in memory (ObjectPut{held}), not yet written
 }
 
 struct ResultBatch {
@@ -115,6 +117,8 @@ struct ResultBatch {
   durationSeconds @4 :List(Float64);
   cpuSeconds @5 :List(Float64);
   peakMemoryBytes @6 :List(UInt64);
+  sizes @7 :List(UInt64);     # left out when no result of the batch is stored
+  held @8 :List(Bool);        # left out when no result of the batch is held
 }
 
 struct TaskStarted {

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from scaler_core import protocol
 from scaler_core.errors import ObjectStorageSilentError, TaskTimeoutError
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
-from scaler_core.serialization import dumps_exception, dumps_warnings
+from scaler_core.serialization import dumps_exception, dumps_warnings, frames_size
 from scaler_core.settings import OBJECT_STORAGE_SILENCE_SECONDS, WorkerSettings
 from scaler_core.worker.objects import ObjectCache
 from scaler_core.worker.runner import FunctionCache, Outcome
@@ -404,8 +404,9 @@ class WorkerState:
                 # kept here too (within the cache's budget): a dependent that runs on this worker
                 # reads it without a round trip through the object storage
                 self.objects.put(task.task_id, outcome.frames)
+        size = (outcome.size or frames_size(outcome.frames)) if stored else 0
         instructions.append(Result(protocol.make_result(task.task_id, outcome.status, outcome.inline, stored,
-                                                        outcome.profiling)))
+                                                        outcome.profiling, size, outcome.held)))
         return instructions
 
     def _stop_with(self, outcome: Outcome, reason: str) -> List[Instruction]:

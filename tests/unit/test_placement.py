@@ -1,7 +1,7 @@
-"""Placement by locality (policies.choose_near) on plain worker records."""
+"""Placement by locality (policies.choose_near, choose_for_inputs) on plain worker records."""
 
 from scaler_core import protocol
-from scaler_core.scheduler.policies import EvenLoadPolicy, choose_near
+from scaler_core.scheduler.policies import EvenLoadPolicy, choose_for_inputs, choose_near
 from scaler_core.scheduler.records import WorkerRecord
 
 
@@ -33,3 +33,60 @@ def test_a_worker_of_the_holders_host_comes_before_one_on_another_host():
 def test_a_full_holder_is_skipped():
     assert place(worker("holder", "A", running=4), worker("far", "B", running=3)) == "far"
     assert choose_near(EvenLoadPolicy(), None, worker("holder", "A", running=4), ()) is None
+
+
+# --- placement by bytes (policies.choose_for_inputs) ---------------------------------------------
+
+MB = 10**6
+
+
+def place_by_bytes(holdings, *workers):
+    by_id = {w.worker_id: w for w in workers}
+    chosen = choose_for_inputs(EvenLoadPolicy(), None, {k.encode(): v for k, v in holdings.items()}, by_id,
+                               list(workers))
+    return chosen.worker_id.decode() if chosen is not None else None
+
+
+def timed(record, mean_duration):
+    record.mean_duration = mean_duration
+    return record
+
+
+def test_a_task_waits_a_little_behind_the_worker_holding_its_large_input_in_memory():
+    # moving 64 MB held in memory costs a write-out (~45 ms); a short queue costs less
+    holder = timed(worker("holder", "A", running=3), 0.01)
+    assert place_by_bytes({"holder": [64 * MB, 0]}, holder, worker("idle", "A")) == "holder"
+
+
+def test_a_long_queue_behind_the_holder_costs_more_than_moving_the_bytes():
+    holder = timed(worker("holder", "A", running=3), 1.0)
+    assert place_by_bytes({"holder": [64 * MB, 0]}, holder, worker("idle", "A")) == "idle"
+
+
+def test_a_holder_may_queue_past_its_pipeline_but_not_without_end():
+    holder = timed(worker("holder", "A", running=4), 0.001)  # full (limit 4): still a candidate up to 8
+    busy = timed(worker("busy", "A", running=4), 0.001)
+    assert place_by_bytes({"holder": [64 * MB, 0]}, holder, busy) == "holder"
+    swamped = timed(worker("holder", "A", running=8), 0.001)
+    assert place_by_bytes({"holder": [64 * MB, 0]}, swamped, busy) is None, "wait in the scheduler's queue"
+
+
+def test_the_worker_holding_most_of_the_inputs_in_memory_wins():
+    first, second = timed(worker("first", "A", running=1), 0.01), timed(worker("second", "A", running=1), 0.01)
+    holdings = {"first": [16 * MB, 0], "second": [48 * MB, 0]}
+    assert place_by_bytes(holdings, first, second) == "second"
+
+
+def test_without_inputs_held_in_memory_it_is_placement_near_the_bytes():
+    holder, mate = worker("holder", "A", running=3), worker("mate", "A")
+    assert place_by_bytes({"holder": [0, 64 * MB]}, holder, mate, worker("far", "B")) == "mate"
+
+
+def test_a_holder_that_left_leaves_the_choice_to_the_policy():
+    assert place_by_bytes({"gone": [64 * MB, 0]}, worker("idle", "A")) == "idle"
+
+
+def test_paused_or_closing_holders_are_not_candidates():
+    holder = timed(worker("holder", "A", running=1), 0.001)
+    holder.paused = True
+    assert place_by_bytes({"holder": [64 * MB, 0]}, holder, worker("idle", "A")) == "idle"
