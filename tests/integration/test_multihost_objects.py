@@ -29,6 +29,19 @@ SCRIPT_PRELUDE = textwrap.dedent("""
     def emit(**fields):
         sys.stdout.write(json.dumps(fields) + "\\n")
         sys.stdout.flush()
+
+    def gate(go, *_inputs):
+        while not os.path.exists(go):  # on cluster A; run again on B once A is cut off
+            time.sleep(0.05)
+        return 0
+
+    def report_reads(readers):
+        # readers: a name ending in the seed of the block read -> the future of its total
+        for name, future in readers.items():
+            ran_on, made_on, value = future.result(timeout=150)
+            expected = float(np.random.default_rng(int(name[-1])).random(16 * 2**20 // 8).sum())
+            emit(event="read", name=name, ran_on=ran_on, made_on=made_on, correct=abs(value - expected) < 1e-6)
+        emit(event="done")
 """)
 
 CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
@@ -135,20 +148,11 @@ CUT_CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
         while not os.path.exists(go):  # the test starts cluster B and cuts A's link meanwhile
             time.sleep(0.05)
         readers = {name: client.submit(total, future) for name, future in kept.items()}
-        for name, seed in (("p1", 1), ("p2", 2)):
-            ran_on, made_on, value = readers[name].result(timeout=150)
-            expected = float(np.random.default_rng(seed).random(16 * 2**20 // 8).sum())
-            emit(event="read", name=name, ran_on=ran_on, made_on=made_on, correct=abs(value - expected) < 1e-6)
-        emit(event="done")
+        report_reads(readers)
 """)
 
 
 CUT_HELD_CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
-    def gate(go, *_blocks):
-        while not os.path.exists(go):  # on cluster A; run again on B once A is cut off
-            time.sleep(0.05)
-        return 0
-
     go = sys.argv[2]
     with Client(sys.argv[1], timeout_seconds=120) as client:
         # intermediates, held in the memory of cluster A's worker (the only one connected so far)
@@ -156,20 +160,11 @@ CUT_HELD_CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
                  "r1": (total, "p1", "gate"), "r2": (total, "p2", "gate")}
         futures = client.get(graph, keys=["r1", "r2"], block=False)
         emit(event="persisted")
-        for name, seed in (("r1", 1), ("r2", 2)):
-            ran_on, made_on, value = futures[name].result(timeout=150)
-            expected = float(np.random.default_rng(seed).random(16 * 2**20 // 8).sum())
-            emit(event="read", name=name, ran_on=ran_on, made_on=made_on, correct=abs(value - expected) < 1e-6)
-        emit(event="done")
+        report_reads({"r1": futures["r1"], "r2": futures["r2"]})
 """)
 
 
 CUT_PLAIN_CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
-    def gate(go):
-        while not os.path.exists(go):  # on cluster A; run again on B once A is cut off
-            time.sleep(0.05)
-        return 0
-
     go = sys.argv[2]
     with Client(sys.argv[1], timeout_seconds=120) as client:
         # plain tasks' results, stored on cluster A (the only one connected so far), read by tasks given
@@ -179,11 +174,7 @@ CUT_PLAIN_CLIENT_SCRIPT = SCRIPT_PRELUDE + textwrap.dedent("""
         readers = {name: client.submit(total, future, opened) for name, future in made.items()}
         concurrent.futures.wait(list(made.values()), timeout=60)
         emit(event="persisted")
-        for name, seed in (("p1", 1), ("p2", 2)):
-            ran_on, made_on, value = readers[name].result(timeout=150)
-            expected = float(np.random.default_rng(seed).random(16 * 2**20 // 8).sum())
-            emit(event="read", name=name, ran_on=ran_on, made_on=made_on, correct=abs(value - expected) < 1e-6)
-        emit(event="done")
+        report_reads(readers)
 """)
 
 
