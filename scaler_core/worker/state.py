@@ -82,10 +82,12 @@ class WorkerLimits:
     pause_relief_seconds: float = 2.0
     storage_silence_seconds: float = OBJECT_STORAGE_SILENCE_SECONDS
 
-    @property
-    def pause_bytes(self) -> int:
-        """The RSS past which no new task starts (0: never)."""
-        return int(self.memory_limit_bytes * self.memory_pause_fraction) if self.memory_limit_bytes > 0 else 0
+    # the RSS past which no new task starts (0: never); read after every task
+    pause_bytes: int = field(init=False, default=0)
+
+    def __post_init__(self):
+        if self.memory_limit_bytes > 0:
+            self.pause_bytes = int(self.memory_limit_bytes * self.memory_pause_fraction)
 
 
 @dataclass
