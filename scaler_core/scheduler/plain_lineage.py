@@ -84,6 +84,10 @@ class PlainLineage:
     def _run_recipe(self, recipe: Recipe, existing) -> None:
         task = copy.copy(recipe.task)
         task.retries = 0
+        # its dependencies' results are among its inputs already (the first run resolved them), and
+        # they counted this task as a dependent once: it must not release them a second time
+        task.dependencies = ()
+        task.inputs = list(task.inputs)
         remake = TaskRecord(task)
         remake.remade = True
         if existing is not None:  # still kept for dependents that finished or run elsewhere: replaced

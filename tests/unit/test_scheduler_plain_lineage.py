@@ -134,3 +134,24 @@ def test_a_client_that_leaves_takes_its_recipes_along():
     made_and_stored(state)
     state.on_message(CLIENT, protocol.ClientDisconnect(), now=0.0)
     assert state.recipes == {}
+
+
+def test_a_remade_task_does_not_release_its_own_dependencies_a_second_time():
+    state = two_workers()
+    submit(state, task(10))
+    sent(state)
+    maker = task(1, deps=[10])
+    other = task(11, deps=[10])
+    submit(state, maker, other)
+    sent(state)
+    succeed(state, 10, int(state.tasks[tid(10)].worker.split(b"|")[-1]), value=b"", stored=True)
+    sent(state)
+    succeed(state, 1, int(state.tasks[tid(1)].worker.split(b"|")[-1]), value=b"", stored=True)
+    sent(state)
+    assert state.tasks[tid(10)].pending_dependents == 1, "task 11 still needs it"
+    reader_of(state, 2)
+    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+    sent(state)
+    succeed(state, 1, int(state.tasks[tid(1)].worker.split(b"|")[-1]), value=b"", stored=True)
+    sent(state)
+    assert state.tasks[tid(10)].pending_dependents == 1, "the remake released it again"
