@@ -57,7 +57,8 @@ class PlainLineage:
 
     def _drop_client_recipes(self, client_id: bytes) -> None:
         """The client left: the storage deletes everything it owned (blobs included)."""
-        for object_id in [object_id for object_id, recipe in self.recipes.items() if recipe.task.client_id == client_id]:
+        gone = [object_id for object_id, recipe in self.recipes.items() if recipe.task.client_id == client_id]
+        for object_id in gone:
             del self.recipes[object_id]
 
     def _remake_plain(self, record: TaskRecord, object_id: bytes) -> bool:
