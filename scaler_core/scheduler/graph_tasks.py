@@ -244,9 +244,8 @@ class GraphTasks:
                 if self.graphs.get(other.graph_id) is other and not other.dropped:
                     other.ready_if_free(node)
                     self._queue_graph(other)
-            elif waiter.state == TaskState.WAITING and self.tasks.get(waiter.task_id) is waiter:
-                waiter.waiting_on -= 1
-                self._enqueue(waiter)
+            else:
+                self._resume_after_remake(waiter, "success", b"")
 
     def _release_graph_object(self, graph: GraphTable, index: int, to_delete: List[bytes]) -> None:
         """The client fetched a requested node's stored result and no longer needs it: deleted now,

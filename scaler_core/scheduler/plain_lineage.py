@@ -109,10 +109,14 @@ class PlainLineage:
     def _settle_plain_remake(self, record: TaskRecord, status: str, value: bytes) -> None:
         """A recipe's run finished: the tasks waiting for its result go on, or fail as it did."""
         for waiter in self._plain_remakes.pop(record.task_id, ()):
-            if self.tasks.get(waiter.task_id) is not waiter or waiter.state != TaskState.WAITING:
-                continue  # cancelled meanwhile
-            if status == "success":
-                waiter.waiting_on -= 1
-                self._enqueue(waiter)
-            else:
-                self._finish(waiter, status, value, False, None)
+            self._resume_after_remake(waiter, status, value)
+
+    def _resume_after_remake(self, waiter: TaskRecord, status: str, value: bytes) -> None:
+        """A plain task waited for a lost input to be made again (a graph node's or a plain task's)."""
+        if self.tasks.get(waiter.task_id) is not waiter or waiter.state != TaskState.WAITING:
+            return  # cancelled meanwhile
+        if status == "success":
+            waiter.waiting_on -= 1
+            self._enqueue(waiter)
+        else:
+            self._finish(waiter, status, value, False, None)

@@ -31,6 +31,11 @@ def reader_of(state, n, made=1):
     return tasks_sent(sent(state))
 
 
+def on(state, n):
+    """The number of the worker task n is assigned to."""
+    return int(state.tasks[tid(n)].worker.split(b"|")[-1])
+
+
 def input_lost(state, n, worker, lost=1):
     state.on_message(worker_id(worker), protocol.ResultBatch(results=[protocol.TaskResult(
         task_id=tid(n), status="inputLost", value=tid(lost), profiling=protocol.Profiling())]), now=0.0)
@@ -73,8 +78,8 @@ def test_several_readers_of_one_lost_result_share_one_remake():
     made_and_stored(state)
     reader_of(state, 2)
     reader_of(state, 3)
-    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
-    input_lost(state, 3, int(state.tasks[tid(3)].worker.split(b"|")[-1]))
+    input_lost(state, 2, on(state, 2))
+    input_lost(state, 3, on(state, 3))
     outgoing = sent(state)
     assert sum(tasks.count(tid(1)) for tasks in tasks_sent(outgoing).values()) == 1
     remade_on = state.tasks[tid(1)].worker
@@ -96,7 +101,7 @@ def test_a_released_result_is_not_made_again_and_its_reader_fails_saying_why():
     made_and_stored(state)
     reader_of(state, 2)
     state.on_message(CLIENT, protocol.ObjectDelete(object_ids=[tid(1)]), now=0.0)
-    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+    input_lost(state, 2, on(state, 2))
     (result,) = results_sent(sent(state))
     assert result.status == "failed" and "nothing of its client that is still alive" in str(pickle.loads(result.value))
 
@@ -105,9 +110,9 @@ def test_a_remake_that_fails_fails_its_readers_with_its_error():
     state = two_workers()
     made_and_stored(state)
     reader_of(state, 2)
-    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+    input_lost(state, 2, on(state, 2))
     sent(state)
-    remade_on = int(state.tasks[tid(1)].worker.split(b"|")[-1])
+    remade_on = on(state, 1)
     state.on_message(worker_id(remade_on), protocol.ResultBatch(results=[protocol.TaskResult(
         task_id=tid(1), status="failed", value=b"boom", profiling=protocol.Profiling())]), now=0.0)
     results = results_sent(sent(state))
@@ -119,12 +124,12 @@ def test_a_result_lost_again_and_again_is_remade_at_most_max_task_retries_times(
     made_and_stored(state)
     reader_of(state, 2)
     for _ in range(state.settings.max_task_retries):
-        input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+        input_lost(state, 2, on(state, 2))
         sent(state)
-        remade_on = int(state.tasks[tid(1)].worker.split(b"|")[-1])
+        remade_on = on(state, 1)
         succeed(state, 1, remade_on, value=b"", stored=True)
         sent(state)
-    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+    input_lost(state, 2, on(state, 2))
     (result,) = results_sent(sent(state))
     assert result.status == "failed" and "made again 3 times" in str(pickle.loads(result.value))
 
@@ -144,14 +149,14 @@ def test_a_remade_task_does_not_release_its_own_dependencies_a_second_time():
     other = task(11, deps=[10])
     submit(state, maker, other)
     sent(state)
-    succeed(state, 10, int(state.tasks[tid(10)].worker.split(b"|")[-1]), value=b"", stored=True)
+    succeed(state, 10, on(state, 10), value=b"", stored=True)
     sent(state)
-    succeed(state, 1, int(state.tasks[tid(1)].worker.split(b"|")[-1]), value=b"", stored=True)
+    succeed(state, 1, on(state, 1), value=b"", stored=True)
     sent(state)
     assert state.tasks[tid(10)].pending_dependents == 1, "task 11 still needs it"
     reader_of(state, 2)
-    input_lost(state, 2, int(state.tasks[tid(2)].worker.split(b"|")[-1]))
+    input_lost(state, 2, on(state, 2))
     sent(state)
-    succeed(state, 1, int(state.tasks[tid(1)].worker.split(b"|")[-1]), value=b"", stored=True)
+    succeed(state, 1, on(state, 1), value=b"", stored=True)
     sent(state)
     assert state.tasks[tid(10)].pending_dependents == 1, "the remake released it again"
