@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
 from scaler_core.host_store.object_file import (PARTIAL_SUFFIX, ObjectFileLayout, fill_object_file,
-                                                open_object_file, reserve_object_file, unlink_quietly)
+                                                open_object_file, partial_name, reserve_object_file,
+                                                unlink_quietly)
+from scaler_core.host_store.recycling import claim_recycled, open_pool, recycle_or_unlink, trim_pool
 from scaler_core.host_store.spill_policy import StoredObject, goes_to_disk, objects_to_spill
 
 logger = logging.getLogger(__name__)
@@ -113,6 +115,7 @@ class HostStore:
             if goes_to_disk(layout.size, limit):
                 path = spill_path
             elif bound + layout.size > limit:
+                trim_pool(self.location.memory_directory, idle_seconds=0)  # before anything leaves for disk
                 in_memory = self._objects_in_memory()
                 spilled = objects_to_spill(in_memory, layout.size, limit)
                 if spilled is None:
@@ -124,7 +127,10 @@ class HostStore:
             if path == memory_path:
                 bound += layout.size
             _write_bound(lock, bound)
-            descriptor = reserve_object_file(path, layout.size)
+            descriptor = claim_recycled(self.location.memory_directory, partial_name(path), layout.size) \
+                if path == memory_path else None
+            if descriptor is None:
+                descriptor = reserve_object_file(path, layout.size)
         fill_object_file(descriptor, path, layout)
         return layout.size
 
@@ -160,6 +166,14 @@ class HostStore:
 
     def load(self, object_id: bytes) -> Optional[List[memoryview]]:
         return load_object(self.location, object_id)
+
+    def recycle_deleted_files(self) -> None:
+        """Keep deleted large files for the next large results (host_store/recycling.py); the caller
+        then calls `trim_recycled` now and then."""
+        open_pool(self.location.memory_directory)
+
+    def trim_recycled(self) -> None:
+        trim_pool(self.location.memory_directory)
 
     def usage(self) -> Tuple[int, int]:
         """(bytes in memory, bytes on disk)."""
@@ -244,8 +258,9 @@ def load_object(location: HostStoreLocation, object_id: bytes) -> Optional[List[
 
 def delete_objects(location: HostStoreLocation, object_ids: Iterable[bytes]) -> None:
     for object_id in object_ids:
-        for path in location.paths_of(object_id):
-            unlink_quietly(path)
+        memory_path, spill_path = location.paths_of(object_id)
+        recycle_or_unlink(location.memory_directory, memory_path)
+        unlink_quietly(spill_path)
 
 
 def host_key_of(directory: str) -> str:

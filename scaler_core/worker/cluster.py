@@ -129,6 +129,7 @@ class Cluster:
     def _heartbeat(self):
         if self.host_store is None:
             return protocol.Heartbeat()
+        self.host_store.trim_recycled()
         in_memory, on_disk = self.host_store.usage()
         return protocol.Heartbeat(object_memory_bytes=in_memory, object_disk_bytes=on_disk,
                                   object_memory_limit_bytes=self.host_store.memory_limit_bytes)
@@ -138,6 +139,7 @@ class Cluster:
             self.scheduler_address, self.settings.keys, "ClusterProcess", self.settings.object_memory_directory,
             self.settings.spill_directory, self.settings.object_memory_limit_bytes)
         if self.host_store is not None:
+            self.host_store.recycle_deleted_files()
             self.settings = dataclasses.replace(self.settings, host_store_location=self.host_store.encoded_location,
                                                 object_memory_limit_bytes=self.host_store.memory_limit_bytes)
 

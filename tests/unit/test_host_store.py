@@ -14,6 +14,8 @@ from scaler_core.host_store import (PENDING, HostStore, HostStoreLocation, Locat
                                     create_host_store, delete_objects, load_object, remove_host_store)
 from scaler_core.host_store.object_file import ALIGNMENT, CorruptObjectFile, open_object_file, write_object_file
 from scaler_core.host_store.spill_policy import StoredObject, objects_to_spill
+from scaler_core.host_store import recycling
+from scaler_core.host_store import store as store_module
 from scaler_core.host_store.store import remove_stale_host_stores
 from scaler_core.object_storage.store import ObjectStore
 from scaler_core.serialization import dumps_frames, loads_frames
@@ -335,3 +337,83 @@ def test_a_fetch_from_a_server_that_goes_away_gives_up_in_seconds(location):
         assert arrived[b"r" * 16] is None and time.monotonic() - started < 10
     finally:
         reader.stop()
+
+
+# --- recycled object files (host_store/recycling.py) ----------------------------------------------
+
+
+def _inode(path):
+    return os.stat(path).st_ino
+
+
+def test_a_deleted_large_file_is_written_over_by_the_next_large_result(location):
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    store.recycle_deleted_files()
+    first, second = np.full(2 * MiB // 8, 1.0), np.arange(3 * MiB // 8, dtype=np.float64)
+    store.put(b"a" * 16, dumps_frames(first))
+    inode = _inode(location.paths_of(b"a" * 16)[0])
+    delete_objects(location, [b"a" * 16])
+    assert load_object(location, b"a" * 16) is None  # gone for readers at once
+    assert store.usage() == (0, 0)  # the pool is not an object
+    store.put(b"b" * 16, dumps_frames(second))  # larger than the pooled file: it grows
+    assert _inode(location.paths_of(b"b" * 16)[0]) == inode
+    assert np.array_equal(loads_frames(store.load(b"b" * 16)), second)
+    assert os.listdir(recycling.pool_directory(location.memory_directory)) == []
+
+
+def test_a_pooled_file_still_mapped_by_a_reader_is_never_written_over(location):
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    store.recycle_deleted_files()
+    original = np.full(2 * MiB // 8, 7.0)
+    store.put(b"a" * 16, dumps_frames(original))
+    inode = _inode(location.paths_of(b"a" * 16)[0])
+    reader = loads_frames(store.load(b"a" * 16))  # a task's input: a view of the mapped file
+    delete_objects(location, [b"a" * 16])
+    store.put(b"b" * 16, dumps_frames(np.zeros(2 * MiB // 8)))
+    assert _inode(location.paths_of(b"b" * 16)[0]) != inode  # a new file: the mapped one was unlinked
+    assert np.array_equal(reader, original)
+    del reader
+    # once nobody maps it, the next deleted file is taken again
+    delete_objects(location, [b"b" * 16])
+    inode = os.stat(os.path.join(recycling.pool_directory(location.memory_directory), (b"b" * 16).hex())).st_ino
+    store.put(b"c" * 16, dumps_frames(np.ones(2 * MiB // 8)))
+    assert _inode(location.paths_of(b"c" * 16)[0]) == inode
+
+
+def test_a_store_without_a_pool_unlinks_and_small_files_are_never_pooled(location):
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    store.put(b"a" * 16, dumps_frames(np.zeros(2 * MiB // 8)))
+    delete_objects(location, [b"a" * 16])
+    assert not os.path.exists(recycling.pool_directory(location.memory_directory))
+    store.recycle_deleted_files()
+    store.put(b"s" * 16, dumps_frames(np.zeros(1000)))
+    delete_objects(location, [b"s" * 16])
+    assert os.listdir(recycling.pool_directory(location.memory_directory)) == []
+
+
+def test_the_pool_is_bounded_and_emptied_when_idle(location, monkeypatch):
+    monkeypatch.setattr(recycling, "POOL_MAX_FILES", 2)
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    store.recycle_deleted_files()
+    ids = [bytes([i]) * 16 for i in range(4)]
+    for object_id in ids:
+        store.put(object_id, dumps_frames(np.zeros(MiB // 8 + 1)))
+    delete_objects(location, ids)
+    pool = recycling.pool_directory(location.memory_directory)
+    assert len(os.listdir(pool)) == 2
+    assert recycling.trim_pool(location.memory_directory, idle_seconds=60) == 0
+    assert recycling.trim_pool(location.memory_directory, idle_seconds=60, now=time.time() + 61) == 2
+    assert os.listdir(pool) == []
+
+
+def test_the_pool_is_emptied_before_any_object_spills(location, monkeypatch):
+    store = HostStore(location, memory_limit_bytes=4 * MiB)
+    store.recycle_deleted_files()
+    store.put(b"a" * 16, dumps_frames(np.zeros(2 * MiB // 8)))
+    delete_objects(location, [b"a" * 16])
+    pool = recycling.pool_directory(location.memory_directory)
+    assert len(os.listdir(pool)) == 1
+    monkeypatch.setattr(store_module, "claim_recycled", lambda *args: None)  # the pooled file stays unclaimed
+    store.put(b"b" * 16, dumps_frames(np.zeros(3 * MiB // 8)))  # past the bound: the store looks for room
+    assert os.listdir(pool) == []
+    assert store.usage()[1] == 0  # nothing spilled: the pooled bytes were not objects
