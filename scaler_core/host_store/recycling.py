@@ -27,7 +27,7 @@ from typing import List, Optional, Tuple
 
 RECYCLE_DIRECTORY = ".free"
 RECYCLE_MIN_BYTES = 1024 * 1024  # below this a new file costs little, and small files are read, not mapped
-POOL_MAX_FILES = 8
+POOL_MAX_FILES = 32
 POOL_MAX_BYTES = 512 * 1024 * 1024
 IDLE_SECONDS = 5.0
 CLAIM_ATTEMPTS = 3
@@ -44,19 +44,25 @@ def open_pool(memory_directory: str) -> None:
 
 
 def recycle_or_unlink(memory_directory: str, path: str) -> None:
-    """Delete the object file at `path`: into the pool when the store has one, the file is large and
-    the pool has room."""
+    """Delete the object file at `path`: into the pool when the store has one and the file is large;
+    the pool makes room by unlinking its oldest files (the sizes a computation makes now are the ones
+    its next results will have)."""
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
         return
     pool = pool_directory(memory_directory)
-    if size >= RECYCLE_MIN_BYTES and os.path.isdir(pool):
-        entries = _pool_entries(pool)
-        if len(entries) < POOL_MAX_FILES and sum(entry_size for _, entry_size, _ in entries) + size <= POOL_MAX_BYTES:
-            with contextlib.suppress(FileNotFoundError):  # no pool (a store that does not recycle), or gone
-                os.rename(path, os.path.join(pool, os.path.basename(path)))
-                return
+    if RECYCLE_MIN_BYTES <= size <= POOL_MAX_BYTES and os.path.isdir(pool):
+        entries = sorted(_pool_entries(pool), key=lambda entry: entry[2])
+        pooled_bytes = sum(entry_size for _, entry_size, _ in entries)
+        while entries and (len(entries) >= POOL_MAX_FILES or pooled_bytes + size > POOL_MAX_BYTES):
+            name, entry_size, _ = entries.pop(0)
+            pooled_bytes -= entry_size
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(pool, name))
+        with contextlib.suppress(FileNotFoundError):  # no pool (a store that does not recycle), or gone
+            os.rename(path, os.path.join(pool, os.path.basename(path)))
+            return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
@@ -70,10 +76,11 @@ def claim_recycled(memory_directory: str, private_path: str, size: int) -> Optio
     candidates = _pool_entries(pool)
     if not candidates:
         return None
-    # the smallest file that fits (nothing to allocate), else the largest (the least to allocate)
-    fitting = sorted((entry for entry in candidates if entry[1] >= size), key=lambda entry: entry[1])
-    ordered = fitting + sorted((entry for entry in candidates if entry[1] < size), key=lambda entry: -entry[1])
-    for name, _, _ in ordered[:CLAIM_ATTEMPTS]:
+    # the smallest file that fits, else the largest that nearly does; never one much larger (cutting it
+    # down frees pages the next result of its size would have to allocate again)
+    fitting = sorted((entry for entry in candidates if size <= entry[1] <= 2 * size), key=lambda entry: entry[1])
+    growing = sorted((entry for entry in candidates if size // 2 <= entry[1] < size), key=lambda entry: -entry[1])
+    for name, _, _ in (fitting + growing)[:CLAIM_ATTEMPTS]:
         try:
             os.rename(os.path.join(pool, name), private_path)
         except FileNotFoundError:

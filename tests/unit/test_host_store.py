@@ -391,19 +391,34 @@ def test_a_store_without_a_pool_unlinks_and_small_files_are_never_pooled(locatio
     assert os.listdir(recycling.pool_directory(location.memory_directory)) == []
 
 
-def test_the_pool_is_bounded_and_emptied_when_idle(location, monkeypatch):
+def test_the_pool_keeps_the_newest_files_and_is_emptied_when_idle(location, monkeypatch):
     monkeypatch.setattr(recycling, "POOL_MAX_FILES", 2)
     store = HostStore(location, memory_limit_bytes=64 * MiB)
     store.recycle_deleted_files()
     ids = [bytes([i]) * 16 for i in range(4)]
     for object_id in ids:
         store.put(object_id, dumps_frames(np.zeros(MiB // 8 + 1)))
-    delete_objects(location, ids)
+    for object_id in ids:
+        delete_objects(location, [object_id])
+        time.sleep(0.02)  # distinct times of deletion (ctime is coarse)
     pool = recycling.pool_directory(location.memory_directory)
-    assert len(os.listdir(pool)) == 2
+    assert sorted(os.listdir(pool)) == sorted(object_id.hex() for object_id in ids[2:])
     assert recycling.trim_pool(location.memory_directory, idle_seconds=60) == 0
     assert recycling.trim_pool(location.memory_directory, idle_seconds=60, now=time.time() + 61) == 2
     assert os.listdir(pool) == []
+
+
+def test_a_result_takes_a_pooled_file_of_about_its_size_only(location):
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    store.recycle_deleted_files()
+    store.put(b"L" * 16, dumps_frames(np.zeros(8 * MiB // 8)))
+    large = _inode(location.paths_of(b"L" * 16)[0])
+    delete_objects(location, [b"L" * 16])
+    store.put(b"s" * 16, dumps_frames(np.zeros(2 * MiB // 8)))  # cutting 8 MiB down to 2 would waste it
+    assert _inode(location.paths_of(b"s" * 16)[0]) != large
+    store.put(b"m" * 16, dumps_frames(np.zeros(5 * MiB // 8)))
+    assert _inode(location.paths_of(b"m" * 16)[0]) == large
+    assert np.array_equal(loads_frames(store.load(b"m" * 16)), np.zeros(5 * MiB // 8))
 
 
 def test_the_pool_is_emptied_before_any_object_spills(location, monkeypatch):
