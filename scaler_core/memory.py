@@ -22,6 +22,14 @@ except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
     _malloc_trim = None
 
 
+def private_memory_bytes(process) -> int:
+    """A process's own memory: its RSS without shared pages (the shared-memory objects it maps are
+    the host store's, bounded by their own limit, and would count once per reader), from a
+    `psutil.Process`."""
+    info = process.memory_info()
+    return max(0, info.rss - getattr(info, "shared", 0))
+
+
 def trim_heap() -> bool:
     """Return free heap memory to the OS; True when the C library supports it."""
     if _malloc_trim is None:

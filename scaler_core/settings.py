@@ -192,6 +192,9 @@ def scaling_policy_of(policy_content: str) -> str:
     return scaling
 
 
+AUTO_MEMORY_LIMIT = -1  # a worker's memory limit: its share of the machine's memory
+
+
 @dataclasses.dataclass
 class WorkerSettings:
     """What each worker process of a cluster (or of an adapter's worker group) runs with."""
@@ -199,8 +202,11 @@ class WorkerSettings:
     heartbeat_interval_seconds: float = setting(1.0, "how often workers send heartbeats", "-hi")
     death_timeout_seconds: float = setting(30.0, "workers exit when the scheduler is silent this long", "-dt")
     task_timeout_seconds: float = setting(0.0, "stop a task running longer than this (0: never)", "-tt")
-    memory_limit_bytes: int = setting(0, "stop a task whose worker grows past this RSS (0: no limit)", "-wml",
-                                      key="worker_memory_limit_bytes")
+    memory_limit_bytes: int = setting(
+        AUTO_MEMORY_LIMIT, "stop a task whose worker's own memory (RSS without the shared-memory objects it maps, "
+        "which the object memory limit bounds) passes this; past the pause fraction of it the worker starts "
+        "no new task (-1: the machine's memory shared among the cluster's workers, as Dask distributed "
+        "does; 0: no limit)", "-wml", key="worker_memory_limit_bytes")
     object_cache_bytes: int = setting(256 * 1024 * 1024, "bytes of fetched objects a worker keeps", "-ocb")
     capabilities: Dict[str, int] = setting(help='capabilities of each worker, e.g. "gpu,linux,cpu=8"', short="-pwc",
                                            key="per_worker_capabilities", parse=parse_capabilities,
@@ -231,6 +237,17 @@ class WorkerSettings:
         if not 0 <= self.memory_pause_fraction <= 1:
             raise SettingsError("worker_memory_pause_fraction",
                                 f"must be between 0 and 1, got {self.memory_pause_fraction!r}")
+        if self.memory_limit_bytes < AUTO_MEMORY_LIMIT:
+            raise SettingsError("worker_memory_limit_bytes", f"must be a number of bytes, 0 (no limit) or "
+                                f"{AUTO_MEMORY_LIMIT} (the machine's share), got {self.memory_limit_bytes!r}")
+
+    def with_memory_limit_for(self, n_workers: int) -> "WorkerSettings":
+        """These settings with an automatic memory limit made concrete for a cluster of `n_workers`."""
+        if self.memory_limit_bytes != AUTO_MEMORY_LIMIT:
+            return self
+        import psutil  # late: settings are read by processes that never measure memory
+
+        return dataclasses.replace(self, memory_limit_bytes=psutil.virtual_memory().total // max(1, n_workers))
 
 
 @dataclasses.dataclass

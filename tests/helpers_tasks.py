@@ -161,6 +161,17 @@ def touch_then_sleep(path, seconds, value=None):
 _hoard = []
 
 
+def memory_after_sum(array):
+    """(RSS, own memory, sum) of this worker after reading every page of `array`."""
+    import psutil
+
+    from scaler_core.memory import private_memory_bytes
+
+    total = float(array.sum())
+    process = psutil.Process()
+    return process.memory_info().rss, private_memory_bytes(process), total
+
+
 def hoard(size):
     """Keep `size` bytes in the worker process after the task (as a leaking library would); returns its pid."""
     _hoard.append(b"\x01" * size)

@@ -62,7 +62,7 @@ class Cluster:
             raise ValueError(f"a cluster needs at least one worker, got num_of_workers={n_workers}")
         self.scheduler_address = scheduler_address
         self.n_workers = n_workers
-        self.settings = settings
+        self.settings = settings.with_memory_limit_for(n_workers)
         self.logging_level = logging_level
         self.logging_paths = tuple(logging_paths)
         self.restart_workers = restart_workers
@@ -89,8 +89,9 @@ class Cluster:
         logger.info("Worker[%d] started (pid %d)", self._sequence, process.pid)
 
     def run(self) -> None:
-        logger.info("ClusterProcess: starting %d workers, heartbeat_interval_seconds=%g", self.n_workers,
-                    self.settings.heartbeat_interval_seconds)
+        logger.info("ClusterProcess: starting %d workers, heartbeat_interval_seconds=%g, worker memory limit %s",
+                    self.n_workers, self.settings.heartbeat_interval_seconds,
+                    f"{self.settings.memory_limit_bytes / 2**20:.0f} MiB" if self.settings.memory_limit_bytes else "none")
         context = zmq.Context()
         scheduler = transport.configure(context.socket(zmq.DEALER), identity=self.cluster_id, linger_ms=1000)
         secure_client(scheduler, self.settings.keys)

@@ -26,7 +26,7 @@ from scaler_core import protocol
 from scaler_core import task_context as context
 from scaler_core.host_store import PENDING, HostStore, HostStoreLocation, LocatedObjects
 from scaler_core.instructions import ToScheduler, ToStorage
-from scaler_core.memory import trim_heap
+from scaler_core.memory import private_memory_bytes, trim_heap
 from scaler_core.peer_io import PeerIO
 from scaler_core.settings import WorkerSettings
 from scaler_core.worker.objects import ObjectCache
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 # restart); EXIT_REPLACE_ME means the worker stopped itself on purpose (cancel of a running task,
 # timeout, memory limit) and wants a fresh successor.
 EXIT_SCHEDULER_GONE = 0
+MEMORY_READ_INTERVAL_SECONDS = 0.005
 EXIT_REPLACE_ME = 75
 EXIT_PRELOAD_FAILED = 76  # its --preload failed: a successor would fail the same way, none is started
 
@@ -84,6 +85,7 @@ class Worker:
         }
 
         self.process = psutil.Process()
+        self._memory_read_after = 0.0
         self.process.cpu_percent()
 
     def run(self) -> None:
@@ -164,8 +166,12 @@ class Worker:
                 else:
                     self._keep_on_host(outcome)
             # with a memory limit, a task that left the process past its pause threshold holds back the
-            # next one now, not at the next heartbeat
-            rss = self.process.memory_info().rss if state.limits.pause_bytes else 0
+            # next one now, not at the next heartbeat (tiny tasks: at most every few milliseconds, a
+            # reading costs as much as running one)
+            rss = 0
+            if state.limits.pause_bytes and time.monotonic() >= self._memory_read_after:
+                rss = private_memory_bytes(self.process)
+                self._memory_read_after = time.monotonic() + MEMORY_READ_INTERVAL_SECONDS
             with self.lock:
                 instructions = state.finish(outcome)
                 if rss:
@@ -307,7 +313,7 @@ class Worker:
         self.io.post(*instructions)
 
     def on_tick(self, now: float) -> List:
-        cpu_percent, rss = self.process.cpu_percent(), self.process.memory_info().rss
+        cpu_percent, rss = self.process.cpu_percent(), private_memory_bytes(self.process)
         with self.lock:
             return self._woken(self.state.on_tick(now, cpu_percent, rss))
 

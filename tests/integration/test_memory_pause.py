@@ -49,3 +49,20 @@ def test_a_paused_worker_that_cannot_get_below_is_replaced_and_its_work_complete
         assert hoarder not in pids and len(set(pids)) == 1
         wait_until(lambda: not psutil.pid_exists(hoarder) or psutil.Process(hoarder).status() == psutil.STATUS_ZOMBIE,
                    timeout=30, message="the paused worker gone")
+
+
+@pytest.mark.timeout(120)
+def test_large_inputs_mapped_from_the_host_store_do_not_pause_their_reader():
+    """A 640 MiB object read by a task is mapped, not copied: it is the host store's memory (bounded by
+    the object memory limit), so its reader stays below a 512 MiB pause threshold and keeps working."""
+    import numpy as np
+
+    with SchedulerClusterCombo(n_workers=1, worker_memory_limit_bytes=LIMIT, worker_memory_pause_fraction=0.5,
+                               logging_level="ERROR") as combo, Client(combo.address) as client:
+        data = client.send_object(np.ones(HOARD // 8))
+        rss, own, total = client.submit(tasks.memory_after_sum, data).result(timeout=60)
+        assert total == HOARD // 8
+        assert rss > LIMIT // 2 > own, (rss, own)
+        assert len(client.map(tasks.pid, range(10))) == 10
+        _, shown = monitor_status_when(combo, lambda shown: len(shown["workers"]) == 1, "the worker")
+        assert not shown["workers"][0]["paused"]

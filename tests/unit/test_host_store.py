@@ -432,3 +432,38 @@ def test_the_pool_is_emptied_before_any_object_spills(location, monkeypatch):
     store.put(b"b" * 16, dumps_frames(np.zeros(3 * MiB // 8)))  # past the bound: the store looks for room
     assert os.listdir(pool) == []
     assert store.usage()[1] == 0  # nothing spilled: the pooled bytes were not objects
+
+
+def _map_and_wait(path, mapped, release):
+    frames = open_object_file(path)  # maps the file; the descriptor is closed at once
+    mapped.set()
+    release.wait(20)
+    del frames
+
+
+@pytest.mark.timeout(60)
+def test_a_file_mapped_by_another_process_is_not_taken_until_it_lets_go(location):
+    import multiprocessing
+
+    store = HostStore(location, memory_limit_bytes=64 * MiB)
+    store.recycle_deleted_files()
+    store.put(b"a" * 16, dumps_frames(np.full(2 * MiB // 8, 3.0)))
+    context = multiprocessing.get_context("spawn")
+    mapped, release = context.Event(), context.Event()
+    reader = context.Process(target=_map_and_wait, args=(location.paths_of(b"a" * 16)[0], mapped, release))
+    reader.start()
+    try:
+        assert mapped.wait(30)
+        pooled = os.path.join(recycling.pool_directory(location.memory_directory), (b"a" * 16).hex())
+        delete_objects(location, [b"a" * 16])
+        assert os.path.exists(pooled)
+        assert recycling.claim_recycled(location.memory_directory, pooled + ".claim", 2 * MiB) is None
+        assert not os.path.exists(pooled + ".claim")  # still mapped elsewhere: unlinked, never written over
+    finally:
+        release.set()
+        reader.join(30)
+    store.put(b"b" * 16, dumps_frames(np.zeros(2 * MiB // 8)))
+    delete_objects(location, [b"b" * 16])
+    descriptor = recycling.claim_recycled(location.memory_directory, pooled + ".claim", 2 * MiB)
+    assert descriptor is not None  # nobody maps this one
+    os.close(descriptor)

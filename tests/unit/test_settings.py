@@ -175,3 +175,24 @@ def test_policy_content_names_the_scaling_policy_and_waterfall_tiers():
         with pytest.raises(SettingsError) as caught:
             SchedulerSettings(policy_engine_type="waterfall_v1", policy_content=text)
         assert caught.value.key == "policy_content"
+
+
+def test_a_worker_memory_limit_is_by_default_its_share_of_the_machine():
+    import psutil
+
+    total = psutil.virtual_memory().total
+    assert WorkerSettings().memory_limit_bytes == settings.AUTO_MEMORY_LIMIT
+    assert WorkerSettings().with_memory_limit_for(4).memory_limit_bytes == total // 4
+    assert WorkerSettings(memory_limit_bytes=0).with_memory_limit_for(4).memory_limit_bytes == 0  # no limit
+    assert WorkerSettings(memory_limit_bytes=123 * 2**20).with_memory_limit_for(4).memory_limit_bytes == 123 * 2**20
+    with pytest.raises(SettingsError, match="worker_memory_limit_bytes"):
+        WorkerSettings(memory_limit_bytes=-2)
+
+
+def test_a_workers_own_memory_leaves_out_the_shared_objects_it_maps():
+    from types import SimpleNamespace
+
+    from scaler_core.memory import private_memory_bytes
+
+    process = SimpleNamespace(memory_info=lambda: SimpleNamespace(rss=900, shared=700))
+    assert private_memory_bytes(process) == 200
