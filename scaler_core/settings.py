@@ -205,8 +205,8 @@ class WorkerSettings:
     memory_limit_bytes: int = setting(
         AUTO_MEMORY_LIMIT, "stop a task whose worker's own memory (RSS without the shared-memory objects it maps, "
         "which the object memory limit bounds) passes this; past the pause fraction of it the worker starts "
-        "no new task (-1: the machine's memory shared among the cluster's workers, as Dask distributed "
-        "does; 0: no limit)", "-wml", key="worker_memory_limit_bytes")
+        "no new task (-1: what the object memory limit leaves of the machine's memory, shared among the "
+        "cluster's workers; 0: no limit)", "-wml", key="worker_memory_limit_bytes")
     object_cache_bytes: int = setting(256 * 1024 * 1024, "bytes of fetched objects a worker keeps", "-ocb")
     capabilities: Dict[str, int] = setting(help='capabilities of each worker, e.g. "gpu,linux,cpu=8"', short="-pwc",
                                            key="per_worker_capabilities", parse=parse_capabilities,
@@ -241,13 +241,16 @@ class WorkerSettings:
             raise SettingsError("worker_memory_limit_bytes", f"must be a number of bytes, 0 (no limit) or "
                                 f"{AUTO_MEMORY_LIMIT} (the machine's share), got {self.memory_limit_bytes!r}")
 
-    def with_memory_limit_for(self, n_workers: int) -> "WorkerSettings":
-        """These settings with an automatic memory limit made concrete for a cluster of `n_workers`."""
+    def with_memory_limit_for(self, n_workers: int, reserved_bytes: int = 0) -> "WorkerSettings":
+        """These settings with an automatic memory limit made concrete for a cluster of `n_workers`
+        whose host store may keep `reserved_bytes` (at most half the machine is set aside for it)."""
         if self.memory_limit_bytes != AUTO_MEMORY_LIMIT:
             return self
         import psutil  # late: settings are read by processes that never measure memory
 
-        return dataclasses.replace(self, memory_limit_bytes=psutil.virtual_memory().total // max(1, n_workers))
+        total = psutil.virtual_memory().total
+        share = (total - min(reserved_bytes, total // 2)) // max(1, n_workers)
+        return dataclasses.replace(self, memory_limit_bytes=share)
 
 
 @dataclasses.dataclass

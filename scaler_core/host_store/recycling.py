@@ -117,7 +117,12 @@ def trim_pool(memory_directory: str, idle_seconds: float = IDLE_SECONDS, now: Op
 def _open_if_unused(path: str) -> Optional[int]:
     """`path` open for writing if no other open file or mapping refers to it, else None (also when
     the kernel grants no leases here: a file is never written over unchecked)."""
-    descriptor = os.open(path, os.O_RDWR)
+    if not hasattr(fcntl, "F_SETLEASE"):  # not Linux
+        return None
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
     try:
         # a write lease is refused (EAGAIN) while anyone else has the file open, mappings included
         fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_WRLCK)

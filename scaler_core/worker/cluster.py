@@ -62,7 +62,7 @@ class Cluster:
             raise ValueError(f"a cluster needs at least one worker, got num_of_workers={n_workers}")
         self.scheduler_address = scheduler_address
         self.n_workers = n_workers
-        self.settings = settings.with_memory_limit_for(n_workers)
+        self.settings = settings
         self.logging_level = logging_level
         self.logging_paths = tuple(logging_paths)
         self.restart_workers = restart_workers
@@ -89,14 +89,14 @@ class Cluster:
         logger.info("Worker[%d] started (pid %d)", self._sequence, process.pid)
 
     def run(self) -> None:
-        logger.info("ClusterProcess: starting %d workers, heartbeat_interval_seconds=%g, worker memory limit %s",
-                    self.n_workers, self.settings.heartbeat_interval_seconds,
-                    f"{self.settings.memory_limit_bytes / 2**20:.0f} MiB" if self.settings.memory_limit_bytes else "none")
         context = zmq.Context()
         scheduler = transport.configure(context.socket(zmq.DEALER), identity=self.cluster_id, linger_ms=1000)
         secure_client(scheduler, self.settings.keys)
         scheduler.connect(self.scheduler_address)
         self._create_host_store()
+        logger.info("ClusterProcess: starting %d workers, heartbeat_interval_seconds=%g, worker memory limit %s",
+                    self.n_workers, self.settings.heartbeat_interval_seconds,
+                    f"{self.settings.memory_limit_bytes / 2**20:.0f} MiB" if self.settings.memory_limit_bytes else "none")
         for _ in range(self.n_workers):
             self._start_worker()
         last_echo = time.monotonic()
@@ -143,6 +143,9 @@ class Cluster:
             self.host_store.recycle_deleted_files()
             self.settings = dataclasses.replace(self.settings, host_store_location=self.host_store.encoded_location,
                                                 object_memory_limit_bytes=self.host_store.memory_limit_bytes)
+        # the workers share what the host store's objects leave of the machine
+        self.settings = self.settings.with_memory_limit_for(
+            self.n_workers, self.host_store.memory_limit_bytes if self.host_store is not None else 0)
 
     def _on_worker_exit(self, pidfd: int, scheduler) -> None:
         process, worker_id, _ = self.workers.pop(pidfd)

@@ -183,6 +183,9 @@ def test_a_worker_memory_limit_is_by_default_its_share_of_the_machine():
     total = psutil.virtual_memory().total
     assert WorkerSettings().memory_limit_bytes == settings.AUTO_MEMORY_LIMIT
     assert WorkerSettings().with_memory_limit_for(4).memory_limit_bytes == total // 4
+    assert WorkerSettings().with_memory_limit_for(2, reserved_bytes=total // 4).memory_limit_bytes == \
+        (total - total // 4) // 2  # what the host store's objects leave
+    assert WorkerSettings().with_memory_limit_for(1, reserved_bytes=total).memory_limit_bytes == total - total // 2
     assert WorkerSettings(memory_limit_bytes=0).with_memory_limit_for(4).memory_limit_bytes == 0  # no limit
     assert WorkerSettings(memory_limit_bytes=123 * 2**20).with_memory_limit_for(4).memory_limit_bytes == 123 * 2**20
     with pytest.raises(SettingsError, match="worker_memory_limit_bytes"):
