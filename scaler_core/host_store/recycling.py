@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import time
 from typing import List, Optional, Tuple
 
@@ -124,6 +125,9 @@ def _open_if_unused(path: str) -> Optional[int]:
     except OSError:
         return None
     try:
+        # should anything open the file while the lease is held (a backup tool: the name is private),
+        # the kernel signals the holder; SIGURG is ignored by default where SIGIO would kill the process
+        fcntl.fcntl(descriptor, fcntl.F_SETSIG, signal.SIGURG)
         # a write lease is refused (EAGAIN) while anyone else has the file open, mappings included
         fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_WRLCK)
         fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_UNLCK)
