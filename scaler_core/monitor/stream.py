@@ -108,6 +108,7 @@ def worker_to_dict(worker: Any) -> Dict[str, Any]:
         "rss_bytes": worker.rss_bytes,
         "held_bytes": worker.held_bytes,
         "paused": worker.paused,
+        "memory_limit_bytes": worker.memory_limit_bytes,
         "running": worker.running,
         "queued": worker.queued,
         "sent": worker.sent,

@@ -40,6 +40,7 @@ WORKER_COLUMNS: List[Tuple[str, int, Callable[[Any], str]]] = [
     ("pid", 7, lambda worker: str(worker.pid)),
     ("cpu", 6, lambda worker: f"{worker.cpu_percent:.1f}%"),
     ("rss", 7, lambda worker: format_bytes(worker.rss_bytes)),
+    ("limit", 7, lambda worker: format_bytes(worker.memory_limit_bytes) if worker.memory_limit_bytes else "-"),
     ("held", 7, lambda worker: format_bytes(worker.held_bytes)),
     ("free", 6, lambda worker: "paused" if worker.paused else str(free_slots(worker))),
     ("sent", 9, lambda worker: f"{worker.sent:,}"),

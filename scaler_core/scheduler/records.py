@@ -70,7 +70,7 @@ class WorkerRecord:
     __slots__ = (
         "worker_id", "hostname", "pid", "cluster_id", "capabilities", "assigned", "blocked", "last_seen",
         "mean_duration", "cpu_percent", "rss_bytes", "held_bytes", "sent", "capability_usage", "closing", "limit",
-        "paused",
+        "paused", "memory_limit_bytes",
     )
 
     # Until a worker reports durations, assume tasks are slow enough that two in flight suffice.
@@ -93,6 +93,7 @@ class WorkerRecord:
         self.capability_usage: Dict[str, int] = {}
         self.closing = False
         self.paused = False  # past its memory pause threshold: it gets no task, and its queued ones move
+        self.memory_limit_bytes = 0
         self.limit = in_flight_limit(self.mean_duration, self.blocked)
 
     def record_duration(self, seconds: float) -> None:

@@ -241,7 +241,7 @@ class SchedulerServer:
             protocol.WorkerStatus(
                 worker_id=worker.worker_id, hostname=worker.hostname, pid=worker.pid,
                 cpu_percent=worker.cpu_percent, rss_bytes=worker.rss_bytes, held_bytes=worker.held_bytes,
-                paused=worker.paused,
+                paused=worker.paused, memory_limit_bytes=worker.memory_limit_bytes,
                 running=min(1 + worker.blocked, len(worker.assigned)),
                 queued=max(0, len(worker.assigned) - 1 - worker.blocked), sent=worker.sent, blocked=worker.blocked,
                 free=0 if worker.paused else max(0, worker.limit - len(worker.assigned)),

@@ -247,6 +247,7 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
             worker.cpu_percent = message.cpu_percent
             worker.rss_bytes = message.rss_bytes
             worker.held_bytes = message.object_memory_bytes
+            worker.memory_limit_bytes = message.memory_limit_bytes
             if worker.paused != message.paused:
                 worker.paused = message.paused
                 (self.paused_workers.add if worker.paused else self.paused_workers.discard)(sender)

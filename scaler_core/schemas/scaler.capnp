@@ -189,6 +189,7 @@ struct Heartbeat {
   # from a worker: its memory passed its pause threshold; it starts no new task (give it none, take
   # back what it queued) until a heartbeat says otherwise
   paused @7 :Bool;
+  memoryLimitBytes @8 :UInt64;  # from a worker: its memory limit (0: none)
 }
 
 struct HeartbeatEcho {
@@ -275,6 +276,7 @@ struct WorkerStatus {
   free @10 :UInt32;          # more tasks the scheduler would hand this worker right now
   heldBytes @11 :UInt64;     # results it holds in its memory, not yet written to its host store
   paused @12 :Bool;          # past its memory pause threshold: it gets no task (see Heartbeat.paused)
+  memoryLimitBytes @13 :UInt64;  # its memory limit (0: none)
 }
 
 struct BalanceRequest {

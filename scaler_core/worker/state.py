@@ -313,7 +313,8 @@ class WorkerState:
         if heartbeat or self.paused != was_paused:
             instructions.append(ToScheduler(protocol.Heartbeat(
                 cpu_percent=cpu_percent, rss_bytes=rss_bytes, queued_tasks=len(self.ready) + len(self.waiting_objects),
-                blocked_tasks=self.blocked, object_memory_bytes=self.objects.held_bytes, paused=self.paused)))
+                blocked_tasks=self.blocked, object_memory_bytes=self.objects.held_bytes, paused=self.paused,
+                memory_limit_bytes=max(0, self.limits.memory_limit_bytes))))
         if not self.paused:
             self.relieved_at = None
             if was_paused and self.can_start():
@@ -330,7 +331,8 @@ class WorkerState:
                   f"({threshold / 2**20:.0f} MiB) with nothing running")
         if not self.ran_any:
             self.never_pause, self.paused = True, False
-            instructions += [ToScheduler(protocol.Heartbeat(rss_bytes=rss_bytes, paused=False)),
+            instructions += [ToScheduler(protocol.Heartbeat(rss_bytes=rss_bytes, paused=False,
+                                                            memory_limit_bytes=max(0, self.limits.memory_limit_bytes))),
                              LogWarning(f"the worker's {reason} before its first task: it does not pause "
                                         "(raise the worker memory limit or its pause fraction)")]
             return instructions + ([WakeRunners()] if self.can_start() else [])

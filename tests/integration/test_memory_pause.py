@@ -66,3 +66,18 @@ def test_large_inputs_mapped_from_the_host_store_do_not_pause_their_reader():
         assert len(client.map(tasks.pid, range(10))) == 10
         _, shown = monitor_status_when(combo, lambda shown: len(shown["workers"]) == 1, "the worker")
         assert not shown["workers"][0]["paused"]
+
+
+@pytest.mark.timeout(120)
+def test_workers_have_their_share_of_the_machine_as_memory_limit_by_default():
+    """What the cluster's object memory limit leaves of the machine, divided among its workers, as
+    the monitor shows it."""
+    with SchedulerClusterCombo(n_workers=2, logging_level="ERROR") as combo:
+        _, shown = monitor_status_when(  # after each worker's first heartbeat
+            combo, lambda shown: len(shown["workers"]) == 2 and shown["host_stores"] and
+            all(worker["memory_limit_bytes"] for worker in shown["workers"]), "two workers with a memory limit")
+        store_limit = shown["host_stores"][0]["memory_limit_bytes"]
+        total = psutil.virtual_memory().total
+        expected = (total - min(store_limit, total // 2)) // 2
+        assert [worker["memory_limit_bytes"] for worker in shown["workers"]] == [expected, expected]
+        assert all(not worker["paused"] for worker in shown["workers"])

@@ -84,6 +84,15 @@ def test_render_worker_table_sorting_and_marker():
     assert "*running" in header
 
 
+def test_render_shows_each_workers_memory_limit():
+    limited, unlimited = make_worker("W|a|1|1|aaaa"), make_worker("W|b|1|2|bbbb")
+    limited.memory_limit_bytes = 9 << 30
+    lines = render(make_status([limited, unlimited]), "n", 140)
+    header = next(line for line in lines if "worker" in line and "pid" in line).split()
+    column = header.index("limit")
+    assert [row.split()[column] for row in worker_rows(lines)] == ["9.0g", "-"]
+
+
 def test_render_respects_width_and_stacks_sections():
     status = make_status([make_worker("W|" + "very-long-hostname-" * 3 + "|42|7|0123abcd")])
     wide = render(status, "c", 200)

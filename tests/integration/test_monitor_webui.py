@@ -154,6 +154,8 @@ def test_page_follows_the_cluster_live(web_ui, combo, browser_page, tmp_path):
     sent_total = sum(int(rows.nth(index).locator("td.worker-sent").text_content().replace(",", ""))
                      for index in range(2))
     assert sent_total >= TASKS  # a task moved between workers by balancing counts for both
+    assert all(rows.nth(index).locator("td.worker-limit").text_content() not in ("", "-") for index in range(2)), \
+        "each worker's automatic memory limit"
     timeline = page.locator("#timeline-chart")
     assert timeline.get_attribute("data-workers") == "2"
     assert timeline.get_attribute("data-busy-workers") in ("1", "2")

@@ -122,6 +122,7 @@ function showWorkers(workers) {
     bar.appendChild(document.createElement("span")).style.width = Math.min(100, worker.cpu_percent) + "%";
     cpu.appendChild(bar);
     cell(row, formatBytes(worker.rss_bytes));
+    cell(row, worker.memory_limit_bytes ? formatBytes(worker.memory_limit_bytes) : "-").className = "worker-limit";
     cell(row, formatBytes(worker.held_bytes || 0));
     for (const name of ["free", "sent", "queued", "running", "blocked"]) {
       const shown = name === "free" && worker.paused ? "paused" : formatCount(worker[name]);
