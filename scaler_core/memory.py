@@ -1,4 +1,8 @@
-"""Giving freed heap memory back to the operating system.
+"""How much memory a process may use, and giving freed heap memory back to the operating system.
+
+`machine_memory_bytes()` is the memory defaults are shares of (a worker's memory limit, a host
+store's): the machine's, lowered by the cgroup the process runs in (a container, a Slurm job) and by
+RLIMIT_RSS, as Dask distributed reckons it.
 
 A burst of messages leaves glibc's heap full of freed chunks that RSS keeps counting (decoded
 batches, socket buffers). `trim_heap()` asks glibc to return them (`malloc_trim`); elsewhere it
@@ -11,6 +15,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import os
+from typing import Iterator, Optional
 
 _malloc_trim = None
 try:
@@ -20,6 +26,65 @@ try:
     _malloc_trim.restype = ctypes.c_int
 except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
     _malloc_trim = None
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def machine_memory_bytes() -> int:
+    import psutil  # late: not every process that trims its heap measures memory
+
+    limit = psutil.virtual_memory().total
+    try:
+        with open("/proc/self/cgroup") as handle:
+            membership = handle.read()
+    except OSError:
+        membership = ""
+    for cgroup_limit in cgroup_memory_limits(membership):
+        limit = min(limit, cgroup_limit)
+    try:
+        import resource
+
+        rss_limit = resource.getrlimit(resource.RLIMIT_RSS)[1]
+        if rss_limit != resource.RLIM_INFINITY and rss_limit > 0:
+            limit = min(limit, rss_limit)
+    except (ImportError, ValueError, OSError):
+        pass
+    return limit
+
+
+def cgroup_memory_limits(membership: str, root: str = CGROUP_ROOT) -> Iterator[int]:
+    """The memory limits of the cgroups in `membership` (the text of /proc/self/cgroup) and of their
+    ancestors, cgroup v2 (`memory.max`) and v1 (`memory.limit_in_bytes`); "max" and the huge
+    numbers v1 uses for none are left out. Inside a container the visible root is its own cgroup."""
+    for line in membership.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            base, name = root, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = os.path.join(root, "memory"), "memory.limit_in_bytes"
+        else:
+            continue
+        directory = os.path.normpath(base + "/" + path.strip("/"))
+        while True:
+            value = _read_limit(os.path.join(directory, name))
+            if value is not None:
+                yield value
+            if directory == os.path.normpath(base) or not directory.startswith(os.path.normpath(base)):
+                break
+            directory = os.path.dirname(directory)
+
+
+def _read_limit(path: str) -> Optional[int]:
+    try:
+        with open(path) as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    if not text.isdigit() or int(text) >= 2**62:  # "max", or v1's "no limit"
+        return None
+    return int(text)
 
 
 def private_memory_bytes(process) -> int:

@@ -246,9 +246,9 @@ class WorkerSettings:
         whose host store may keep `reserved_bytes` (at most half the machine is set aside for it)."""
         if self.memory_limit_bytes != AUTO_MEMORY_LIMIT:
             return self
-        import psutil  # late: settings are read by processes that never measure memory
+        from scaler_core.memory import machine_memory_bytes  # late: loads psutil
 
-        total = psutil.virtual_memory().total
+        total = machine_memory_bytes()
         share = (total - min(reserved_bytes, total // 2)) // max(1, n_workers)
         return dataclasses.replace(self, memory_limit_bytes=share)
 

@@ -76,10 +76,11 @@ def default_memory_parent() -> str:
 
 
 def default_memory_limit(memory_parent: str) -> int:
-    """A quarter of the machine's memory, and never more than the memory filesystem can take."""
-    import psutil  # late: this module is also loaded by the object storage, which needs no psutil otherwise
+    """A quarter of the machine's memory (as far as its cgroup lets this process use it), and never
+    more than the memory filesystem can take."""
+    from scaler_core.memory import machine_memory_bytes  # late: the object storage needs no psutil otherwise
 
-    limit = int(psutil.virtual_memory().total * DEFAULT_MEMORY_FRACTION)
+    limit = int(machine_memory_bytes() * DEFAULT_MEMORY_FRACTION)
     try:
         free = shutil.disk_usage(memory_parent).free
     except OSError:

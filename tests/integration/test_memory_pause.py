@@ -9,6 +9,7 @@ import psutil
 import pytest
 
 from scaler_core import Client, SchedulerClusterCombo
+from scaler_core.memory import machine_memory_bytes
 from scaler_core.monitor.top import render
 
 from tests import helpers_tasks as tasks
@@ -77,7 +78,7 @@ def test_workers_have_their_share_of_the_machine_as_memory_limit_by_default():
             combo, lambda shown: len(shown["workers"]) == 2 and shown["host_stores"] and
             all(worker["memory_limit_bytes"] for worker in shown["workers"]), "two workers with a memory limit")
         store_limit = shown["host_stores"][0]["memory_limit_bytes"]
-        total = psutil.virtual_memory().total
+        total = machine_memory_bytes()
         expected = (total - min(store_limit, total // 2)) // 2
         assert [worker["memory_limit_bytes"] for worker in shown["workers"]] == [expected, expected]
         assert all(not worker["paused"] for worker in shown["workers"])

@@ -178,9 +178,9 @@ def test_policy_content_names_the_scaling_policy_and_waterfall_tiers():
 
 
 def test_a_worker_memory_limit_is_by_default_its_share_of_the_machine():
-    import psutil
+    from scaler_core.memory import machine_memory_bytes
 
-    total = psutil.virtual_memory().total
+    total = machine_memory_bytes()
     assert WorkerSettings().memory_limit_bytes == settings.AUTO_MEMORY_LIMIT
     assert WorkerSettings().with_memory_limit_for(4).memory_limit_bytes == total // 4
     assert WorkerSettings().with_memory_limit_for(2, reserved_bytes=total // 4).memory_limit_bytes == \
@@ -199,3 +199,25 @@ def test_a_workers_own_memory_leaves_out_the_shared_objects_it_maps():
 
     process = SimpleNamespace(memory_info=lambda: SimpleNamespace(rss=900, shared=700))
     assert private_memory_bytes(process) == 200
+
+
+def test_cgroup_memory_limits_of_a_process_and_its_ancestors(tmp_path):
+    from scaler_core.memory import cgroup_memory_limits, machine_memory_bytes
+
+    def limit_file(relative, text):
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+
+    # cgroup v2: a Slurm job's step inside its job, which has the tighter limit; the root says "max"
+    limit_file("memory.max", "max")
+    limit_file("job_7/memory.max", str(3 * 2**30))
+    limit_file("job_7/step_0/memory.max", "max")
+    assert list(cgroup_memory_limits("0::/job_7/step_0\n", str(tmp_path))) == [3 * 2**30]
+    # cgroup v1: the memory controller's own hierarchy; "no limit" is a huge number
+    limit_file("memory/memory.limit_in_bytes", "9223372036854771712")
+    limit_file("memory/box/memory.limit_in_bytes", str(2**30))
+    membership = "4:memory:/box\n3:cpuset:/\n"
+    assert list(cgroup_memory_limits(membership, str(tmp_path))) == [2**30]
+    assert list(cgroup_memory_limits("0::/\n", str(tmp_path / "nowhere"))) == []
+    assert 0 < machine_memory_bytes()
