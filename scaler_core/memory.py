@@ -32,6 +32,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def machine_memory_bytes() -> int:
+    """The memory this process may use on its machine (see the module's docstring)."""
     import psutil  # late: not every process that trims its heap measures memory
 
     limit = psutil.virtual_memory().total

@@ -94,9 +94,10 @@ class Cluster:
         secure_client(scheduler, self.settings.keys)
         scheduler.connect(self.scheduler_address)
         self._create_host_store()
+        limit = self.settings.memory_limit_bytes
         logger.info("ClusterProcess: starting %d workers, heartbeat_interval_seconds=%g, worker memory limit %s",
                     self.n_workers, self.settings.heartbeat_interval_seconds,
-                    f"{self.settings.memory_limit_bytes / 2**20:.0f} MiB" if self.settings.memory_limit_bytes else "none")
+                    f"{limit / 2**20:.0f} MiB" if limit else "none")
         for _ in range(self.n_workers):
             self._start_worker()
         last_echo = time.monotonic()

@@ -40,9 +40,11 @@ logger = logging.getLogger(__name__)
 # restart); EXIT_REPLACE_ME means the worker stopped itself on purpose (cancel of a running task,
 # timeout, memory limit) and wants a fresh successor.
 EXIT_SCHEDULER_GONE = 0
-MEMORY_READ_INTERVAL_SECONDS = 0.005
 EXIT_REPLACE_ME = 75
 EXIT_PRELOAD_FAILED = 76  # its --preload failed: a successor would fail the same way, none is started
+
+# with a memory limit, the process's memory is read after a task at most this often
+MEMORY_READ_INTERVAL_SECONDS = 0.005
 
 
 class Worker:
