@@ -142,6 +142,8 @@ class ClientConnection:
             if self._store is None and not self._store_unavailable:
                 self._store, self._object_server = open_process_store(self.address, self._keys, "Client")
                 self._store_unavailable = self._store is None
+                if self._store is not None:
+                    self._store.recycle_deleted_files()  # trimmed at each tick
             return self._store
 
     def fetch_kept(self, object_id: bytes) -> list:
@@ -219,6 +221,9 @@ class ClientConnection:
             self.io.post(*instructions)
 
     def on_tick(self, now):
+        store = self._store
+        if store is not None:
+            store.trim_recycled()
         return self._decide(self.state.on_tick, now)
 
     def on_leave(self, leave):

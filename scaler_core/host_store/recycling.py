@@ -13,8 +13,9 @@ sole opener of a file, and a mapping keeps its file open after its descriptor is
 file is first renamed to its writer's private name, so nobody can open it between the check and the
 write; one that is still mapped is unlinked instead (its pages go when the last mapping does).
 
-The pool is bounded (files and bytes, beyond the store's memory limit) and emptied by the cluster when
-it has been idle for a few seconds.
+The pool is bounded (files and bytes, beyond the store's memory limit) and emptied by its owner (a
+cluster supervisor for its workers' results, a client for the objects it sends) once it has been idle
+for a few seconds.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def pool_directory(memory_directory: str) -> str:
 
 
 def open_pool(memory_directory: str) -> None:
-    """Let this store recycle: only a store whose owner trims the pool has one (a client's store
-    has no loop to do so)."""
+    """Let this store recycle; its owner trims the pool now and then (a cluster supervisor at each
+    heartbeat, a client at each tick of its I/O loop)."""
     os.makedirs(pool_directory(memory_directory), mode=0o700, exist_ok=True)
 
 

@@ -318,3 +318,25 @@ def test_an_intermediate_lost_with_its_holder_process_is_made_again(tmp_path):
         os.kill(worker.pid, signal.SIGKILL)
         assert future.result(timeout=60) == pytest.approx(block(9, 8).sum())
     assert counter.read_text().count("x") == 2, "made once, lost with its holder, made again once"
+
+
+def array_sum(array):
+    return float(array.sum())
+
+
+def test_an_object_sent_again_after_a_clear_reuses_the_cleared_objects_memory():
+    """send_object, clear_object, send_object: the second object is written over the first one's file
+    in the client's store (host_store/recycling.py) once nobody maps it, with its own contents."""
+    with SchedulerClusterCombo(n_workers=1, logging_level="WARNING") as combo, Client(combo.address) as client:
+        first = client.send_object(np.full(4 * MiB // 8, 1.0))
+        assert client.submit(array_sum, first).result(timeout=60) == 4 * MiB // 8
+        stores = glob.glob(f"/dev/shm/scaler-objects-{os.getpid()}-*")
+        assert len(stores) == 1, stores
+        path = os.path.join(stores[0], first.object_id.hex())
+        inode = os.stat(path).st_ino
+        client.clear_object(first)
+        pool = os.path.join(stores[0], ".free")
+        wait_until(lambda: os.listdir(pool), timeout=30, message="the cleared object's file in the pool")
+        second = client.send_object(np.full(4 * MiB // 8, 2.0))
+        assert os.stat(os.path.join(stores[0], second.object_id.hex())).st_ino == inode
+        assert client.submit(array_sum, second).result(timeout=60) == 2 * (4 * MiB // 8)
