@@ -79,7 +79,8 @@ def test_results_past_the_memory_limit_spill_to_disk_and_come_back(tmp_path):
     limit = 24 * MiB
     with SchedulerClusterCombo(n_workers=2, object_memory_limit_bytes=limit, spill_directory=str(tmp_path),
                                logging_level="WARNING") as combo, Client(combo.address) as client:
-        (memory_directory,) = store_directories(combo)[0]
+        # the cluster makes its store when it starts, which the combo does not wait for
+        (memory_directory,) = wait_until(lambda: store_directories(combo)[0], message="the cluster's store")
         peak = {"memory": 0, "disk": 0}
         stop = threading.Event()
 
