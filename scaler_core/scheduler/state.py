@@ -489,9 +489,7 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
             if not movable or wanted <= 0:
                 continue
             take = movable[-min(len(movable), max(1, (len(movable) + 1) // 2), wanted * 64):]
-            for task_id in take:
-                self.tasks[task_id].balance_requested = True
-            self.outbox.send(donor.worker_id, protocol.BalanceRequest(task_ids=take))
+            self._ask_back(donor.worker_id, take)
             wanted -= len(take)
 
     def _take_back_from_paused(self, workers) -> None:
@@ -500,12 +498,10 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
         if not any(not worker.paused and not worker.closing for worker in workers):
             return  # nobody else could take them: they wait where they are
         for worker_id in self.paused_workers:
-            worker = self.workers[worker_id]
-            take = [task_id for task_id in worker.assigned if not self.tasks[task_id].balance_requested]
+            assigned = self.workers[worker_id].assigned
+            take = [task_id for task_id in assigned if not self.tasks[task_id].balance_requested]
             if take:
-                for task_id in take:
-                    self.tasks[task_id].balance_requested = True
-                self.outbox.send(worker_id, protocol.BalanceRequest(task_ids=take))
+                self._ask_back(worker_id, take)
 
     def _reclaim_surplus(self, worker, count: int) -> None:
         """Ask a worker for `count` of its tasks not started yet, the last it got (see pipeline.py);
@@ -519,9 +515,13 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
             return
         take = movable[max(0, len(movable) - count):]
         if take:
-            for task_id in take:
-                self.tasks[task_id].balance_requested = True
-            self.outbox.send(worker.worker_id, protocol.BalanceRequest(task_ids=take))
+            self._ask_back(worker.worker_id, take)
+
+    def _ask_back(self, worker_id: bytes, task_ids: List[bytes]) -> None:
+        """A BalanceRequest for tasks not asked for yet; the worker answers with those it has not started."""
+        for task_id in task_ids:
+            self.tasks[task_id].balance_requested = True
+        self.outbox.send(worker_id, protocol.BalanceRequest(task_ids=task_ids))
 
     def _fail_if_unrunnable(self, record: TaskRecord, workers) -> bool:
         if self.policy.can_ever_run(record, workers):

@@ -170,14 +170,14 @@ class Worker:
             # with a memory limit, a task that left the process past its pause threshold holds back the
             # next one now, not at the next heartbeat (tiny tasks: at most every few milliseconds, a
             # reading costs as much as running one)
-            rss = 0
-            if state.limits.pause_bytes and time.monotonic() >= self._memory_read_after:
+            rss, now = 0, time.monotonic()
+            if state.limits.pause_bytes and now >= self._memory_read_after:
                 rss = private_memory_bytes(self.process)
-                self._memory_read_after = time.monotonic() + MEMORY_READ_INTERVAL_SECONDS
+                self._memory_read_after = now + MEMORY_READ_INTERVAL_SECONDS
             with self.lock:
                 instructions = state.finish(outcome)
                 if rss:
-                    instructions += state.on_memory(time.monotonic(), rss)
+                    instructions += state.on_memory(now, rss)
                 instructions = self._woken(instructions)
                 surplus = self.runner_count > 1 + state.blocked and self.idle_runners > 0
                 if surplus:

@@ -82,7 +82,7 @@ class WorkerLimits:
     pause_relief_seconds: float = 2.0
     storage_silence_seconds: float = OBJECT_STORAGE_SILENCE_SECONDS
 
-    # the RSS past which no new task starts (0: never); read after every task
+    # the own memory (RSS less mapped shared objects) past which no new task starts (0: never)
     pause_bytes: int = field(init=False, default=0)
 
     def __post_init__(self):
@@ -297,24 +297,22 @@ class WorkerState:
 
     def on_memory(self, now: float, rss_bytes: int, cpu_percent: float = 0.0,
                   heartbeat: bool = False) -> List[Instruction]:
-        """The process's RSS, at each tick and after each task when a memory limit is set.
+        """The process's own memory, at each tick and after tasks (at most every few milliseconds) when
+        a memory limit is set.
 
         Past the pause threshold no new task starts; the scheduler hears it at once (a heartbeat
         saying `paused`), gives this worker nothing more and takes back what it queued. Below again,
         the worker carries on. Paused with nothing running, nothing here will finish and free
         memory: the process frees what it can (RelieveMemory), and if that is not enough after
-        `pause_relief_seconds`, it is replaced by a fresh one rather than left paused for ever (a hang) -- unless
-        it has run nothing yet: then its own footprint is past the threshold, a successor would be
+        `pause_relief_seconds`, it is replaced by a fresh one rather than left paused for ever (a
+        hang) -- unless it has run nothing yet: then its own footprint is past the threshold, a successor would be
         too, and it stops pausing (with a warning) instead of being replaced again and again."""
         threshold = 0 if self.never_pause else self.limits.pause_bytes
         was_paused = self.paused
         self.paused = threshold > 0 and rss_bytes > threshold
         instructions: List[Instruction] = []
         if heartbeat or self.paused != was_paused:
-            instructions.append(ToScheduler(protocol.Heartbeat(
-                cpu_percent=cpu_percent, rss_bytes=rss_bytes, queued_tasks=len(self.ready) + len(self.waiting_objects),
-                blocked_tasks=self.blocked, object_memory_bytes=self.objects.held_bytes, paused=self.paused,
-                memory_limit_bytes=max(0, self.limits.memory_limit_bytes))))
+            instructions.append(self._heartbeat(rss_bytes, cpu_percent))
         if not self.paused:
             self.relieved_at = None
             if was_paused and self.can_start():
@@ -331,8 +329,7 @@ class WorkerState:
                   f"({threshold / 2**20:.0f} MiB) with nothing running")
         if not self.ran_any:
             self.never_pause, self.paused = True, False
-            instructions += [ToScheduler(protocol.Heartbeat(rss_bytes=rss_bytes, paused=False,
-                                                            memory_limit_bytes=max(0, self.limits.memory_limit_bytes))),
+            instructions += [self._heartbeat(rss_bytes, cpu_percent),
                              LogWarning(f"the worker's {reason} before its first task: it does not pause "
                                         "(raise the worker memory limit or its pause fraction)")]
             return instructions + ([WakeRunners()] if self.can_start() else [])
@@ -340,6 +337,12 @@ class WorkerState:
         return instructions + [Stop(reason, replace=True, unexpected=True, goodbye=goodbye)]
 
     # --- decisions shared by the events above -------------------------------------------------
+
+    def _heartbeat(self, memory_bytes: int, cpu_percent: float) -> ToScheduler:
+        return ToScheduler(protocol.Heartbeat(
+            cpu_percent=cpu_percent, rss_bytes=memory_bytes, queued_tasks=len(self.ready) + len(self.waiting_objects),
+            blocked_tasks=self.blocked, object_memory_bytes=self.objects.held_bytes, paused=self.paused,
+            memory_limit_bytes=max(0, self.limits.memory_limit_bytes)))
 
     def storage_heard(self, now: float) -> None:
         self._storage_heard = now

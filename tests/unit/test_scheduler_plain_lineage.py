@@ -31,9 +31,14 @@ def reader_of(state, n, made=1):
     return tasks_sent(sent(state))
 
 
+def number_of(worker):
+    """A worker id's number (test_scheduler_state.worker_id's argument)."""
+    return int(worker.split(b"|")[-1])
+
+
 def on(state, n):
     """The number of the worker task n is assigned to."""
-    return int(state.tasks[tid(n)].worker.split(b"|")[-1])
+    return number_of(state.tasks[tid(n)].worker)
 
 
 def input_lost(state, n, worker, lost=1):
@@ -54,36 +59,55 @@ def two_workers():
     return state
 
 
+def a_stored_result_and_its_reader():
+    """Task 1 ran and stored its result; task 2, submitted later, reads it."""
+    state = two_workers()
+    made_and_stored(state)
+    reader_of(state, 2)
+    return state
+
+
+def reader_failed_saying(state, text):
+    """Task 2, the only result sent, failed with an error that says `text`."""
+    (result,) = results_sent(sent(state))
+    return result.task_id == tid(2) and result.status == "failed" and text in str(pickle.loads(result.value))
+
+
+def a_reader_finds_the_result_lost(state):
+    """Task 1's stored result, read by task 2, is lost with its host: task 1 is run again; returns the
+    number of the worker it runs on."""
+    input_lost(state, 2, on(state, 2))
+    sent(state)
+    return on(state, 1)
+
+
 def test_a_lost_plain_result_is_made_again_and_its_reader_then_runs():
     state = two_workers()
     made_and_stored(state)
     where = reader_of(state, 2)
-    (reader_worker,) = [int(w.split(b"|")[-1]) for w in where]
+    (reader_worker,) = [number_of(w) for w in where]
     input_lost(state, 2, reader_worker)
     outgoing = sent(state)
     assert tid(1) in storage_deletes(outgoing), "the storage forgets the lost copy"
     (remade_on, tasks) = next(iter(tasks_sent(outgoing).items()))
     assert tasks == [tid(1)]
-    succeed(state, 1, int(remade_on.split(b"|")[-1]), value=b"", stored=True)
+    succeed(state, 1, number_of(remade_on), value=b"", stored=True)
     outgoing = sent(state)
     assert results_sent(outgoing) == [], "the client already has this result: nobody but the reader is told"
     assert [tasks for tasks in tasks_sent(outgoing).values()] == [[tid(2)]]
     (runs_on,) = tasks_sent(outgoing)
-    succeed(state, 2, int(runs_on.split(b"|")[-1]), value=b"42")
+    succeed(state, 2, number_of(runs_on), value=b"42")
     assert [r.value for r in results_sent(sent(state))] == [b"42"]
 
 
 def test_several_readers_of_one_lost_result_share_one_remake():
-    state = two_workers()
-    made_and_stored(state)
-    reader_of(state, 2)
+    state = a_stored_result_and_its_reader()
     reader_of(state, 3)
     input_lost(state, 2, on(state, 2))
     input_lost(state, 3, on(state, 3))
     outgoing = sent(state)
     assert sum(tasks.count(tid(1)) for tasks in tasks_sent(outgoing).values()) == 1
-    remade_on = state.tasks[tid(1)].worker
-    succeed(state, 1, int(remade_on.split(b"|")[-1]), value=b"", stored=True)
+    succeed(state, 1, on(state, 1), value=b"", stored=True)
     assert sorted(t for tasks in tasks_sent(sent(state)).values() for t in tasks) == [tid(2), tid(3)]
 
 
@@ -97,22 +121,15 @@ def test_the_argument_blob_stays_while_the_result_lives_and_goes_with_it():
 
 
 def test_a_released_result_is_not_made_again_and_its_reader_fails_saying_why():
-    state = two_workers()
-    made_and_stored(state)
-    reader_of(state, 2)
+    state = a_stored_result_and_its_reader()
     state.on_message(CLIENT, protocol.ObjectDelete(object_ids=[tid(1)]), now=0.0)
     input_lost(state, 2, on(state, 2))
-    (result,) = results_sent(sent(state))
-    assert result.status == "failed" and "nothing of its client that is still alive" in str(pickle.loads(result.value))
+    assert reader_failed_saying(state, "nothing of its client that is still alive")
 
 
 def test_a_remake_that_fails_fails_its_readers_with_its_error():
-    state = two_workers()
-    made_and_stored(state)
-    reader_of(state, 2)
-    input_lost(state, 2, on(state, 2))
-    sent(state)
-    remade_on = on(state, 1)
+    state = a_stored_result_and_its_reader()
+    remade_on = a_reader_finds_the_result_lost(state)
     state.on_message(worker_id(remade_on), protocol.ResultBatch(results=[protocol.TaskResult(
         task_id=tid(1), status="failed", value=b"boom", profiling=protocol.Profiling())]), now=0.0)
     results = results_sent(sent(state))
@@ -120,18 +137,12 @@ def test_a_remake_that_fails_fails_its_readers_with_its_error():
 
 
 def test_a_result_lost_again_and_again_is_remade_at_most_max_task_retries_times():
-    state = two_workers()
-    made_and_stored(state)
-    reader_of(state, 2)
+    state = a_stored_result_and_its_reader()
     for _ in range(state.settings.max_task_retries):
-        input_lost(state, 2, on(state, 2))
-        sent(state)
-        remade_on = on(state, 1)
-        succeed(state, 1, remade_on, value=b"", stored=True)
+        succeed(state, 1, a_reader_finds_the_result_lost(state), value=b"", stored=True)
         sent(state)
     input_lost(state, 2, on(state, 2))
-    (result,) = results_sent(sent(state))
-    assert result.status == "failed" and "made again 3 times" in str(pickle.loads(result.value))
+    assert reader_failed_saying(state, "made again 3 times")
 
 
 def test_a_client_that_leaves_takes_its_recipes_along():
@@ -155,8 +166,6 @@ def test_a_remade_task_does_not_release_its_own_dependencies_a_second_time():
     sent(state)
     assert state.tasks[tid(10)].pending_dependents == 1, "task 11 still needs it"
     reader_of(state, 2)
-    input_lost(state, 2, on(state, 2))
-    sent(state)
-    succeed(state, 1, on(state, 1), value=b"", stored=True)
+    succeed(state, 1, a_reader_finds_the_result_lost(state), value=b"", stored=True)
     sent(state)
     assert state.tasks[tid(10)].pending_dependents == 1, "the remake released it again"
