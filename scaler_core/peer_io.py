@@ -18,6 +18,7 @@ and wakes the loop if there is some.
 The handler (the client's or the worker's shell) provides:
     on_scheduler(message, frames, now) -> instructions
     on_storage(message, frames, now) -> instructions
+    on_inbox(message, frames, now) -> instructions   a ResultBatch from a worker (clients with an inbox)
     on_tick(now) -> instructions                 every `tick_interval_seconds`
     end_of_cycle() -> instructions               after each pass (e.g. batched results)
     on_leave(leave) -> instructions              once, when leaving, before the goodbye
@@ -25,6 +26,9 @@ The handler (the client's or the worker's shell) provides:
     on_loop_error(error) -> None                 an unexpected exception ended the loop
 Instructions the loop carries out itself: ToScheduler (a message, or bytes already encoded),
 ToStorage, ConnectStorage and Leave.
+
+A client's loop also reads its inbox (`direct_results.py`): results that workers on its host sent
+it directly.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Iterable, Optional
 
 import zmq
 
-from scaler_core import protocol, transport
+from scaler_core import direct_results, protocol, transport
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
 from scaler_core.security import CurveKeys, secure_client
 
@@ -55,7 +59,7 @@ class _Leaving(Exception):
 
 class PeerIO:
     def __init__(self, handler, *, name: str, identity: bytes, scheduler_address: str, keys: CurveKeys,
-                 tick_interval_seconds: float, linger_ms: int = 1000):
+                 tick_interval_seconds: float, linger_ms: int = 1000, inbox: bool = False):
         self.handler = handler
         self.name = name
         self.identity = identity
@@ -67,6 +71,8 @@ class PeerIO:
         self.scheduler = transport.configure(self.context.socket(zmq.DEALER), identity=identity, linger_ms=linger_ms)
         secure_client(self.scheduler, keys)
         self.storage: Optional[zmq.Socket] = None
+        self.inbox: Optional[zmq.Socket] = direct_results.open_inbox(self.context, identity) if inbox else None
+        self.inboxes = direct_results.InboxSender()  # other clients' inboxes (workers send there)
         wakeup_address = f"inproc://{name}-wakeup-{id(self)}"
         self._wakeup_receiver = self.context.socket(zmq.PULL)
         self._wakeup_receiver.bind(wakeup_address)
@@ -125,6 +131,8 @@ class PeerIO:
         poller = self._poller
         poller.register(self._scheduler_fd, zmq.POLLIN)  # the descriptor, not the socket: see above
         poller.register(self._wakeup_receiver, zmq.POLLIN)
+        if self.inbox is not None:
+            poller.register(self.inbox, zmq.POLLIN)
         leave: Optional[Leave] = None
         try:
             with self._io_lock:
@@ -139,6 +147,8 @@ class PeerIO:
                     # read what waits first: after a long stretch on a large message, the scheduler's
                     # answers are queued here, not missing
                     self._drain_scheduler()
+                    if self.inbox is not None and self.inbox in events:
+                        self._drain(self.inbox, self._on_inbox, "a worker on this host")
                     now = time.monotonic()
                     if now >= next_tick:
                         next_tick = now + self.tick_interval_seconds
@@ -179,8 +189,9 @@ class PeerIO:
             self.closed.set()
             self._posted.clear()
             self._wakeup_sender.close(linger=0)
+        self.inboxes.close()
         linger = self.linger_ms if leave is None else leave.linger_ms
-        for sock in (self.scheduler, self.storage, self._wakeup_receiver):
+        for sock in (self.scheduler, self.storage, self.inbox, self._wakeup_receiver):
             if sock is not None:
                 sock.close(linger=linger)
         self.context.term()
@@ -221,6 +232,11 @@ class PeerIO:
 
     def _drain_storage(self) -> None:
         self._drain(self.storage, self.handler.on_storage, "the object storage")
+
+    def _on_inbox(self, message, frames, now: float):
+        if type(message) is not protocol.ResultBatch:  # results are all an inbox is for
+            return ()
+        return self.handler.on_inbox(message, frames, now)
 
     def _drain(self, sock, on_message, source: str) -> None:
         for _ in range(MAX_MESSAGES_PER_CYCLE):

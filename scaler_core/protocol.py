@@ -407,6 +407,8 @@ def _encode_result_batch(builder, batch: ResultBatch) -> None:
         builder.sizes = [result.size for result in results]
         if any(result.held for result in results):
             builder.held = [result.held for result in results]
+    if any(result.delivered for result in results):
+        builder.delivered = [result.delivered for result in results]
 
 
 def _decode_result_batch(reader) -> ResultBatch:
@@ -423,6 +425,7 @@ def _decode_result_batch(reader) -> ResultBatch:
     peaks = _column(reader, fields, "peakMemoryBytes", count, 0)
     sizes = _column(reader, fields, "sizes", count, 0)
     held = _column(reader, fields, "held", count, False)
+    delivered = _column(reader, fields, "delivered", count, False)
     new_result, new_profiling = TaskResult.__new__, Profiling.__new__
     results = []
     for index in range(count):
@@ -438,6 +441,7 @@ def _decode_result_batch(reader) -> ResultBatch:
         result.profiling = profiling
         result.size = sizes[index]
         result.held = held[index]
+        result.delivered = delivered[index]
         results.append(result)
     return ResultBatch(results)
 
@@ -486,6 +490,7 @@ def make_result(task_id: bytes, status: str, value: bytes, stored: bool, profili
     result.profiling = profiling
     result.size = size
     result.held = held
+    result.delivered = False
     return result
 
 

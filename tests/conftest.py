@@ -28,6 +28,19 @@ def engine_children():
     return found
 
 
+def engine_processes(combo, name):
+    """The combo's processes (children and grandchildren) whose command line names `name`."""
+    found = []
+    for child in combo.processes():
+        try:
+            for process in [psutil.Process(child.pid)] + psutil.Process(child.pid).children(recursive=True):
+                if name in " ".join(process.cmdline()):
+                    found.append(process)
+        except psutil.Error:
+            pass
+    return found
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_behind():
     yield

@@ -50,7 +50,7 @@ class ClientConnection:
         self.state = ClientState(client_id, address, timeout_seconds, heartbeat_interval_seconds, time.monotonic())
         self._lock = threading.Lock()  # every call into `state`
         self.io = PeerIO(self, name="client", identity=client_id, scheduler_address=address, keys=keys,
-                         tick_interval_seconds=heartbeat_interval_seconds)
+                         tick_interval_seconds=heartbeat_interval_seconds, inbox=True)
         self.located = LocatedObjects(self._arrived_from_another_host)
         self._keys = keys
         self._store: Optional[HostStore] = None  # made with the first large object sent
@@ -200,6 +200,9 @@ class ClientConnection:
 
     def on_scheduler(self, message, frames, now):
         return self._decide(self.state.on_scheduler, message, now)
+
+    def on_inbox(self, message, frames, now):
+        return self._decide(self.state.on_direct_results, message)
 
     def on_storage(self, message, frames, now):
         self.state.storage_heard(now)  # one attribute: no lock needed

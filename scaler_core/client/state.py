@@ -159,17 +159,7 @@ class ClientState:
         self.last_heard = now
         kind = type(message)
         if kind is protocol.ResultBatch:
-            instructions: List = []
-            fetch: List[bytes] = []
-            for result in message.results:
-                outcome = self._on_result(result)
-                if outcome is _FETCH:
-                    fetch.append(result.task_id)
-                elif outcome is not None:
-                    instructions.append(outcome)
-            if fetch:  # one request for every stored result of the batch
-                instructions.append(ToStorage(protocol.ObjectGet(object_ids=fetch)))
-            return instructions
+            return self._on_results(message)
         if kind is protocol.TaskStarted:
             return [MarkStarted(future) for future in map(self.futures.get, message.task_ids) if future is not None]
         if kind is protocol.TaskWarnings:
@@ -188,6 +178,24 @@ class ClientState:
         if kind is protocol.Reintroduce:
             return self._on_reintroduce(message)
         return []  # HeartbeatEcho: hearing from the scheduler is all it says
+
+    def on_direct_results(self, message) -> List:
+        """Results a worker on this host sent straight to this client's inbox (direct_results.py);
+        the scheduler does not forward them. Not a sign of the scheduler's life."""
+        return self._on_results(message)
+
+    def _on_results(self, message) -> List:
+        instructions: List = []
+        fetch: List[bytes] = []
+        for result in message.results:
+            outcome = self._on_result(result)
+            if outcome is _FETCH:
+                fetch.append(result.task_id)
+            elif outcome is not None:
+                instructions.append(outcome)
+        if fetch:  # one request for every stored result of the batch
+            instructions.append(ToStorage(protocol.ObjectGet(object_ids=fetch)))
+        return instructions
 
     def _on_reintroduce(self, message) -> List:
         """The scheduler restarted from its journal: hello again, then everything not finished."""

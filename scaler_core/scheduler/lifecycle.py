@@ -141,8 +141,11 @@ class TaskLifecycle:
                         stored: bool, profiling, notify_client: bool, report) -> None:
         """Tell the owner a task it asked for finished (plain tasks and graph nodes alike).
 
-        `report` is the worker's own TaskResult when it has one for this task, forwarded as it is."""
+        `report` is the worker's own TaskResult when it has one for this task, forwarded as it is
+        unless the worker delivered it to the client already (direct_results.py)."""
         if not requested or not notify_client or client_id not in self.clients:
+            return
+        if report is not None and report.task_id == task_id and report.delivered:
             return
         if report is None or report.task_id != task_id:
             report = protocol.TaskResult(task_id=task_id, status=status, value=value, stored=stored,

@@ -106,6 +106,7 @@ struct TaskResult {
   profiling @4 :Profiling;
   size @5 :UInt64;           # a stored result's bytes (the scheduler places its dependents by them)
   held @6 :Bool;             # a stored result its worker holds in memory (ObjectPut{held}), not yet written
+  delivered @7 :Bool;        # worker -> scheduler: its client has it already (sent to the client's inbox)
 }
 
 struct ResultBatch {
@@ -119,6 +120,7 @@ struct ResultBatch {
   peakMemoryBytes @6 :List(UInt64);
   sizes @7 :List(UInt64);     # left out when no result of the batch is stored
   held @8 :List(Bool);        # left out when no result of the batch is held
+  delivered @9 :List(Bool);   # left out when no result of the batch was delivered to its client directly
 }
 
 struct TaskStarted {

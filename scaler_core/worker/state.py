@@ -31,8 +31,12 @@ from scaler_core.worker.runner import FunctionCache, Outcome
 
 @dataclass(slots=True)  # one per task: a frozen dataclass costs twice as much to build
 class Result:
-    """One TaskResult for the scheduler; the process batches them into ResultBatch messages."""
+    """One TaskResult for the scheduler; the process batches them into ResultBatch messages.
+
+    `client_id`, when set, names the client a lone result may go to first, straight to its inbox on
+    this host (direct_results.py); the scheduler then hears it was delivered."""
     result: object
+    client_id: bytes = b""
 
 
 @dataclass(slots=True)
@@ -412,8 +416,13 @@ class WorkerState:
                 # reads it without a round trip through the object storage
                 self.objects.put(task.task_id, outcome.frames)
         size = (outcome.size or frames_size(outcome.frames)) if stored else 0
+        # straight to its client only what the scheduler would forward unchanged, with nothing that
+        # must reach the client before it (warnings, printed output)
+        direct = outcome.status == "success" and not stored and task.requested and not task.graph_id \
+            and not task.stream_output and not outcome.warnings
         instructions.append(Result(protocol.make_result(task.task_id, outcome.status, outcome.inline, stored,
-                                                        outcome.profiling, size, outcome.held)))
+                                                        outcome.profiling, size, outcome.held),
+                                   task.client_id if direct else b""))
         return instructions
 
     def _stop_with(self, outcome: Outcome, reason: str) -> List[Instruction]:

@@ -17,7 +17,7 @@ from scaler_core import Client, SchedulerClusterCombo
 from scaler_core.launch import ChildProcesses
 from scaler_core.settings import WorkerSettings
 
-from tests.conftest import monitor_status_when, wait_until
+from tests.conftest import engine_processes, monitor_status_when, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 MiB = 2**20
@@ -66,7 +66,7 @@ def test_a_dependent_on_the_same_worker_reads_the_result_in_place_without_the_ob
         made = client.submit(make_or_sum, 3, str(marker))
         summed = client.submit(make_or_sum, made)
         wait_until(marker.exists, timeout=30, message="the first task running (its function fetched)")
-        (storage,) = _engine_processes(combo, "object-storage")
+        (storage,) = engine_processes(combo, "object-storage")
         os.kill(storage.pid, signal.SIGSTOP)  # from here on, any fetch through the object storage hangs
         try:
             assert summed.result(timeout=20) == 3.0 * MiB // 8 * 4
@@ -113,7 +113,7 @@ def test_a_result_outlives_the_worker_that_made_it(tmp_path):
         summed = client.submit(checksum, made, gated)  # keeps `made` on the cluster until it has run
         made.exception(timeout=30)
         wait_until((tmp_path / "gate").exists, timeout=30, message="the gate running")
-        for process in _engine_processes(combo, "worker"):
+        for process in engine_processes(combo, "worker"):
             os.kill(process.pid, signal.SIGKILL)  # every worker: the only copy left is the file
         assert summed.result(timeout=60) == pytest.approx(block(7, 8).sum())
 
@@ -158,19 +158,6 @@ def _bytes_in(*directories):
         except FileNotFoundError:
             pass
     return size
-
-
-def _engine_processes(combo, name):
-    """The combo's processes (children and grandchildren) whose command line names `name`."""
-    found = []
-    for child in combo.processes():
-        for process in [psutil.Process(child.pid)] + psutil.Process(child.pid).children(recursive=True):
-            try:
-                if name in " ".join(process.cmdline()):
-                    found.append(process)
-            except psutil.Error:
-                pass
-    return found
 
 
 def test_the_monitor_shows_what_each_host_store_holds(tmp_path):
@@ -315,7 +302,7 @@ def test_an_intermediate_lost_with_its_holder_process_is_made_again(tmp_path):
                  "summed": (checksum, "made", "gate")}
         future = client.get(graph, keys=["summed"], block=False)["summed"]
         wait_until((tmp_path / "gate").exists, timeout=30, message="the gate running beside the held block")
-        (worker,) = _engine_processes(combo, "worker")
+        (worker,) = engine_processes(combo, "worker")
         os.kill(worker.pid, signal.SIGKILL)
         assert future.result(timeout=60) == pytest.approx(block(9, 8).sum())
     assert counter.read_text().count("x") == 2, "made once, lost with its holder, made again once"

@@ -66,6 +66,16 @@ def test_an_inline_result_settles_its_future_once():
     assert state.futures == {}
 
 
+def test_a_result_from_a_workers_direct_send_settles_its_future_but_says_nothing_of_the_scheduler():
+    state = welcomed()
+    (future,) = tracked(state, 1)
+    batch = protocol.ResultBatch(results=[result(1, value=pickle.dumps(42))])
+    (settle,) = state.on_direct_results(batch)
+    assert settle.future is future and settle.value == 42
+    assert state.last_heard == 0.0, "only the scheduler's own messages show that it is alive"
+    assert state.on_scheduler(batch, 1.0) == []  # the same result forwarded after all: nobody waits
+
+
 def test_stored_results_are_fetched_in_one_request_then_released_in_one_batch():
     state = welcomed()
     first, second = tracked(state, 1, 2)

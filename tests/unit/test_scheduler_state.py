@@ -59,9 +59,9 @@ def results_sent(outgoing, client=CLIENT):
     return [r for dest, msg, _ in outgoing if type(msg) is protocol.ResultBatch and dest == client for r in msg.results]
 
 
-def succeed(state, n, worker, value=b"v", stored=False, duration=0.1, now=0.0):
+def succeed(state, n, worker, value=b"v", stored=False, duration=0.1, now=0.0, delivered=False):
     result = protocol.TaskResult(task_id=tid(n), status="success", value=value, stored=stored,
-                                 profiling=protocol.Profiling(duration_seconds=duration))
+                                 profiling=protocol.Profiling(duration_seconds=duration), delivered=delivered)
     state.on_message(worker_id(worker), protocol.ResultBatch(results=[result]), now=now)
 
 
@@ -76,6 +76,23 @@ def test_submit_dispatches_and_result_reaches_the_client():
     results = results_sent(sent(state))
     assert [(r.task_id, r.status, r.value) for r in results] == [(tid(1), "success", b"result")]
     assert state.tasks == {}, "finished plain tasks are forgotten"
+
+
+def test_a_result_its_worker_delivered_to_the_client_is_not_forwarded_but_still_feeds_dependents():
+    state = make_state()
+    hello(state, 1)
+    sent(state)
+    submit(state, task(1), task(2, deps=[1]))
+    assert tasks_sent(sent(state)) == {worker_id(1): [tid(1)]}
+    succeed(state, 1, 1, value=b"one", delivered=True)
+    outgoing = sent(state)
+    assert results_sent(outgoing) == [], "the client has it from the worker"
+    dispatched = [t for dest, msg, _ in outgoing if type(msg) is protocol.TaskBatch for t in msg.tasks]
+    assert [t.task_id for t in dispatched] == [tid(2)]
+    assert [(i.object_id, i.inline) for i in dispatched[0].inputs] == [(tid(1), b"one")]
+    succeed(state, 2, 1, value=b"two")
+    assert [(r.task_id, r.value) for r in results_sent(sent(state))] == [(tid(2), b"two")]
+    assert state.tasks == {}
 
 
 def test_tasks_queue_without_workers_and_dispatch_when_one_joins():

@@ -125,6 +125,34 @@ def test_a_large_result_consumed_on_its_own_worker_is_not_fetched():
     assert state.objects.frames_of(tid(1)) == [b"big"] and run_next(state)[0].task_id == tid(2)
 
 
+def finished(state, outcome_of, **task_fields):
+    """Run one task made with `task_fields` and finish it with `outcome_of(task)`; its Result."""
+    fields = {"task_id": tid(1), "client_id": b"C|client", "function_id": FUNCTION, "args": b"a", "requested": True}
+    fields.update(task_fields)
+    state.on_tasks([protocol.Task(**fields)])
+    started, _ = run_next(state)
+    return of_kind(state.finish(outcome_of(started)), Result)[0]
+
+
+def test_a_small_successful_result_may_go_straight_to_its_client():
+    result = finished(welcomed(), lambda task: Outcome(task, "success", inline=b"v"))
+    assert result.client_id == b"C|client" and not result.result.delivered  # the process decides if it went
+
+
+@pytest.mark.parametrize("outcome_of, task_fields", [
+    (lambda task: Outcome(task, "success", frames=[b"big"]), {}),  # fetched from where it is stored
+    (lambda task: Outcome(task, "failed", inline=b"error"), {}),
+    (lambda task: Outcome(task, "success", inline=b"v", warnings=[object()]), {}),  # warnings go first
+    (lambda task: Outcome(task, "success", inline=b"v"), {"stream_output": True}),  # so does its output
+    (lambda task: Outcome(task, "success", inline=b"v"), {"graph_id": b"G|1"}),
+    (lambda task: Outcome(task, "success", inline=b"v"), {"requested": False}),
+], ids=["stored", "failed", "warnings", "streamed", "graph", "not-requested"])
+def test_results_the_scheduler_must_see_first_go_through_it(outcome_of, task_fields, monkeypatch):
+    monkeypatch.setattr("scaler_core.worker.state.dumps_warnings", lambda warnings: b"w")
+    result = finished(welcomed(), outcome_of, **task_fields)
+    assert result.client_id == b""
+
+
 def test_cancel_of_a_queued_task_reports_it_cancelled():
     state = welcomed()
     state.on_tasks([task(1), task(2)])
