@@ -88,6 +88,15 @@ def open_inbox(context: zmq.Context, client_id: bytes) -> Optional[zmq.Socket]:
     return inbox
 
 
+def close_inbox(inbox: zmq.Socket, client_id: bytes) -> None:
+    """Close the inbox and remove its socket file (ZeroMQ leaves it behind)."""
+    inbox.close(linger=0)
+    try:
+        os.unlink(inbox_path(client_id))
+    except OSError:
+        pass
+
+
 class InboxSender:
     """A worker's connections to the inboxes of its clients on this host (any thread). They have a
     ZeroMQ context of their own, made at the first one: its I/O thread carries a result to its

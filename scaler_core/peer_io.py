@@ -190,8 +190,10 @@ class PeerIO:
             self._posted.clear()
             self._wakeup_sender.close(linger=0)
         self.inboxes.close()
+        if self.inbox is not None:
+            direct_results.close_inbox(self.inbox, self.identity)
         linger = self.linger_ms if leave is None else leave.linger_ms
-        for sock in (self.scheduler, self.storage, self.inbox, self._wakeup_receiver):
+        for sock in (self.scheduler, self.storage, self._wakeup_receiver):
             if sock is not None:
                 sock.close(linger=linger)
         self.context.term()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from scaler_core import Client, SchedulerClusterCombo
+from scaler_core import Client, SchedulerClusterCombo, direct_results
 
 from tests.conftest import engine_processes, wait_until
 
@@ -41,6 +41,9 @@ def test_a_lone_result_reaches_its_client_while_the_scheduler_is_stopped(tmp_pat
             os.kill(scheduler.pid, signal.SIGCONT)
         # the scheduler heard of it too: the worker is free for the next task, which comes back once
         assert [client.submit(pow, 3, n).result(timeout=30) for n in range(3)] == [1, 3, 9]
+        inbox = direct_results.inbox_path(client._connection.client_id)
+        assert os.path.exists(inbox)
+    assert not os.path.exists(inbox), "the client's inbox outlived it"
 
 
 def print_and_answer(value):

@@ -39,7 +39,8 @@ def test_the_inbox_lives_in_a_directory_only_its_user_can_open(private_tmp, cont
     directory = os.path.dirname(direct_results.inbox_path(b"C|client"))
     assert os.stat(directory).st_mode & 0o777 == 0o700
     assert os.path.exists(direct_results.inbox_path(b"C|client"))
-    inbox.close()
+    direct_results.close_inbox(inbox, b"C|client")
+    assert not os.path.exists(direct_results.inbox_path(b"C|client")), "its socket file is left behind"
 
 
 def test_no_inbox_in_a_directory_others_can_open(private_tmp, context):
