@@ -55,14 +55,16 @@ def inbox_path(client_id: bytes) -> str:
     return os.path.join(_inbox_directory(), digest)
 
 
-def _private_directory(path: str) -> bool:
-    """`path` is a directory of this user's that nobody else can open (made so if missing)."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return False
+def _private_directory(path: str, make: bool) -> bool:
+    """`path` is a directory of this user's that nobody else can open (made so if missing and `make`):
+    a directory someone else made could hand the client forged results, or the worker's to a stranger."""
+    if make:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            return False
     try:
         info = os.lstat(path)
     except OSError:
@@ -74,7 +76,7 @@ def open_inbox(context: zmq.Context, client_id: bytes) -> Optional[zmq.Socket]:
     """The client's inbox, bound; None where one cannot be made safely (results then all come
     through the scheduler)."""
     path = inbox_path(client_id)
-    if len(path.encode()) > MAX_INBOX_PATH_BYTES or not _private_directory(os.path.dirname(path)):
+    if len(path.encode()) > MAX_INBOX_PATH_BYTES or not _private_directory(os.path.dirname(path), make=True):
         return None
     inbox = context.socket(zmq.PULL)
     inbox.setsockopt(zmq.LINGER, 0)
@@ -135,7 +137,7 @@ class InboxSender:
         socket = None
         path = inbox_path(client_id)
         # the inbox exists from the client's start: a missing one is a client on another host
-        if os.path.exists(path):
+        if _private_directory(os.path.dirname(path), make=False) and os.path.exists(path):
             if self._context is None:
                 self._context = zmq.Context(io_threads=1)
             socket = self._context.socket(zmq.PUSH)

@@ -72,6 +72,21 @@ def test_a_client_without_an_inbox_on_this_host_gets_nothing_directly(private_tm
         sender.close()
 
 
+def test_no_result_goes_to_an_inbox_in_a_directory_others_can_open(private_tmp, context):
+    inbox = direct_results.open_inbox(context, b"C|client")
+    os.chmod(os.path.dirname(direct_results.inbox_path(b"C|client")), 0o777)  # whoever made it is not to be trusted
+    sender = direct_results.InboxSender()
+    try:
+        # a connection would be up within milliseconds: none is made
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            assert not sender.send(b"C|client", b"result")
+            time.sleep(0.01)
+    finally:
+        sender.close()
+        inbox.close()
+
+
 def test_a_closed_inbox_takes_nothing_more(private_tmp, context):
     inbox = direct_results.open_inbox(context, b"C|client")
     sender = direct_results.InboxSender()
