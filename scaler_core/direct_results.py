@@ -75,6 +75,8 @@ def _private_directory(path: str, make: bool) -> bool:
 def open_inbox(context: zmq.Context, client_id: bytes) -> Optional[zmq.Socket]:
     """The client's inbox, bound; None where one cannot be made safely (results then all come
     through the scheduler)."""
+    if not hasattr(os, "getuid"):  # no Unix permissions to keep others out (Windows)
+        return None
     path = inbox_path(client_id)
     if len(path.encode()) > MAX_INBOX_PATH_BYTES or not _private_directory(os.path.dirname(path), make=True):
         return None
@@ -135,9 +137,9 @@ class InboxSender:
             self._sockets.move_to_end(client_id)
             return self._sockets[client_id]
         socket = None
-        path = inbox_path(client_id)
+        path = inbox_path(client_id) if hasattr(os, "getuid") else ""
         # the inbox exists from the client's start: a missing one is a client on another host
-        if _private_directory(os.path.dirname(path), make=False) and os.path.exists(path):
+        if path and _private_directory(os.path.dirname(path), make=False) and os.path.exists(path):
             if self._context is None:
                 self._context = zmq.Context(io_threads=1)
             socket = self._context.socket(zmq.PUSH)
