@@ -8,11 +8,12 @@ result there first and then tells the scheduler, marking the result `delivered` 
 scheduler does everything else it does with a result but does not forward it.
 
 The inbox accepts pickles (results), so it lives in a directory only its user can open (mode 0700,
-owned by the user; anything else and no inbox is made). It never reaches beyond the host: a worker
-on another host (or in another network namespace, or with another temporary directory) finds no
-such path and sends through the scheduler, as do workers whose client has no inbox. Sends use ZMQ_IMMEDIATE: a result goes out directly only over a connection that is up
-(a client that died or has not been connected to yet gets nothing, and the result takes the
-scheduler's path), so the `delivered` mark never stands for a message left in a queue.
+owned by the user; anything else and no inbox is made, and no worker sends there). It never reaches
+beyond the host: a worker on another host (or in another network namespace, or with another
+temporary directory) finds no such path and sends through the scheduler, as do workers whose
+client has no inbox. Sends use ZMQ_IMMEDIATE: a result goes out directly only over a connection
+that is up (a client that died or has not been connected to yet gets nothing, and the result takes
+the scheduler's path), so the `delivered` mark never stands for a message left in a queue.
 """
 
 from __future__ import annotations
