@@ -2,18 +2,21 @@
 
 A lone result otherwise makes two hops (worker -> scheduler -> client), each through both ends'
 ZeroMQ I/O threads and the scheduler's loop: on a round trip that is latency-bound, about a sixth
-of the time. So each client binds an *inbox*, a PULL socket on a Unix socket whose path follows
-from its id, and a worker that finishes a lone task of that client on the same host pushes the
-result there first and then tells the scheduler, marking the result `delivered` so that the
-scheduler does everything else it does with a result but does not forward it.
+of the time. So each client binds an *inbox*, a Unix datagram socket whose path follows from its
+id, and a worker that finishes a lone task of that client on the same host sends the result there
+first and then tells the scheduler, marking the result `delivered` so that the scheduler does
+everything else it does with a result but does not forward it.
+
+A datagram, not a ZeroMQ socket: once `sendto` returns, the message is in the client's receive
+queue in the kernel, so it reaches the client even if the worker dies the next instant, and it is
+there before the scheduler can hear that it was delivered. A send that cannot be done at once (no
+inbox, the client gone, its queue full, a result too large for one datagram) fails, and the result
+takes the scheduler's path: nothing marked `delivered` is left in a queue of the worker's.
 
 The inbox accepts pickles (results), so it lives in a directory only its user can open (mode 0700,
 owned by the user; anything else and no inbox is made, and no worker sends there). It never reaches
 beyond the host: a worker on another host (or in another network namespace, or with another
-temporary directory) finds no such path and sends through the scheduler, as do workers whose
-client has no inbox. Sends use ZMQ_IMMEDIATE: a result goes out directly only over a connection
-that is up (a client that died or has not been connected to yet gets nothing, and the result takes
-the scheduler's path), so the `delivered` mark never stands for a message left in a queue.
+temporary directory) finds no such path and sends through the scheduler.
 """
 
 from __future__ import annotations
@@ -22,19 +25,22 @@ import collections
 import hashlib
 import logging
 import os
+import socket
 import stat
 import tempfile
 import threading
-from typing import Optional
-
-import zmq
+from typing import Iterator, Optional
 
 logger = logging.getLogger(__name__)
 
-# a worker keeps connections to this many clients' inboxes (the least recently used is closed)
-MAX_CONNECTED_INBOXES = 16
-# AF_UNIX paths are limited to 108 bytes on Linux
+# AF_UNIX paths are limited to 108 bytes on Linux, 104 on macOS
 MAX_INBOX_PATH_BYTES = 100
+# a worker remembers where this many clients' inboxes are (or that they have none)
+MAX_KNOWN_CLIENTS = 1024
+# a client reads at most this many results from its inbox per pass of its loop
+MAX_READS_PER_CYCLE = 1024
+# a result datagram's size is bounded by the socket buffer: results are inline, at most ~64 KiB
+MAX_DATAGRAM_BYTES = 1 << 20
 
 
 def _network_namespace() -> int:
@@ -56,6 +62,11 @@ def inbox_path(client_id: bytes) -> str:
     return os.path.join(_inbox_directory(), digest)
 
 
+def _supported() -> bool:
+    """Unix sockets and user ids to keep others out (not Windows)."""
+    return hasattr(socket, "AF_UNIX") and hasattr(os, "getuid")
+
+
 def _private_directory(path: str, make: bool) -> bool:
     """`path` is a directory of this user's that nobody else can open (made so if missing and `make`):
     a directory someone else made could hand the client forged results, or the worker's to a stranger."""
@@ -73,29 +84,61 @@ def _private_directory(path: str, make: bool) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
-def open_inbox(context: zmq.Context, client_id: bytes) -> Optional[zmq.Socket]:
-    """The client's inbox, bound; None where one cannot be made safely (results then all come
-    through the scheduler)."""
-    if not hasattr(os, "getuid"):  # no Unix permissions to keep others out (Windows)
+def _remove_stale_inboxes(directory: str) -> None:
+    """Inboxes of clients that ended without closing them (killed): nothing is bound to them."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        except OSError:
+            pass
+        finally:
+            probe.close()
+
+
+def open_inbox(client_id: bytes) -> Optional[socket.socket]:
+    """The client's inbox, bound and non-blocking; None where one cannot be made safely (results
+    then all come through the scheduler)."""
+    if not _supported():
         return None
     path = inbox_path(client_id)
-    if len(path.encode()) > MAX_INBOX_PATH_BYTES or not _private_directory(os.path.dirname(path), make=True):
+    directory = os.path.dirname(path)
+    if len(path.encode()) > MAX_INBOX_PATH_BYTES or not _private_directory(directory, make=True):
         return None
-    inbox = context.socket(zmq.PULL)
-    inbox.setsockopt(zmq.LINGER, 0)
-    inbox.setsockopt(zmq.RCVHWM, 0)
+    _remove_stale_inboxes(directory)
+    inbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        inbox.bind("ipc://" + path)
-    except zmq.ZMQError as error:
+        inbox.bind(path)
+        inbox.setblocking(False)
+    except OSError as error:
         logger.debug("no result inbox at %s: %s", path, error)
         inbox.close()
         return None
     return inbox
 
 
-def close_inbox(inbox: zmq.Socket, client_id: bytes) -> None:
-    """Close the inbox and remove its socket file (ZeroMQ leaves it behind)."""
-    inbox.close(linger=0)
+def read_inbox(inbox: socket.socket) -> Iterator[bytes]:
+    """The datagrams waiting in the inbox (at most MAX_READS_PER_CYCLE), without blocking."""
+    for _ in range(MAX_READS_PER_CYCLE):
+        try:
+            yield inbox.recv(MAX_DATAGRAM_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+
+
+def close_inbox(inbox: socket.socket, client_id: bytes) -> None:
+    """Close the inbox and remove its socket file."""
+    inbox.close()
     try:
         os.unlink(inbox_path(client_id))
     except OSError:
@@ -103,65 +146,52 @@ def close_inbox(inbox: zmq.Socket, client_id: bytes) -> None:
 
 
 class InboxSender:
-    """A worker's connections to the inboxes of its clients on this host (any thread). They have a
-    ZeroMQ context of their own, made at the first one: its I/O thread carries a result to its
-    client while the other one carries it to the scheduler (measured faster than one thread for
-    both)."""
+    """Sends a worker's results to the inboxes of its clients on this host (any thread)."""
 
     def __init__(self):
-        self._context: Optional[zmq.Context] = None
-        self._sockets: "collections.OrderedDict[bytes, Optional[zmq.Socket]]" = collections.OrderedDict()
+        self._socket: Optional[socket.socket] = None  # unbound: datagrams carry their destination
+        self._paths: "collections.OrderedDict[bytes, Optional[str]]" = collections.OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
 
     def send(self, client_id: bytes, encoded: bytes) -> bool:
-        """Push an encoded ResultBatch to the client's inbox; False when it did not go (no inbox on
-        this host, no connection up yet, another thread sending): the caller sends it the usual way."""
-        if not self._lock.acquire(blocking=False):
-            return False
+        """Put an encoded ResultBatch in the client's inbox; False when it is not there (no inbox on
+        this host, the client gone, its queue full, too large): the caller sends it the usual way."""
+        with self._lock:
+            path = None if self._closed else self._path_for(client_id)
+            if path is None:
+                return False
+            if self._socket is None:
+                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._socket.setblocking(False)
+            sender = self._socket
         try:
-            if self._closed:
-                return False
-            socket = self._socket_for(client_id)
-            if socket is None:
-                return False
-            try:
-                socket.send(encoded, zmq.NOBLOCK)
-            except zmq.Again:
-                return False
-            return True
-        finally:
-            self._lock.release()
+            sender.sendto(encoded, path)
+        except (ConnectionRefusedError, FileNotFoundError):  # the client has gone
+            with self._lock:
+                self._paths[client_id] = None
+            return False
+        except OSError:  # its queue is full (EAGAIN), too large (EMSGSIZE), closed meanwhile...
+            return False
+        return True
 
-    def _socket_for(self, client_id: bytes) -> Optional[zmq.Socket]:
-        if client_id in self._sockets:
-            self._sockets.move_to_end(client_id)
-            return self._sockets[client_id]
-        socket = None
-        path = inbox_path(client_id) if hasattr(os, "getuid") else ""
+    def _path_for(self, client_id: bytes) -> Optional[str]:
+        if client_id in self._paths:
+            self._paths.move_to_end(client_id)
+            return self._paths[client_id]
+        path = inbox_path(client_id) if _supported() else ""
         # the inbox exists from the client's start: a missing one is a client on another host
-        if path and _private_directory(os.path.dirname(path), make=False) and os.path.exists(path):
-            if self._context is None:
-                self._context = zmq.Context(io_threads=1)
-            socket = self._context.socket(zmq.PUSH)
-            socket.setsockopt(zmq.LINGER, 0)
-            socket.setsockopt(zmq.IMMEDIATE, 1)
-            socket.setsockopt(zmq.SNDHWM, 0)
-            socket.connect("ipc://" + path)
-        self._sockets[client_id] = socket
-        if len(self._sockets) > MAX_CONNECTED_INBOXES:
-            _, oldest = self._sockets.popitem(last=False)
-            if oldest is not None:
-                oldest.close(linger=0)
-        return socket
+        found = path if path and _private_directory(os.path.dirname(path), make=False) and os.path.exists(path) \
+            else None
+        self._paths[client_id] = found
+        if len(self._paths) > MAX_KNOWN_CLIENTS:
+            self._paths.popitem(last=False)
+        return found
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            for socket in self._sockets.values():
-                if socket is not None:
-                    socket.close(linger=0)
-            self._sockets.clear()
-            if self._context is not None:
-                self._context.term()
-                self._context = None
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+            self._paths.clear()

@@ -71,7 +71,8 @@ class PeerIO:
         self.scheduler = transport.configure(self.context.socket(zmq.DEALER), identity=identity, linger_ms=linger_ms)
         secure_client(self.scheduler, keys)
         self.storage: Optional[zmq.Socket] = None
-        self.inbox: Optional[zmq.Socket] = direct_results.open_inbox(self.context, identity) if inbox else None
+        self.inbox = direct_results.open_inbox(identity) if inbox else None  # a Unix datagram socket
+        self._inbox_fd = self.inbox.fileno() if self.inbox is not None else None
         self.inboxes = direct_results.InboxSender()  # other clients' inboxes (workers send there)
         wakeup_address = f"inproc://{name}-wakeup-{id(self)}"
         self._wakeup_receiver = self.context.socket(zmq.PULL)
@@ -132,7 +133,7 @@ class PeerIO:
         poller.register(self._scheduler_fd, zmq.POLLIN)  # the descriptor, not the socket: see above
         poller.register(self._wakeup_receiver, zmq.POLLIN)
         if self.inbox is not None:
-            poller.register(self.inbox, zmq.POLLIN)
+            poller.register(self._inbox_fd, zmq.POLLIN)
         leave: Optional[Leave] = None
         try:
             with self._io_lock:
@@ -147,8 +148,8 @@ class PeerIO:
                     # read what waits first: after a long stretch on a large message, the scheduler's
                     # answers are queued here, not missing
                     self._drain_scheduler()
-                    if self.inbox is not None and self.inbox in events:
-                        self._drain(self.inbox, self._on_inbox, "a worker on this host")
+                    if self._inbox_fd is not None and self._inbox_fd in events:
+                        self._drain_inbox()
                     now = time.monotonic()
                     if now >= next_tick:
                         next_tick = now + self.tick_interval_seconds
@@ -235,10 +236,15 @@ class PeerIO:
     def _drain_storage(self) -> None:
         self._drain(self.storage, self.handler.on_storage, "the object storage")
 
-    def _on_inbox(self, message, frames, now: float):
-        if type(message) is not protocol.ResultBatch:  # results are all an inbox is for
-            return ()
-        return self.handler.on_inbox(message, frames, now)
+    def _drain_inbox(self) -> None:
+        for datagram in direct_results.read_inbox(self.inbox):
+            try:
+                message = protocol.decode(datagram)
+            except protocol.ProtocolError as error:
+                logger.warning("%s: dropped a malformed message from a worker on this host: %s", self.name, error)
+                continue
+            if type(message) is protocol.ResultBatch:  # results are all an inbox is for
+                self.carry_out(self.handler.on_inbox(message, (), time.monotonic()))
 
     def _drain(self, sock, on_message, source: str) -> None:
         for _ in range(MAX_MESSAGES_PER_CYCLE):

@@ -117,6 +117,7 @@ class WorkerState:
         self.ran_any = False         # a fresh process past its threshold is not helped by another one
         self.never_pause = False     # set when this process alone is past its threshold (see on_memory)
         self.storage_address: Optional[str] = None
+        self.leaving = False  # a Stop was decided: a result that still comes may be run again elsewhere
         self._arrivals = 0
 
     # --- from the scheduler -------------------------------------------------------------------
@@ -196,7 +197,7 @@ class WorkerState:
         the running one too, so it runs again elsewhere without counting a retry (its result, if it
         still comes, is ignored), and leave without a successor."""
         goodbye = protocol.WorkerDisconnect(returned_tasks=list(self.tasks), reason=reason)
-        return [Stop(reason, goodbye=goodbye)]
+        return [self._stopping(Stop(reason, goodbye=goodbye))]
 
     def on_reintroduce(self, now: float) -> List[Instruction]:
         """The scheduler restarted and forgot what it gave us: the tasks not started go (their clients
@@ -210,7 +211,7 @@ class WorkerState:
 
     def on_scheduler_shutdown(self, reason: str, reconnect: bool) -> List[Instruction]:
         # reconnect: the scheduler dropped us (it thought us dead); a fresh worker takes our place
-        return [Stop(f"scheduler says {reason}", replace=reconnect, linger_ms=0)]
+        return [self._stopping(Stop(f"scheduler says {reason}", replace=reconnect, linger_ms=0))]
 
     # --- from the object storage --------------------------------------------------------------
 
@@ -279,7 +280,8 @@ class WorkerState:
     def on_tick(self, now: float, cpu_percent: float, rss_bytes: int) -> List[Instruction]:
         """Once a heartbeat interval: report load, enforce the limits, notice a silent scheduler."""
         if now - self.last_echo > self.limits.death_timeout_seconds:
-            return [Stop(f"scheduler silent for {self.limits.death_timeout_seconds:.0f}s", unexpected=True)]
+            silent = f"scheduler silent for {self.limits.death_timeout_seconds:.0f}s"
+            return [self._stopping(Stop(silent, unexpected=True))]
         instructions: List[Instruction] = self.on_memory(now, rss_bytes, cpu_percent, heartbeat=True)
         if isinstance(instructions[-1], Stop):
             return instructions
@@ -338,7 +340,7 @@ class WorkerState:
                                         "(raise the worker memory limit or its pause fraction)")]
             return instructions + ([WakeRunners()] if self.can_start() else [])
         goodbye = protocol.WorkerDisconnect(returned_tasks=list(self.tasks), reason=reason)
-        return instructions + [Stop(reason, replace=True, unexpected=True, goodbye=goodbye)]
+        return instructions + [self._stopping(Stop(reason, replace=True, unexpected=True, goodbye=goodbye))]
 
     # --- decisions shared by the events above -------------------------------------------------
 
@@ -418,19 +420,24 @@ class WorkerState:
         size = (outcome.size or frames_size(outcome.frames)) if stored else 0
         # straight to its client only what the scheduler would forward unchanged, with nothing that
         # must reach the client before it (warnings, printed output)
+        # (and not once leaving: the scheduler may have the task run again, and only its outcome counts)
         direct = outcome.status == "success" and not stored and task.requested and not task.graph_id \
-            and not task.stream_output and not outcome.warnings
+            and not task.stream_output and not outcome.warnings and not self.leaving
         instructions.append(Result(protocol.make_result(task.task_id, outcome.status, outcome.inline, stored,
                                                         outcome.profiling, size, outcome.held),
                                    task.client_id if direct else b""))
         return instructions
+
+    def _stopping(self, stop: Stop) -> Stop:
+        self.leaving = True
+        return stop
 
     def _stop_with(self, outcome: Outcome, reason: str) -> List[Instruction]:
         """Report `outcome`, hand back every task not running, and leave for a fresh process."""
         instructions = self._report(outcome)
         returned = [task_id for task_id in self.tasks if task_id not in self.running]
         goodbye = protocol.WorkerDisconnect(returned_tasks=returned, reason=reason)
-        return instructions + [Stop(reason, replace=True, goodbye=goodbye)]
+        return instructions + [self._stopping(Stop(reason, replace=True, goodbye=goodbye))]
 
 
 def _object_ids_of(task) -> List[bytes]:

@@ -1,16 +1,15 @@
-"""The inbox of a client and a worker's direct sends, over real ZeroMQ sockets in one process."""
+"""The inbox of a client and a worker's direct sends, over real Unix sockets in one process."""
 
 import os
 import shutil
+import socket
 import tempfile
-import time
 
 import pytest
-import zmq
 
 from scaler_core import direct_results
 
-DEADLINE_SECONDS = 10
+CLIENT = b"C|client"
 
 
 @pytest.fixture
@@ -21,84 +20,90 @@ def private_tmp(monkeypatch):
     shutil.rmtree(short, ignore_errors=True)
 
 
-def test_no_inbox_where_its_path_would_be_too_long_for_a_unix_socket(monkeypatch, tmp_path, context):
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / ("d" * 80)))
-    assert direct_results.open_inbox(context, b"C|client") is None
-
-
 @pytest.fixture
-def context():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
+def sender():
+    sender = direct_results.InboxSender()
+    yield sender
+    sender.close()
 
 
-def test_the_inbox_lives_in_a_directory_only_its_user_can_open(private_tmp, context):
-    inbox = direct_results.open_inbox(context, b"C|client")
+def received(inbox):
+    return list(direct_results.read_inbox(inbox))
+
+
+def test_no_inbox_where_its_path_would_be_too_long_for_a_unix_socket(monkeypatch, tmp_path):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / ("d" * 80)))
+    assert direct_results.open_inbox(CLIENT) is None
+
+
+def test_the_inbox_lives_in_a_directory_only_its_user_can_open_and_goes_with_its_client(private_tmp):
+    inbox = direct_results.open_inbox(CLIENT)
     assert inbox is not None
-    directory = os.path.dirname(direct_results.inbox_path(b"C|client"))
-    assert os.stat(directory).st_mode & 0o777 == 0o700
-    assert os.path.exists(direct_results.inbox_path(b"C|client"))
-    direct_results.close_inbox(inbox, b"C|client")
-    assert not os.path.exists(direct_results.inbox_path(b"C|client")), "its socket file is left behind"
+    path = direct_results.inbox_path(CLIENT)
+    assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700 and os.path.exists(path)
+    direct_results.close_inbox(inbox, CLIENT)
+    assert not os.path.exists(path), "its socket file is left behind"
 
 
-def test_no_inbox_in_a_directory_others_can_open(private_tmp, context):
-    directory = os.path.dirname(direct_results.inbox_path(b"C|client"))
+def test_no_inbox_in_a_directory_others_can_open(private_tmp):
+    directory = os.path.dirname(direct_results.inbox_path(CLIENT))
     os.mkdir(directory)
-    os.chmod(directory, 0o777)  # anyone could connect and hand the client pickles
-    assert direct_results.open_inbox(context, b"C|client") is None
+    os.chmod(directory, 0o777)  # anyone could put pickles in it for the client to load
+    assert direct_results.open_inbox(CLIENT) is None
 
 
-def test_a_result_reaches_the_inbox_once_connected(private_tmp, context):
-    inbox = direct_results.open_inbox(context, b"C|client")
-    sender = direct_results.InboxSender()
+def test_a_sent_result_is_in_the_inbox_when_send_returns(private_tmp, sender):
+    inbox = direct_results.open_inbox(CLIENT)
     try:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while not sender.send(b"C|client", b"result"):  # the first sends find the connection not up yet
-            assert time.monotonic() < deadline, "the inbox never became reachable"
-            time.sleep(0.01)
-        assert inbox.poll(DEADLINE_SECONDS * 1000) and inbox.recv() == b"result"
+        assert sender.send(CLIENT, b"first") and sender.send(CLIENT, b"second")
+        sender.close()  # the worker going away loses nothing already sent
+        assert received(inbox) == [b"first", b"second"]
     finally:
-        sender.close()
-        inbox.close()
+        direct_results.close_inbox(inbox, CLIENT)
 
 
-def test_a_client_without_an_inbox_on_this_host_gets_nothing_directly(private_tmp):
-    sender = direct_results.InboxSender()
+def test_nothing_goes_to_a_client_without_an_inbox_on_this_host(private_tmp, sender):
+    assert not sender.send(b"C|elsewhere", b"result")
+
+
+def test_no_result_goes_to_an_inbox_in_a_directory_others_can_open(private_tmp, sender):
+    inbox = direct_results.open_inbox(CLIENT)
     try:
-        assert not sender.send(b"C|elsewhere", b"result")
+        os.chmod(os.path.dirname(direct_results.inbox_path(CLIENT)), 0o777)  # whoever can write there is not trusted
+        assert not sender.send(CLIENT, b"result")
+        assert received(inbox) == []
     finally:
-        sender.close()
+        direct_results.close_inbox(inbox, CLIENT)
 
 
-def test_no_result_goes_to_an_inbox_in_a_directory_others_can_open(private_tmp, context):
-    inbox = direct_results.open_inbox(context, b"C|client")
-    os.chmod(os.path.dirname(direct_results.inbox_path(b"C|client")), 0o777)  # whoever made it is not to be trusted
-    sender = direct_results.InboxSender()
+def test_a_closed_inbox_takes_nothing_more(private_tmp, sender):
+    inbox = direct_results.open_inbox(CLIENT)
+    assert sender.send(CLIENT, b"first")
+    direct_results.close_inbox(inbox, CLIENT)
+    assert not sender.send(CLIENT, b"later")
+
+
+def test_a_full_inbox_refuses_rather_than_blocks(private_tmp, sender):
+    inbox = direct_results.open_inbox(CLIENT)
     try:
-        # a connection would be up within milliseconds: none is made
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            assert not sender.send(b"C|client", b"result")
-            time.sleep(0.01)
+        sent = 0
+        while sender.send(CLIENT, b"x" * 60_000):  # the kernel bounds a datagram socket's queue
+            sent += 1
+            assert sent < 100_000, "the inbox never filled"
+        assert len(received(inbox)) == sent
+        assert sender.send(CLIENT, b"after"), "a drained inbox takes results again"
     finally:
-        sender.close()
-        inbox.close()
+        direct_results.close_inbox(inbox, CLIENT)
 
 
-def test_a_closed_inbox_takes_nothing_more(private_tmp, context):
-    inbox = direct_results.open_inbox(context, b"C|client")
-    sender = direct_results.InboxSender()
+def test_an_inbox_left_by_a_killed_client_is_removed_by_the_next_one(private_tmp):
+    path = direct_results.inbox_path(b"C|killed")
+    os.makedirs(os.path.dirname(path), mode=0o700)
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    left.bind(path)
+    left.close()  # as a killed process would: the file stays, nothing is bound to it
+    inbox = direct_results.open_inbox(CLIENT)
     try:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while not sender.send(b"C|client", b"first"):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        inbox.close()
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while sender.send(b"C|client", b"later"):  # until the sender sees the connection go
-            assert time.monotonic() < deadline, "results kept going to a closed inbox"
-            time.sleep(0.01)
+        assert not os.path.exists(path)
     finally:
-        sender.close()
+        direct_results.close_inbox(inbox, CLIENT)

@@ -153,6 +153,17 @@ def test_results_the_scheduler_must_see_first_go_through_it(outcome_of, task_fie
     assert result.client_id == b""
 
 
+def test_once_leaving_no_result_goes_straight_to_its_client():
+    # handed back on SIGTERM: the scheduler runs it again elsewhere, and only that outcome counts
+    state = welcomed()
+    state.on_tasks([protocol.Task(task_id=tid(1), client_id=b"C|client", function_id=FUNCTION, args=b"a",
+                                  requested=True)])
+    started, _ = run_next(state)
+    assert type(state.on_terminate("the machine is taken back")[-1]) is Stop
+    (result,) = of_kind(state.finish(Outcome(started, "success", inline=b"v")), Result)
+    assert result.client_id == b""
+
+
 def test_cancel_of_a_queued_task_reports_it_cancelled():
     state = welcomed()
     state.on_tasks([task(1), task(2)])
