@@ -142,8 +142,8 @@ class Worker:
         per task would cost the scheduler more than the hand-off saves)."""
         if len(instructions) == 1 and type(instructions[0]) is Result and not self.state.ready:
             result, client_id = instructions[0].result, instructions[0].client_id
-            # encoded once, marked delivered (the client reads no further than the value): the scheduler
-            # gets the same bytes unless the direct send did not go
+            # encoded once, marked delivered (the client ignores the mark): the scheduler gets the same
+            # bytes unless the direct send did not go
             result.delivered = bool(client_id)
             encoded = protocol.encode(protocol.ResultBatch(results=[result]))
             if client_id and not self.io.inboxes.send(client_id, encoded):

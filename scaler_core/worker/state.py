@@ -419,8 +419,8 @@ class WorkerState:
                 self.objects.put(task.task_id, outcome.frames)
         size = (outcome.size or frames_size(outcome.frames)) if stored else 0
         # straight to its client only what the scheduler would forward unchanged, with nothing that
-        # must reach the client before it (warnings, printed output)
-        # (and not once leaving: the scheduler may have the task run again, and only its outcome counts)
+        # must reach the client before it (warnings, printed output), and nothing once leaving (the
+        # scheduler may have the task run again, and only that outcome counts)
         direct = outcome.status == "success" and not stored and task.requested and not task.graph_id \
             and not task.stream_output and not outcome.warnings and not self.leaving
         instructions.append(Result(protocol.make_result(task.task_id, outcome.status, outcome.inline, stored,
