@@ -39,8 +39,9 @@ MAX_INBOX_PATH_BYTES = 100
 MAX_KNOWN_CLIENTS = 1024
 # a client reads at most this many results from its inbox per pass of its loop
 MAX_READS_PER_CYCLE = 1024
-# a result datagram's size is bounded by the socket buffer: results are inline, at most ~64 KiB
-MAX_DATAGRAM_BYTES = 1 << 20
+# the largest result sent directly (inline results are ~64 KiB at most; a larger one goes through the
+# scheduler): the client's receive buffer has this size, so no datagram is ever cut short
+MAX_DATAGRAM_BYTES = 256 * 1024
 
 
 def _network_namespace() -> int:
@@ -106,9 +107,41 @@ def _remove_stale_inboxes(directory: str) -> None:
             probe.close()
 
 
-def open_inbox(client_id: bytes) -> Optional[socket.socket]:
-    """The client's inbox, bound and non-blocking; None where one cannot be made safely (results
-    then all come through the scheduler)."""
+class Inbox:
+    """A client's inbox: its bound, non-blocking datagram socket (read by the client's I/O loop only)."""
+
+    def __init__(self, bound: socket.socket, path: str):
+        self._socket = bound
+        self._path = path
+        # received into, then copied out at the datagram's size: `recv(MAX_DATAGRAM_BYTES)` would
+        # allocate (and map) that much for every result
+        self._buffer = bytearray(MAX_DATAGRAM_BYTES)
+        self._view = memoryview(self._buffer)
+
+    def fileno(self) -> int:
+        return self._socket.fileno()
+
+    def read(self) -> Iterator[bytes]:
+        """The datagrams waiting (at most MAX_READS_PER_CYCLE), without blocking."""
+        for _ in range(MAX_READS_PER_CYCLE):
+            try:
+                size = self._socket.recv_into(self._buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            yield bytes(self._view[:size])
+
+    def close(self) -> None:
+        """Close it and remove its socket file."""
+        self._socket.close()
+        try:
+            os.unlink(self._path)
+        except OSError:
+            pass
+
+
+def open_inbox(client_id: bytes) -> Optional[Inbox]:
+    """The client's inbox; None where one cannot be made safely (results then all come through the
+    scheduler)."""
     if not _supported():
         return None
     path = inbox_path(client_id)
@@ -116,33 +149,15 @@ def open_inbox(client_id: bytes) -> Optional[socket.socket]:
     if len(path.encode()) > MAX_INBOX_PATH_BYTES or not _private_directory(directory, make=True):
         return None
     _remove_stale_inboxes(directory)
-    inbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        inbox.bind(path)
-        inbox.setblocking(False)
+        bound.bind(path)
+        bound.setblocking(False)
     except OSError as error:
         logger.debug("no result inbox at %s: %s", path, error)
-        inbox.close()
+        bound.close()
         return None
-    return inbox
-
-
-def read_inbox(inbox: socket.socket) -> Iterator[bytes]:
-    """The datagrams waiting in the inbox (at most MAX_READS_PER_CYCLE), without blocking."""
-    for _ in range(MAX_READS_PER_CYCLE):
-        try:
-            yield inbox.recv(MAX_DATAGRAM_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-
-
-def close_inbox(inbox: socket.socket, client_id: bytes) -> None:
-    """Close the inbox and remove its socket file."""
-    inbox.close()
-    try:
-        os.unlink(inbox_path(client_id))
-    except OSError:
-        pass
+    return Inbox(bound, path)
 
 
 class InboxSender:
@@ -157,6 +172,8 @@ class InboxSender:
     def send(self, client_id: bytes, encoded: bytes) -> bool:
         """Put an encoded ResultBatch in the client's inbox; False when it is not there (no inbox on
         this host, the client gone, its queue full, too large): the caller sends it the usual way."""
+        if len(encoded) > MAX_DATAGRAM_BYTES:
+            return False
         with self._lock:
             path = None if self._closed else self._path_for(client_id)
             if path is None:

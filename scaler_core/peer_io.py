@@ -71,7 +71,7 @@ class PeerIO:
         self.scheduler = transport.configure(self.context.socket(zmq.DEALER), identity=identity, linger_ms=linger_ms)
         secure_client(self.scheduler, keys)
         self.storage: Optional[zmq.Socket] = None
-        self.inbox = direct_results.open_inbox(identity) if inbox else None  # a Unix datagram socket
+        self.inbox = direct_results.open_inbox(identity) if inbox else None
         self._inbox_fd = self.inbox.fileno() if self.inbox is not None else None
         self.inboxes = direct_results.InboxSender()  # other clients' inboxes (workers send there)
         wakeup_address = f"inproc://{name}-wakeup-{id(self)}"
@@ -192,7 +192,7 @@ class PeerIO:
             self._wakeup_sender.close(linger=0)
         self.inboxes.close()
         if self.inbox is not None:
-            direct_results.close_inbox(self.inbox, self.identity)
+            self.inbox.close()
         linger = self.linger_ms if leave is None else leave.linger_ms
         for sock in (self.scheduler, self.storage, self._wakeup_receiver):
             if sock is not None:
@@ -237,7 +237,7 @@ class PeerIO:
         self._drain(self.storage, self.handler.on_storage, "the object storage")
 
     def _drain_inbox(self) -> None:
-        for datagram in direct_results.read_inbox(self.inbox):
+        for datagram in self.inbox.read():
             try:
                 message = protocol.decode(datagram)
             except protocol.ProtocolError as error:

@@ -28,7 +28,7 @@ def sender():
 
 
 def received(inbox):
-    return list(direct_results.read_inbox(inbox))
+    return list(inbox.read())
 
 
 def test_no_inbox_where_its_path_would_be_too_long_for_a_unix_socket(monkeypatch, tmp_path):
@@ -41,7 +41,7 @@ def test_the_inbox_lives_in_a_directory_only_its_user_can_open_and_goes_with_its
     assert inbox is not None
     path = direct_results.inbox_path(CLIENT)
     assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700 and os.path.exists(path)
-    direct_results.close_inbox(inbox, CLIENT)
+    inbox.close()
     assert not os.path.exists(path), "its socket file is left behind"
 
 
@@ -59,7 +59,7 @@ def test_a_sent_result_is_in_the_inbox_when_send_returns(private_tmp, sender):
         sender.close()  # the worker going away loses nothing already sent
         assert received(inbox) == [b"first", b"second"]
     finally:
-        direct_results.close_inbox(inbox, CLIENT)
+        inbox.close()
 
 
 def test_nothing_goes_to_a_client_without_an_inbox_on_this_host(private_tmp, sender):
@@ -73,14 +73,35 @@ def test_no_result_goes_to_an_inbox_in_a_directory_others_can_open(private_tmp, 
         assert not sender.send(CLIENT, b"result")
         assert received(inbox) == []
     finally:
-        direct_results.close_inbox(inbox, CLIENT)
+        inbox.close()
 
 
 def test_a_closed_inbox_takes_nothing_more(private_tmp, sender):
     inbox = direct_results.open_inbox(CLIENT)
     assert sender.send(CLIENT, b"first")
-    direct_results.close_inbox(inbox, CLIENT)
+    inbox.close()
     assert not sender.send(CLIENT, b"later")
+
+
+def test_a_result_larger_than_the_inbox_reads_goes_the_usual_way(private_tmp, sender, monkeypatch):
+    monkeypatch.setattr(direct_results, "MAX_DATAGRAM_BYTES", 1000)
+    inbox = direct_results.open_inbox(CLIENT)  # reads datagrams of up to 1,000 bytes
+    try:
+        assert not sender.send(CLIENT, b"x" * 1001), "a datagram cut short would be a lost result"
+        assert sender.send(CLIENT, b"y" * 1000)
+        assert received(inbox) == [b"y" * 1000]
+    finally:
+        inbox.close()
+
+
+def test_the_inbox_reads_each_result_whole(private_tmp, sender):
+    inbox = direct_results.open_inbox(CLIENT)
+    try:
+        for n, size in enumerate((150, 65_000, 1, 120_000)):  # one at a time: the kernel bounds the queue
+            assert sender.send(CLIENT, bytes([n]) * size)
+            assert received(inbox) == [bytes([n]) * size]
+    finally:
+        inbox.close()
 
 
 def test_a_full_inbox_refuses_rather_than_blocks(private_tmp, sender):
@@ -93,7 +114,7 @@ def test_a_full_inbox_refuses_rather_than_blocks(private_tmp, sender):
         assert len(received(inbox)) == sent
         assert sender.send(CLIENT, b"after"), "a drained inbox takes results again"
     finally:
-        direct_results.close_inbox(inbox, CLIENT)
+        inbox.close()
 
 
 def test_an_inbox_left_by_a_killed_client_is_removed_by_the_next_one(private_tmp):
@@ -106,4 +127,4 @@ def test_an_inbox_left_by_a_killed_client_is_removed_by_the_next_one(private_tmp
     try:
         assert not os.path.exists(path)
     finally:
-        direct_results.close_inbox(inbox, CLIENT)
+        inbox.close()

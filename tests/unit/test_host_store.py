@@ -442,7 +442,7 @@ def _map_and_wait(path, mapped, release):
 
 
 @pytest.mark.timeout(60)
-def test_a_file_mapped_by_another_process_is_not_taken_until_it_lets_go(location):
+def test_a_file_mapped_by_another_process_is_never_written_over(location):
     import multiprocessing
 
     store = HostStore(location, memory_limit_bytes=64 * MiB)
@@ -465,5 +465,5 @@ def test_a_file_mapped_by_another_process_is_not_taken_until_it_lets_go(location
     store.put(b"b" * 16, dumps_frames(np.zeros(2 * MiB // 8)))
     delete_objects(location, [b"b" * 16])
     descriptor = recycling.claim_recycled(location.memory_directory, pooled + ".claim", 2 * MiB)
-    assert descriptor is not None  # nobody maps this one
+    assert descriptor is not None  # the pool still serves files nobody maps
     os.close(descriptor)
