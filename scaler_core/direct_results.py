@@ -1,4 +1,8 @@
-"""Results that skip the scheduler on their way to a client on the same host.
+"""Inboxes: the Unix datagram sockets through which the processes of one host reach each other.
+
+Every client, worker and scheduler binds one. The scheduler and its peers on the host send each
+other messages there (`local_link.py` keeps them in order); and results skip the scheduler on their
+way to a client on the same host:
 
 A lone result otherwise makes two hops (worker -> scheduler -> client), each through both ends'
 ZeroMQ I/O threads and the scheduler's loop: on a round trip that is latency-bound, about a sixth
@@ -108,7 +112,7 @@ def _remove_stale_inboxes(directory: str) -> None:
 
 
 class Inbox:
-    """A client's inbox: its bound, non-blocking datagram socket (read by the client's I/O loop only)."""
+    """A process's inbox: its bound, non-blocking datagram socket (read by its I/O loop only)."""
 
     def __init__(self, bound: socket.socket, path: str):
         self._socket = bound
@@ -161,7 +165,7 @@ def open_inbox(client_id: bytes) -> Optional[Inbox]:
 
 
 class InboxSender:
-    """Sends a worker's results to the inboxes of its clients on this host (any thread)."""
+    """Sends datagrams to the inboxes of other processes on this host (any thread)."""
 
     def __init__(self):
         self._socket: Optional[socket.socket] = None  # unbound: datagrams carry their destination
@@ -170,8 +174,9 @@ class InboxSender:
         self._closed = False
 
     def send(self, client_id: bytes, encoded: bytes) -> bool:
-        """Put an encoded ResultBatch in the client's inbox; False when it is not there (no inbox on
-        this host, the client gone, its queue full, too large): the caller sends it the usual way."""
+        """Put a datagram in the inbox of the process with that id; False when it is not there (no
+        inbox on this host, the process gone, its queue full, too large): the caller sends it the
+        usual way."""
         if len(encoded) > MAX_DATAGRAM_BYTES:
             return False
         with self._lock:

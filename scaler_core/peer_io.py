@@ -27,8 +27,10 @@ The handler (the client's or the worker's shell) provides:
 Instructions the loop carries out itself: ToScheduler (a message, or bytes already encoded),
 ToStorage, ConnectStorage and Leave.
 
-A client's loop also reads its inbox (`direct_results.py`): results that workers on its host sent
-it directly.
+Both read an inbox (`direct_results.py`): a client's receives results that workers on its host
+sent it directly; and once the scheduler's welcome names the scheduler's own inbox, the messages
+between a process and a scheduler on the same host that fit in a datagram go through the inboxes
+instead of ZeroMQ, put back in order on arrival (`local_link.py`).
 """
 
 from __future__ import annotations
@@ -43,12 +45,17 @@ import zmq
 
 from scaler_core import direct_results, protocol, transport
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
+from scaler_core.local_link import DIRECT_RESULT, ORDERED, LinkCounter, LinkOrder, frame, unframe
 from scaler_core.security import CurveKeys, secure_client
 
 logger = logging.getLogger(__name__)
 
 # bounded, so ticks and queued sends still get their turn under a flood of messages
 MAX_MESSAGES_PER_CYCLE = 1024
+# read from ZeroMQ, then the inbox, then handled: a datagram is never handled after a later message
+MESSAGES_PER_READ = 64
+# messages that open a link with the scheduler (its counts start again): always by ZeroMQ
+OPENING_MESSAGES = (protocol.ClientHello, protocol.WorkerHello)
 
 
 class _Leaving(Exception):
@@ -59,7 +66,7 @@ class _Leaving(Exception):
 
 class PeerIO:
     def __init__(self, handler, *, name: str, identity: bytes, scheduler_address: str, keys: CurveKeys,
-                 tick_interval_seconds: float, linger_ms: int = 1000, inbox: bool = False):
+                 tick_interval_seconds: float, linger_ms: int = 1000, accept_direct_results: bool = False):
         self.handler = handler
         self.name = name
         self.identity = identity
@@ -71,9 +78,16 @@ class PeerIO:
         self.scheduler = transport.configure(self.context.socket(zmq.DEALER), identity=identity, linger_ms=linger_ms)
         secure_client(self.scheduler, keys)
         self.storage: Optional[zmq.Socket] = None
-        self.inbox = direct_results.open_inbox(identity) if inbox else None
+        self.inbox = direct_results.open_inbox(identity)
+        self.accepts_direct_results = accept_direct_results  # a client's: results from workers on this host
         self._inbox_fd = self.inbox.fileno() if self.inbox is not None else None
-        self.inboxes = direct_results.InboxSender()  # other clients' inboxes (workers send there)
+        self.inboxes = direct_results.InboxSender()  # the scheduler's inbox, and clients' (direct results)
+        # the local link with the scheduler: its inbox's id once a welcome names it, what we sent and
+        # what came in by ZeroMQ, to put its datagrams in order
+        self._scheduler_inbox: Optional[bytes] = None
+        self._scheduler_instance = b""  # the inbox id of the scheduler whose messages arrive now
+        self._sent_to_scheduler = LinkCounter()
+        self._from_scheduler = LinkOrder()
         wakeup_address = f"inproc://{name}-wakeup-{id(self)}"
         self._wakeup_receiver = self.context.socket(zmq.PULL)
         self._wakeup_receiver.bind(wakeup_address)
@@ -107,7 +121,7 @@ class PeerIO:
         if self.direct_sends and not self._posted and self._io_lock.acquire(blocking=False):
             try:
                 if self.direct_sends and not self._posted:
-                    transport.send_encoded(self.scheduler, encoded)
+                    self._send_to_scheduler(encoded)
                     if transport.input_pending(self.scheduler):  # the polling loop would not notice
                         with self._post_lock:
                             if not self.closed.is_set():
@@ -116,6 +130,27 @@ class PeerIO:
             finally:
                 self._io_lock.release()
         return False
+
+    def send_direct_result(self, client_id: bytes, encoded: bytes) -> bool:
+        """Put an encoded ResultBatch in the inbox of a client on this host (any thread); False when
+        it cannot go at once (direct_results.py)."""
+        return self.inboxes.send(client_id, frame(DIRECT_RESULT, 0, 0, b"", encoded))
+
+    def _send_to_scheduler(self, message) -> None:
+        """A message (or its encoding) by datagram when it fits, else by ZeroMQ, counted; with `_io_lock`."""
+        counter = self._sent_to_scheduler
+        opening = type(message) in OPENING_MESSAGES
+        if opening:
+            message.link_epoch = counter.epoch + 1
+        encoded = message if type(message) is bytes else protocol.encode(message)
+        if not opening and self._scheduler_inbox is not None and self.inboxes.send(
+                self._scheduler_inbox, frame(ORDERED, counter.epoch, counter.sent, self.identity, encoded)):
+            return
+        transport.send_encoded(self.scheduler, encoded)
+        if opening:
+            counter.opened(message.link_epoch)
+        else:
+            counter.streamed()
 
     def _wake(self) -> None:
         try:
@@ -138,7 +173,7 @@ class PeerIO:
         try:
             with self._io_lock:
                 self.scheduler.connect(self.scheduler_address)
-                transport.send(self.scheduler, hello)
+                self._send_to_scheduler(hello)
             next_tick = time.monotonic() + self.tick_interval_seconds
             input_pending = True
             while True:
@@ -153,6 +188,7 @@ class PeerIO:
                     now = time.monotonic()
                     if now >= next_tick:
                         next_tick = now + self.tick_interval_seconds
+                        self._handle_overdue(now)
                         self.carry_out(self.handler.on_tick(now))
                     if self.storage is not None and self.storage in events:
                         self._drain_storage()  # bounded too: the poll on its socket sees what is left
@@ -182,7 +218,7 @@ class PeerIO:
         except _Leaving:
             pass  # a second Leave while leaving: the first one's goodbye stands
         if leave.goodbye is not None:
-            transport.send(self.scheduler, leave.goodbye)
+            self._send_to_scheduler(leave.goodbye)
 
     def _close(self, leave: Optional[Leave]) -> None:
         with self._post_lock:
@@ -204,11 +240,7 @@ class PeerIO:
         for instruction in instructions:
             kind = type(instruction)
             if kind is ToScheduler:
-                message = instruction.message
-                if type(message) is bytes:
-                    transport.send_encoded(self.scheduler, message)
-                else:
-                    transport.send(self.scheduler, message)
+                self._send_to_scheduler(instruction.message)
             elif kind is ToStorage:
                 transport.send(self.storage, instruction.message, instruction.frames)
             elif kind is ConnectStorage:
@@ -231,7 +263,56 @@ class PeerIO:
                 return
 
     def _drain_scheduler(self) -> None:
-        self._drain(self.scheduler, self.handler.on_scheduler, "the scheduler")
+        """The scheduler's ZeroMQ messages, each after the datagrams it sent before it (local_link.py)."""
+        order = self._from_scheduler
+        for _ in range(MAX_MESSAGES_PER_CYCLE // MESSAGES_PER_READ):
+            batch = []
+            for _ in range(MESSAGES_PER_READ):
+                try:
+                    batch.append(self.scheduler.recv_multipart(zmq.NOBLOCK, copy=False))
+                except zmq.Again:
+                    break
+            if not batch:
+                return
+            if self.inbox is not None:
+                self._drain_inbox()
+            for parts in batch:
+                try:
+                    message, frames = transport.decode_parts(parts)
+                except protocol.ProtocolError as error:
+                    logger.warning("%s: dropped a malformed message from the scheduler: %s", self.name, error)
+                    self._handle_from_scheduler(order.streamed(self._scheduler_instance))
+                    continue
+                if type(message) is protocol.Welcome:
+                    self._welcomed(message.inbox)
+                self.carry_out(self.handler.on_scheduler(message, frames, time.monotonic()))
+                self._handle_from_scheduler(
+                    order.opened(self._scheduler_instance, message.link_epoch) if type(message) is protocol.Welcome
+                    else order.streamed(self._scheduler_instance))
+            if len(batch) < MESSAGES_PER_READ:
+                return
+
+    def _welcomed(self, scheduler_inbox: bytes) -> None:
+        """A welcome names the scheduler's inbox (empty: none, or one we cannot reach; another one
+        after a restart)."""
+        self._scheduler_instance = scheduler_inbox
+        self._scheduler_inbox = scheduler_inbox or None
+
+    def _handle_from_scheduler(self, encoded_messages) -> None:
+        for encoded in encoded_messages:
+            try:
+                message = protocol.decode(encoded)
+            except protocol.ProtocolError as error:
+                logger.warning("%s: dropped a malformed datagram from the scheduler: %s", self.name, error)
+                continue
+            self.carry_out(self.handler.on_scheduler(message, (), time.monotonic()))
+
+    def _handle_overdue(self, now: float) -> None:
+        overdue = self._from_scheduler.overdue(now)
+        if overdue:
+            logger.warning("%s: %d message(s) from the scheduler waited %.1f s for an earlier one that never "
+                           "came; handled now", self.name, len(overdue), self._from_scheduler.hold_seconds)
+            self._handle_from_scheduler(encoded for _, encoded in overdue)
 
     def _drain_storage(self) -> None:
         self._drain(self.storage, self.handler.on_storage, "the object storage")
@@ -239,11 +320,16 @@ class PeerIO:
     def _drain_inbox(self) -> None:
         for datagram in self.inbox.read():
             try:
-                message = protocol.decode(datagram)
+                kind, epoch, stamp, sender, encoded = unframe(datagram)
+                if kind == ORDERED:
+                    self._handle_from_scheduler(self._from_scheduler.datagram(sender, epoch, stamp, encoded,
+                                                                              time.monotonic()))
+                    continue
+                message = protocol.decode(encoded)
             except protocol.ProtocolError as error:
-                logger.warning("%s: dropped a malformed message from a worker on this host: %s", self.name, error)
+                logger.warning("%s: dropped a malformed datagram from this host: %s", self.name, error)
                 continue
-            if type(message) is protocol.ResultBatch:  # results are all an inbox is for
+            if type(message) is protocol.ResultBatch and self.accepts_direct_results:  # all a worker may send
                 self.carry_out(self.handler.on_inbox(message, (), time.monotonic()))
 
     def _drain(self, sock, on_message, source: str) -> None:

@@ -50,7 +50,7 @@ class ClientConnection:
         self.state = ClientState(client_id, address, timeout_seconds, heartbeat_interval_seconds, time.monotonic())
         self._lock = threading.Lock()  # every call into `state`
         self.io = PeerIO(self, name="client", identity=client_id, scheduler_address=address, keys=keys,
-                         tick_interval_seconds=heartbeat_interval_seconds, inbox=True)
+                         tick_interval_seconds=heartbeat_interval_seconds, accept_direct_results=True)
         self.located = LocatedObjects(self._arrived_from_another_host)
         self._keys = keys
         self._store: Optional[HostStore] = None  # made with the first large object sent

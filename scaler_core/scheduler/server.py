@@ -4,6 +4,10 @@ Sockets: a ROUTER for clients, workers and cluster supervisors; a DEALER to the 
 server (to free objects); an XPUB for the monitor stream (status is only built while someone
 subscribes). Incoming messages are drained in bursts and handed to the state machine; what it wants
 sent is flushed once per burst, so tasks and results are naturally batched.
+
+Besides, an inbox (a Unix datagram socket, `direct_results.py`) named in every welcome: clients and
+workers on this host send it what fits in a datagram, and the scheduler sends theirs the same, which
+saves ZeroMQ's I/O threads their wake-ups; `local_link.py` keeps both channels of a peer in order.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import logging
 import os
 import signal
 import time
-from typing import Optional
+from typing import Dict, Optional
 
 import psutil
 import zmq
 
-from scaler_core import protocol, transport
+from scaler_core import direct_results, protocol, transport
+from scaler_core.local_link import ORDERED, LinkCounter, LinkOrder, frame, unframe
 from scaler_core.memory import QuietTrimmer
 from scaler_core.optional import require
 from scaler_core.scheduler.journal import Journal
@@ -33,6 +38,9 @@ from scaler_core.security import CurveKeys, secure_client, secure_server, stop_a
 logger = logging.getLogger(__name__)
 
 BURST = 2000
+# ROUTER messages taken before the inbox is read and they are handled (local_link.py)
+MESSAGES_PER_READ = 64
+OPENING_MESSAGES = (protocol.ClientHello, protocol.WorkerHello)  # a peer's counts start again
 # A burst also ends after this long, so a huge submission cannot keep heartbeats unanswered.
 BURST_SECONDS = 0.05
 
@@ -66,6 +74,13 @@ class SchedulerServer:
         if monitor_address:
             self.monitor = transport.configure(self.context.socket(zmq.XPUB), max_message_bytes=1024)
             self.monitor.bind(monitor_address)
+        self.inbox_id = b"scheduler|%d|" % os.getpid() + os.urandom(8)
+        self.inbox = direct_results.open_inbox(self.inbox_id)
+        self.state.inbox_id = self.inbox_id if self.inbox is not None else b""
+        self.inboxes = direct_results.InboxSender()  # the inboxes of peers on this host
+        self._sent_to: Dict[bytes, LinkCounter] = {}  # peers welcomed: what went to each by ZeroMQ
+        self._order = LinkOrder()
+        self._welcomes_sent = 0
         self.sent = collections.Counter()
         self.received = collections.Counter()
         self.process = psutil.Process()
@@ -86,6 +101,8 @@ class SchedulerServer:
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
         self._loop.add_reader(self.router.getsockopt(zmq.FD), self._on_router_readable)
+        if self.inbox is not None:
+            self._loop.add_reader(self.inbox.fileno(), self._on_inbox_readable)
         if self.monitor is not None:
             self._loop.add_reader(self.monitor.getsockopt(zmq.FD), self._on_monitor_readable)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,6 +116,8 @@ class SchedulerServer:
             await self._stopped
         finally:
             self._loop.remove_reader(self.router.getsockopt(zmq.FD))
+            if self.inbox is not None:
+                self._loop.remove_reader(self.inbox.fileno())
             if self.monitor is not None:
                 self._loop.remove_reader(self.monitor.getsockopt(zmq.FD))
             self.close()
@@ -125,6 +144,9 @@ class SchedulerServer:
                 sock.close(linger=200)
         stop_authenticator(self.context)
         self.context.term()
+        self.inboxes.close()
+        if self.inbox is not None:
+            self.inbox.close()
         if self.journal is not None:
             self.journal.close()
 
@@ -137,7 +159,14 @@ class SchedulerServer:
             return
         self._on_router_readable()  # judge liveness on the freshest news, not on a backlog
         now = time.monotonic()
+        overdue = self._order.overdue(now)
+        if overdue:
+            logger.warning("scheduler: %d message(s) waited %.1f s for an earlier one of their sender that never "
+                           "came; handled now", len(overdue), self._order.hold_seconds)
+            for sender, encoded in overdue:
+                self._handle_datagram(sender, encoded, now)
         self.state.on_tick(now)
+        self._forget_departed_peers()
         self.state.outbox.send(OBJECT_STORAGE, protocol.Heartbeat())  # a storage waiting for a restart knows we are here
         self._flush()
         self._trimmer.check()
@@ -176,13 +205,27 @@ class SchedulerServer:
         now = time.monotonic()
         deadline = now + BURST_SECONDS
         handled = 0
-        while handled < BURST and (handled & 15 or time.monotonic() < deadline):
-            try:
-                parts = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+        while handled < BURST and time.monotonic() < deadline:
+            batch = []
+            for _ in range(MESSAGES_PER_READ):
+                try:
+                    batch.append(self.router.recv_multipart(zmq.NOBLOCK, copy=False))
+                except zmq.Again:
+                    break
+            if not batch:
                 break
-            handled += 1
-            self._handle(parts, now)
+            # what peers sent by datagram before these messages is in the inbox by now
+            self._read_inbox(now)
+            for parts in batch:
+                opening_epoch = self._handle(parts, now)
+                if len(parts) >= 2:
+                    sender = parts[0].bytes
+                    for encoded in (self._order.opened(sender, opening_epoch) if opening_epoch
+                                    else self._order.streamed(sender)):
+                        self._handle_datagram(sender, encoded, now)
+            handled += len(batch)
+            if len(batch) < MESSAGES_PER_READ:
+                break
         self._trimmer.handled(handled)
         self._flush()
         if self.state.stopping:
@@ -192,17 +235,46 @@ class SchedulerServer:
         if transport.input_pending(self.router):
             self._loop.call_soon(self._on_router_readable)
 
-    def _handle(self, parts, now: float) -> None:
+    def _handle(self, parts, now: float) -> int:
+        """Hand one ROUTER message to the state machine; the epoch it opens on its sender's local link
+        (0: none; local_link.py)."""
         routed = transport.decode_routed(parts, "scheduler")
         if routed is None:
-            return
+            return 0
         sender, message, frames = routed
         if frames:
             logger.warning("scheduler: dropped %s from %r carrying unexpected payload frames",
                            protocol.message_name(message), sender[:40])
-            return
+            return 0
         self.received[protocol.message_name(message)] += 1
         self.state.on_message(sender, message, frames, now)
+        return message.link_epoch if type(message) in OPENING_MESSAGES else 0
+
+    def _on_inbox_readable(self) -> None:
+        self._read_inbox(time.monotonic())
+        self._flush()
+
+    def _read_inbox(self, now: float) -> None:
+        if self.inbox is None:
+            return
+        for datagram in self.inbox.read():
+            try:
+                kind, epoch, stamp, sender, encoded = unframe(datagram)
+            except protocol.ProtocolError as error:
+                logger.warning("scheduler: dropped a malformed datagram: %s", error)
+                continue
+            if kind == ORDERED:
+                for due in self._order.datagram(sender, epoch, stamp, encoded, now):
+                    self._handle_datagram(sender, due, now)
+
+    def _handle_datagram(self, sender: bytes, encoded: bytes, now: float) -> None:
+        try:
+            message = protocol.decode(encoded)
+        except protocol.ProtocolError as error:
+            logger.warning("scheduler: dropped a malformed datagram from %r: %s", sender[:40], error)
+            return
+        self.received[protocol.message_name(message)] += 1
+        self.state.on_message(sender, message, (), now)
 
     def _flush(self) -> None:
         if self.journal is not None:
@@ -217,10 +289,35 @@ class SchedulerServer:
                 if destination == OBJECT_STORAGE:
                     transport.send(self.storage, message, frames)
                 else:
-                    transport.send(self.router, message, frames, identity=destination)
+                    self._send_to_peer(destination, message, frames)
             except zmq.ZMQError as error:
                 logger.warning("scheduler: could not send %s to %r: %s", protocol.message_name(message),
                                destination[:40], error)
+
+    def _forget_departed_peers(self) -> None:
+        state = self.state
+        for peer in [peer for peer in self._sent_to if peer not in state.clients and peer not in state.workers
+                     and peer not in state.clusters]:
+            del self._sent_to[peer]
+            self._order.forget(peer)
+
+    def _send_to_peer(self, destination: bytes, message, frames) -> None:
+        """By datagram to a welcomed peer's inbox on this host when the message fits, else by ZeroMQ."""
+        counter = self._sent_to.get(destination)
+        if type(message) is protocol.Welcome:
+            self._welcomes_sent += 1  # an epoch no earlier link to this peer had, even a forgotten one
+            message.link_epoch = self._welcomes_sent
+        encoded = protocol.encode(message)
+        if type(message) is not protocol.Welcome and counter is not None and not frames and self.inboxes.send(
+                destination, frame(ORDERED, counter.epoch, counter.sent, self.inbox_id, encoded)):
+            return
+        transport.send_encoded(self.router, encoded, frames, identity=destination)
+        if type(message) is protocol.Welcome:
+            if counter is None:
+                counter = self._sent_to[destination] = LinkCounter()
+            counter.opened(message.link_epoch)
+        elif counter is not None:
+            counter.streamed()
 
     # --- monitor --------------------------------------------------------------------------------
 

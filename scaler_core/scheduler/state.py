@@ -62,6 +62,7 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
         self._handlers = {role: {kind: handler.__get__(self) for kind, handler in table.items()}
                           for role, table in HANDLERS.items()}
         self.stopping = False
+        self.inbox_id = b""  # the scheduler's inbox (local_link.py), named in welcomes; set by its server
         self._dispatch_needed = False
         self._now = 0.0
         self._last_tick: Optional[float] = None
@@ -147,7 +148,7 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
             scheduler_address=self.settings.scheduler_address,
             heartbeat_interval_seconds=self.settings.heartbeat_interval_seconds,
             client_timeout_seconds=self.settings.client_timeout_seconds,
-            resumable=self.journaling, epoch=self.epoch,
+            resumable=self.journaling, epoch=self.epoch, inbox=self.inbox_id,
         )
 
     def _on_TaskBatch(self, sender, message, now):

@@ -149,6 +149,7 @@ struct TaskWarnings {
 struct ClientHello {
   clientId @0 :Data;
   version @1 :UInt32;
+  linkEpoch @2 :UInt32;  # opens the local link's epoch this number (local_link.py)
 }
 
 struct Welcome {
@@ -159,6 +160,8 @@ struct Welcome {
   clientTimeoutSeconds @3 :Float64;  # a client silent this long is dropped: clients beat well within it
   resumable @4 :Bool;   # the scheduler keeps a journal: it may restart, and peers carry on with it
   epoch @5 :UInt64;     # counts the scheduler's starts on its journal (0 without one)
+  inbox @6 :Data;       # the id of the scheduler's inbox on its host (empty: none); local_link.py
+  linkEpoch @7 :UInt32; # opens the local link's epoch this number (local_link.py)
 }
 
 struct Reintroduce {
@@ -175,6 +178,7 @@ struct WorkerHello {
   capabilities @3 :List(Capability);
   clusterId @4 :Data;
   version @5 :UInt32;
+  linkEpoch @6 :UInt32;  # opens the local link's epoch this number (local_link.py)
 }
 
 struct Heartbeat {

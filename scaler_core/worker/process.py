@@ -146,7 +146,7 @@ class Worker:
             # bytes unless the direct send did not go
             result.delivered = bool(client_id)
             encoded = protocol.encode(protocol.ResultBatch(results=[result]))
-            if client_id and not self.io.inboxes.send(client_id, encoded):
+            if client_id and not self.io.send_direct_result(client_id, encoded):
                 result.delivered = False
                 encoded = protocol.encode(protocol.ResultBatch(results=[result]))
             if self.io.send_now_if_idle(encoded):
