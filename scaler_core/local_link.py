@@ -23,7 +23,11 @@ against the count of an earlier epoch, even by a receiver that forgot the sender
 reconnection) is handled anyway, as if the lost message had been.
 
 `LinkOrder` is the receiver's side and `LinkCounter` the sender's, both free of I/O; `frame` and
-`unframe` are the datagram's layout: kind, epoch, stamp, the sender's id, the encoded message.
+`unframe` are the datagram's layout: kind, epoch, stamp, the sender's id, the encoded message. A
+worker's direct result for its client (`direct_results.py`) has no header: it is the encoded
+message alone, as in earlier versions, so clients and workers of either version understand each
+other; the scheduler sends ordered datagrams only to peers whose hello named an epoch (earlier
+versions leave it 0).
 """
 
 from __future__ import annotations
@@ -34,10 +38,8 @@ from typing import Deque, Dict, List, Tuple
 
 from scaler_core.protocol import ProtocolError
 
-# the first byte of a datagram; never that of an encoded message, which is what workers of earlier
-# versions sent a client (taken as a direct result)
-DIRECT_RESULT = 0xD0  # a worker's result for its client: nothing to order it with (direct_results.py)
-ORDERED = 0xD1  # a message of a scheduler link, stamped
+DIRECT_RESULT = 0xD0  # what `unframe` calls a datagram without a header: a worker's result for its client
+ORDERED = 0xD1  # the first byte of a stamped message of a scheduler link; never that of an encoded message
 HOLD_SECONDS = 2.0
 
 _HEADER = struct.Struct("<BIQB")  # kind, epoch, stamp, length of the sender's id
@@ -49,8 +51,8 @@ def frame(kind: int, epoch: int, stamp: int, sender: bytes, encoded: bytes) -> b
 
 def unframe(datagram: bytes) -> Tuple[int, int, int, bytes, bytes]:
     """(kind, epoch, stamp, sender, encoded message); ProtocolError for a header cut short. A
-    datagram without a header is a direct result from a worker of an earlier version."""
-    if not datagram or datagram[0] not in (DIRECT_RESULT, ORDERED):
+    datagram without a header is a worker's direct result."""
+    if not datagram or datagram[0] != ORDERED:
         return DIRECT_RESULT, 0, 0, b"", datagram
     if len(datagram) < _HEADER.size:
         raise ProtocolError(f"a datagram of {len(datagram)} bytes has no header")
@@ -123,6 +125,10 @@ class LinkOrder:
             if not held:
                 del self._held[sender]
         return due
+
+    def knows(self, sender: bytes) -> bool:
+        """`sender` opened a link with an epoch (a peer of this version, which reads ordered datagrams)."""
+        return self._epoch.get(sender, 0) > 0
 
     def forget(self, sender: bytes) -> List[bytes]:
         """`sender` is gone: its counts are dropped; returns what it still had held."""

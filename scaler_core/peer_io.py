@@ -45,7 +45,7 @@ import zmq
 
 from scaler_core import direct_results, protocol, transport
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
-from scaler_core.local_link import DIRECT_RESULT, ORDERED, LinkCounter, LinkOrder, frame, unframe
+from scaler_core.local_link import ORDERED, LinkCounter, LinkOrder, frame, unframe
 from scaler_core.security import CurveKeys, secure_client
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class PeerIO:
     def send_direct_result(self, client_id: bytes, encoded: bytes) -> bool:
         """Put an encoded ResultBatch in the inbox of a client on this host (any thread); False when
         it cannot go at once (direct_results.py)."""
-        return self.inboxes.send(client_id, frame(DIRECT_RESULT, 0, 0, b"", encoded))
+        return self.inboxes.send(client_id, encoded)  # no header (local_link.py)
 
     def _send_to_scheduler(self, message) -> None:
         """A message (or its encoding) by datagram when it fits, else by ZeroMQ, counted; with `_io_lock`."""

@@ -313,9 +313,10 @@ class SchedulerServer:
             return
         transport.send_encoded(self.router, encoded, frames, identity=destination)
         if type(message) is protocol.Welcome:
-            if counter is None:
+            if counter is None and self._order.knows(destination):  # a peer of an earlier version: no datagrams
                 counter = self._sent_to[destination] = LinkCounter()
-            counter.opened(message.link_epoch)
+            if counter is not None:
+                counter.opened(message.link_epoch)
         elif counter is not None:
             counter.streamed()
 
