@@ -19,8 +19,9 @@ how many ZeroMQ messages its sender had sent on that link before it. The receive
 Counts start again with a link's opening message (a hello from a client or worker, a welcome from
 the scheduler), which always travels by ZeroMQ and names a new *epoch*, a number larger than the
 sender's earlier ones; datagrams carry their epoch, so one sent after a reopening is never matched
-against the count of an earlier epoch, even by a receiver that forgot the sender meanwhile. A datagram held longer than `HOLD_SECONDS` (its ZeroMQ predecessor was lost, say in a
-reconnection) is handled anyway, as if the lost message had been.
+against the count of an earlier epoch, even by a receiver that forgot the sender meanwhile. A
+datagram held longer than `HOLD_SECONDS` (its ZeroMQ predecessor was lost, say in a reconnection) is
+handled anyway, as if the lost message had been.
 
 `LinkOrder` is the receiver's side and `LinkCounter` the sender's, both free of I/O; `frame` and
 `unframe` are the datagram's layout: kind, epoch, stamp, the sender's id, the encoded message. A
@@ -36,11 +37,16 @@ import collections
 import struct
 from typing import Deque, Dict, List, Tuple
 
+from scaler_core import protocol
 from scaler_core.protocol import ProtocolError
 
 DIRECT_RESULT = 0xD0  # what `unframe` calls a datagram without a header: a worker's result for its client
 ORDERED = 0xD1  # the first byte of a stamped message of a scheduler link; never that of an encoded message
 HOLD_SECONDS = 2.0
+# a receiver takes this many ZeroMQ messages, then reads its inbox, then handles them
+MESSAGES_PER_READ = 64
+# the messages that open a link with the scheduler; they always go by ZeroMQ (the welcome too)
+OPENING_MESSAGES = (protocol.ClientHello, protocol.WorkerHello)
 
 _HEADER = struct.Struct("<BIQB")  # kind, epoch, stamp, length of the sender's id
 

@@ -45,17 +45,14 @@ import zmq
 
 from scaler_core import direct_results, protocol, transport
 from scaler_core.instructions import ConnectStorage, Leave, ToScheduler, ToStorage
-from scaler_core.local_link import ORDERED, LinkCounter, LinkOrder, frame, unframe
+from scaler_core.local_link import (MESSAGES_PER_READ, OPENING_MESSAGES, ORDERED, LinkCounter, LinkOrder, frame,
+                                    unframe)
 from scaler_core.security import CurveKeys, secure_client
 
 logger = logging.getLogger(__name__)
 
 # bounded, so ticks and queued sends still get their turn under a flood of messages
 MAX_MESSAGES_PER_CYCLE = 1024
-# read from ZeroMQ, then the inbox, then handled: a datagram is never handled after a later message
-MESSAGES_PER_READ = 64
-# messages that open a link with the scheduler (its counts start again): always by ZeroMQ
-OPENING_MESSAGES = (protocol.ClientHello, protocol.WorkerHello)
 
 
 class _Leaving(Exception):
@@ -266,12 +263,7 @@ class PeerIO:
         """The scheduler's ZeroMQ messages, each after the datagrams it sent before it (local_link.py)."""
         order = self._from_scheduler
         for _ in range(MAX_MESSAGES_PER_CYCLE // MESSAGES_PER_READ):
-            batch = []
-            for _ in range(MESSAGES_PER_READ):
-                try:
-                    batch.append(self.scheduler.recv_multipart(zmq.NOBLOCK, copy=False))
-                except zmq.Again:
-                    break
+            batch = transport.receive_batch(self.scheduler, MESSAGES_PER_READ)
             if not batch:
                 return
             if self.inbox is not None:

@@ -56,6 +56,17 @@ def send_encoded(socket: zmq.Socket, encoded: bytes, frames: Sequence[Any] = (),
     socket.send_multipart(parts, copy=False)
 
 
+def receive_batch(socket: zmq.Socket, limit: int) -> List[Any]:
+    """Up to `limit` messages (lists of frames) already waiting, without blocking."""
+    batch: List[Any] = []
+    for _ in range(limit):
+        try:
+            batch.append(socket.recv_multipart(zmq.NOBLOCK, copy=False))
+        except zmq.Again:
+            break
+    return batch
+
+
 def input_pending(socket: zmq.Socket) -> bool:
     """Messages wait on `socket`. Whoever polls its file descriptor must ask after every send or
     receive: the descriptor is edge-triggered, and a send can take in arrived messages without it

@@ -24,7 +24,7 @@ import psutil
 import zmq
 
 from scaler_core import direct_results, protocol, transport
-from scaler_core.local_link import ORDERED, LinkCounter, LinkOrder, frame, unframe
+from scaler_core.local_link import MESSAGES_PER_READ, OPENING_MESSAGES, ORDERED, LinkCounter, LinkOrder, frame, unframe
 from scaler_core.memory import QuietTrimmer
 from scaler_core.optional import require
 from scaler_core.scheduler.journal import Journal
@@ -38,9 +38,6 @@ from scaler_core.security import CurveKeys, secure_client, secure_server, stop_a
 logger = logging.getLogger(__name__)
 
 BURST = 2000
-# ROUTER messages taken before the inbox is read and they are handled (local_link.py)
-MESSAGES_PER_READ = 64
-OPENING_MESSAGES = (protocol.ClientHello, protocol.WorkerHello)  # a peer's counts start again
 # A burst also ends after this long, so a huge submission cannot keep heartbeats unanswered.
 BURST_SECONDS = 0.05
 
@@ -206,12 +203,7 @@ class SchedulerServer:
         deadline = now + BURST_SECONDS
         handled = 0
         while handled < BURST and time.monotonic() < deadline:
-            batch = []
-            for _ in range(MESSAGES_PER_READ):
-                try:
-                    batch.append(self.router.recv_multipart(zmq.NOBLOCK, copy=False))
-                except zmq.Again:
-                    break
+            batch = transport.receive_batch(self.router, MESSAGES_PER_READ)
             if not batch:
                 break
             # what peers sent by datagram before these messages is in the inbox by now

@@ -4,6 +4,7 @@ their way), so the order checks below meet real reordering, not a simulation of 
 
 import os
 import threading
+import time
 
 import pytest
 import zmq
@@ -56,7 +57,6 @@ def welcome(router_socket, identity, inbox_id, epoch):
 
 
 def wait_for(condition, timeout=10.0, on_timeout=lambda: ""):
-    import time
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out {on_timeout()}"
@@ -83,7 +83,8 @@ def test_datagrams_from_the_scheduler_are_handled_in_the_order_sent(router, sche
                 transport.send_encoded(router_socket, encoded, identity=identity)
                 sent_by_zmq += 1
             expected += [f"zmq {round_}", f"datagram {round_}"]
-        wait_for(lambda: len(handler.received) == 1 + len(expected), on_timeout=lambda: (len(handler.received), io._from_scheduler.holding(), io._from_scheduler._handled))
+        wait_for(lambda: len(handler.received) == 1 + len(expected),
+                 on_timeout=lambda: f"{len(handler.received)} handled, {io._from_scheduler.holding()} held")
         assert type(handler.received[0]) is protocol.Welcome
         assert [message.text for message in handler.received[1:]] == expected
     finally:
