@@ -94,10 +94,12 @@ def test_datagrams_from_the_scheduler_are_handled_in_the_order_sent(router, sche
 def test_what_a_peer_sends_by_datagram_is_stamped_with_its_zmq_count(router, scheduler_inbox):  # noqa: F811
     router_socket, address = router
     inbox_id, inbox, _ = scheduler_inbox
-    io, thread = start(Recorder(), address)
+    handler = Recorder()
+    io, thread = start(handler, address)
     try:
         identity, hello = receive(router_socket)
         welcome(router_socket, identity, inbox_id, epoch=1)
+        wait_for(lambda: handler.received)  # it knows the scheduler's inbox only from the welcome
         io.post(ToScheduler(tagged("small 1")))
         io.post(ToScheduler(tagged("x" * 300_000)))  # more than a datagram takes: by ZeroMQ
         io.post(ToScheduler(tagged("small 2")))
