@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import logging
 import os
 import socket
@@ -125,9 +126,10 @@ class Inbox:
     def fileno(self) -> int:
         return self._socket.fileno()
 
-    def read(self) -> Iterator[bytes]:
-        """The datagrams waiting (at most MAX_READS_PER_CYCLE), without blocking."""
-        for _ in range(MAX_READS_PER_CYCLE):
+    def read(self, everything: bool = False) -> Iterator[bytes]:
+        """The datagrams waiting, without blocking: at most MAX_READS_PER_CYCLE, or all of them (the
+        kernel's queue is bounded: net.unix.max_dgram_qlen) before handling what came by ZeroMQ."""
+        for _ in (itertools.count() if everything else range(MAX_READS_PER_CYCLE)):
             try:
                 size = self._socket.recv_into(self._buffer)
             except (BlockingIOError, InterruptedError):

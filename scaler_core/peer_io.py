@@ -267,7 +267,7 @@ class PeerIO:
             if not batch:
                 return
             if self.inbox is not None:
-                self._drain_inbox()
+                self._drain_inbox(everything=True)
             for parts in batch:
                 try:
                     message, frames = transport.decode_parts(parts)
@@ -309,8 +309,8 @@ class PeerIO:
     def _drain_storage(self) -> None:
         self._drain(self.storage, self.handler.on_storage, "the object storage")
 
-    def _drain_inbox(self) -> None:
-        for datagram in self.inbox.read():
+    def _drain_inbox(self, everything: bool = False) -> None:
+        for datagram in self.inbox.read(everything):
             try:
                 kind, epoch, stamp, sender, encoded = unframe(datagram)
                 if kind == ORDERED:

@@ -207,7 +207,7 @@ class SchedulerServer:
             if not batch:
                 break
             # what peers sent by datagram before these messages is in the inbox by now
-            self._read_inbox(now)
+            self._read_inbox(now, everything=True)
             for parts in batch:
                 opening_epoch = self._handle(parts, now)
                 if len(parts) >= 2:
@@ -246,10 +246,10 @@ class SchedulerServer:
         self._read_inbox(time.monotonic())
         self._flush()
 
-    def _read_inbox(self, now: float) -> None:
+    def _read_inbox(self, now: float, everything: bool = False) -> None:
         if self.inbox is None:
             return
-        for datagram in self.inbox.read():
+        for datagram in self.inbox.read(everything):
             try:
                 kind, epoch, stamp, sender, encoded = unframe(datagram)
             except protocol.ProtocolError as error:
