@@ -42,7 +42,9 @@ from scaler_core.protocol import ProtocolError
 
 DIRECT_RESULT = 0xD0  # what `unframe` calls a datagram without a header: a worker's result for its client
 ORDERED = 0xD1  # the first byte of a stamped message of a scheduler link; never that of an encoded message
-HOLD_SECONDS = 2.0
+# Long: a large message still on its way by ZeroMQ (hundreds of MB take seconds) must not be overtaken;
+# this only bounds the wait after a loss (a peer's link that reopens releases what it held at once).
+HOLD_SECONDS = 30.0
 # a receiver takes this many ZeroMQ messages, then reads its inbox, then handles them
 MESSAGES_PER_READ = 64
 # the messages that open a link with the scheduler; they always go by ZeroMQ (the welcome too)
