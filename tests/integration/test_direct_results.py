@@ -57,3 +57,26 @@ def test_a_task_that_prints_has_its_output_shown_before_its_result(capfd):
         for _ in range(3):  # the later ones would go directly if anything could
             assert client.submit(print_and_answer, 7).result(timeout=30) == 7
             assert "printed by the task" in capfd.readouterr().out
+
+
+def add(a, b):
+    return a + b
+
+
+def test_the_scheduler_and_its_peers_on_one_host_talk_through_inboxes_in_order():
+    """Bursts of submits leave as task batches of many sizes, some too large for a datagram (ZeroMQ),
+    between lone submits that go by datagram (local_link.py); each result comes back to its future."""
+    with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as combo, \
+            Client(combo.address, timeout_seconds=60) as client:
+        assert client.submit(add, 1, 2).result(timeout=30) == 3
+        scheduler_inbox = client._connection.io._scheduler_inbox
+        assert scheduler_inbox, "the welcome named no scheduler inbox"
+        path = direct_results.inbox_path(scheduler_inbox)
+        assert os.path.exists(path)
+        futures, expected = [], []
+        for round_ in range(10):
+            for index in range(5000 if round_ % 2 else 3):
+                futures.append(client.submit(add, index, round_))
+                expected.append(index + round_)
+        assert [future.result(timeout=60) for future in futures] == expected
+    assert not os.path.exists(path), "the scheduler's inbox outlived it"
