@@ -144,6 +144,10 @@ class LinkOrder:
         self._handled.pop(sender, None)
         return [item[2] for item in self._held.pop(sender, ())]
 
+    def senders(self) -> List[bytes]:
+        """Every sender this order counts or holds messages of."""
+        return list(self._handled.keys() | self._held.keys())
+
     def holding(self) -> int:
         return sum(len(held) for held in self._held.values())
 

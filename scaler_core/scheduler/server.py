@@ -287,11 +287,12 @@ class SchedulerServer:
                                destination[:40], error)
 
     def _forget_departed_peers(self) -> None:
+        """The local-link counts of peers the state no longer knows (epochs keep a returning one right)."""
         state = self.state
-        for peer in [peer for peer in self._sent_to if peer not in state.clients and peer not in state.workers
-                     and peer not in state.clusters]:
-            del self._sent_to[peer]
-            self._order.forget(peer)
+        for peer in self._order.senders():
+            if peer not in state.clients and peer not in state.workers and peer not in state.clusters:
+                self._sent_to.pop(peer, None)
+                self._order.forget(peer)
 
     def _send_to_peer(self, destination: bytes, message, frames) -> None:
         """By datagram to a welcomed peer's inbox on this host when the message fits, else by ZeroMQ."""
