@@ -2,6 +2,7 @@
 process: a ROUTER and an inbox play the scheduler. Datagrams overtake ZeroMQ here (no I/O threads on
 their way), so the order checks below meet real reordering, not a simulation of it."""
 
+import contextlib
 import os
 import threading
 import time
@@ -56,6 +57,20 @@ def welcome(router_socket, identity, inbox_id, epoch):
     transport.send(router_socket, protocol.Welcome(inbox=inbox_id, link_epoch=epoch), identity=identity)
 
 
+@contextlib.contextmanager
+def welcomed_peer(router_socket, address, inbox_id, epoch):
+    """A PeerIO that said hello and got a welcome naming `inbox_id` (ended when the block ends):
+    (io, its handler, its identity on the ROUTER, its hello)."""
+    handler = Recorder()
+    io, thread = start(handler, address)
+    try:
+        identity, hello = receive(router_socket)
+        welcome(router_socket, identity, inbox_id, epoch)
+        yield io, handler, identity, hello
+    finally:
+        stop(io, thread)
+
+
 def wait_for(condition, timeout=10.0, on_timeout=lambda: ""):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -66,12 +81,8 @@ def wait_for(condition, timeout=10.0, on_timeout=lambda: ""):
 def test_datagrams_from_the_scheduler_are_handled_in_the_order_sent(router, scheduler_inbox):  # noqa: F811
     router_socket, address = router
     inbox_id, _, sender = scheduler_inbox
-    handler = Recorder()
-    io, thread = start(handler, address)
-    try:
-        identity, hello = receive(router_socket)
+    with welcomed_peer(router_socket, address, inbox_id, epoch=7) as (io, handler, identity, hello):
         assert type(hello) is protocol.ClientHello and hello.link_epoch == 1
-        welcome(router_socket, identity, inbox_id, epoch=7)
         sent_by_zmq, expected = 1, []
         for round_ in range(100):
             # by ZeroMQ, then at once a datagram stamped after it: the datagram usually arrives first
@@ -87,18 +98,12 @@ def test_datagrams_from_the_scheduler_are_handled_in_the_order_sent(router, sche
                  on_timeout=lambda: f"{len(handler.received)} handled, {io._from_scheduler.holding()} held")
         assert type(handler.received[0]) is protocol.Welcome
         assert [message.text for message in handler.received[1:]] == expected
-    finally:
-        stop(io, thread)
 
 
 def test_what_a_peer_sends_by_datagram_is_stamped_with_its_zmq_count(router, scheduler_inbox):  # noqa: F811
     router_socket, address = router
     inbox_id, inbox, _ = scheduler_inbox
-    handler = Recorder()
-    io, thread = start(handler, address)
-    try:
-        identity, hello = receive(router_socket)
-        welcome(router_socket, identity, inbox_id, epoch=1)
+    with welcomed_peer(router_socket, address, inbox_id, epoch=1) as (io, handler, _, hello):
         wait_for(lambda: handler.received)  # it knows the scheduler's inbox only from the welcome
         io.post(ToScheduler(tagged("small 1")))
         io.post(ToScheduler(tagged("x" * 300_000)))  # more than a datagram takes: by ZeroMQ
@@ -114,18 +119,13 @@ def test_what_a_peer_sends_by_datagram_is_stamped_with_its_zmq_count(router, sch
         assert stamps == [("small 1", 1), ("small 2", 2)]
         _, large = receive(router_socket)
         assert len(large.text) == 300_000
-    finally:
-        stop(io, thread)
 
 
 def test_a_peer_without_the_scheduler_inbox_sends_everything_by_zmq(router):  # noqa: F811
     router_socket, address = router
-    io, thread = start(Recorder(), address)
-    try:
-        identity, _ = receive(router_socket)
-        welcome(router_socket, identity, b"", epoch=1)  # a scheduler without an inbox (or on another host)
+    # a scheduler without an inbox (or on another host)
+    with welcomed_peer(router_socket, address, b"", epoch=1) as (io, handler, _, _):
+        wait_for(lambda: handler.received)
         io.post(ToScheduler(tagged("small")))
         _, message = receive(router_socket)
         assert message.text == "small"
-    finally:
-        stop(io, thread)
