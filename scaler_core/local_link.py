@@ -124,12 +124,17 @@ class LinkOrder:
         return earlier + self._release(sender)
 
     def overdue(self, now: float) -> List[Tuple[bytes, bytes]]:
-        """(sender, encoded) of datagrams held too long, with whatever follows them: handled anyway."""
+        """(sender, encoded) of datagrams held too long, with whatever follows them: handled anyway,
+        and the sender's count taken as far as their stamps (the lost messages will not come, and the
+        datagrams after them need not wait as long again)."""
         due = []
         for sender, held in list(self._held.items()):
             if held and now - held[0][3] >= self.hold_seconds:
                 while held:
-                    due.append((sender, held.popleft()[2]))
+                    epoch, stamp, encoded, _ = held.popleft()
+                    if (epoch, stamp) > (self._epoch.get(sender, 0), self._handled.get(sender, 0)):
+                        self._epoch[sender], self._handled[sender] = epoch, stamp
+                    due.append((sender, encoded))
             if not held:
                 del self._held[sender]
         return due

@@ -134,6 +134,10 @@ def test_held_datagrams_are_handled_after_the_hold_limit():
     assert order.overdue(now=11.0) == []
     assert order.overdue(now=12.0) == [(PEER, b"first"), (PEER, b"second")]
     assert order.holding() == 0
+    # the lost message is taken as handled: what the sender stamps after it is due at once
+    assert order.datagram(PEER, 1, 2, b"third", now=12.5) == [b"third"]
+    assert order.streamed(PEER) == []
+    assert order.datagram(PEER, 1, 3, b"fourth", now=12.6) == [b"fourth"]
 
 
 def test_senders_are_ordered_independently():
