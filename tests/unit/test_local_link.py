@@ -17,7 +17,7 @@ class Sender:
 
     def __init__(self):
         self.counter = LinkCounter()
-        self.stream = []  # (name, opening)
+        self.stream = []  # (name, the epoch it opens or 0)
         self.datagrams = []  # (epoch, stamp, name)
 
     def open(self, name):
@@ -93,7 +93,6 @@ def test_many_interleavings_keep_the_order_sent():
         # once every datagram sent before it was read
         schedule, streamed, datagrams = [], list(sender.stream), list(sender.datagrams)
         sent_position = {name: position for position, name in enumerate(sent)}
-        read_datagrams = 0
         while streamed or datagrams:
             next_stream_position = sent_position[streamed[0][0]] if streamed else None
             must_read = datagrams and next_stream_position is not None and \
@@ -101,7 +100,6 @@ def test_many_interleavings_keep_the_order_sent():
             if datagrams and (must_read or not streamed or generator.random() < 0.5):
                 schedule.append("d")
                 datagrams.pop(0)
-                read_datagrams += 1
             else:
                 schedule.append("s")
                 streamed.pop(0)

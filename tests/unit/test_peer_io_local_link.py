@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-import zmq
 
 from scaler_core import direct_results, protocol, transport
 from scaler_core.instructions import Leave, ToScheduler
