@@ -40,12 +40,12 @@ logger = logging.getLogger(__name__)
 
 # AF_UNIX paths are limited to 108 bytes on Linux, 104 on macOS
 MAX_INBOX_PATH_BYTES = 100
-# a worker remembers where this many clients' inboxes are (or that they have none)
-MAX_KNOWN_CLIENTS = 1024
-# a client reads at most this many results from its inbox per pass of its loop
+# a sender remembers where this many processes' inboxes are (or that they have none here)
+MAX_KNOWN_INBOXES = 1024
+# a process reads at most this many datagrams from its inbox per pass of its loop
 MAX_READS_PER_CYCLE = 1024
-# the largest result sent directly (inline results are ~64 KiB at most; a larger one goes through the
-# scheduler): the client's receive buffer has this size, so no datagram is ever cut short
+# the largest datagram sent (a larger message goes by ZeroMQ): a reader's receive buffer has this
+# size, so no datagram is ever cut short
 MAX_DATAGRAM_BYTES = 256 * 1024
 
 
@@ -63,8 +63,8 @@ def _inbox_directory() -> str:
     return os.path.join(tempfile.gettempdir(), f"scaler-inboxes-{os.getuid()}-{_network_namespace()}")
 
 
-def inbox_path(client_id: bytes) -> str:
-    digest = hashlib.blake2b(client_id, digest_size=12).hexdigest()
+def inbox_path(inbox_id: bytes) -> str:
+    digest = hashlib.blake2b(inbox_id, digest_size=12).hexdigest()
     return os.path.join(_inbox_directory(), digest)
 
 
@@ -91,7 +91,7 @@ def _private_directory(path: str, make: bool) -> bool:
 
 
 def _remove_stale_inboxes(directory: str) -> None:
-    """Inboxes of clients that ended without closing them (killed): nothing is bound to them."""
+    """Inboxes of processes that ended without closing them (killed): nothing is bound to them."""
     try:
         names = os.listdir(directory)
     except OSError:
@@ -175,14 +175,19 @@ class InboxSender:
         self._lock = threading.Lock()
         self._closed = False
 
-    def send(self, client_id: bytes, encoded: bytes) -> bool:
+    def reaches(self, inbox_id: bytes) -> bool:
+        """The inbox of the process with that id is on this host, as far as is known."""
+        with self._lock:
+            return not self._closed and self._path_for(inbox_id) is not None
+
+    def send(self, inbox_id: bytes, encoded: bytes) -> bool:
         """Put a datagram in the inbox of the process with that id; False when it is not there (no
         inbox on this host, the process gone, its queue full, too large): the caller sends it the
         usual way."""
         if len(encoded) > MAX_DATAGRAM_BYTES:
             return False
         with self._lock:
-            path = None if self._closed else self._path_for(client_id)
+            path = None if self._closed else self._path_for(inbox_id)
             if path is None:
                 return False
             if self._socket is None:
@@ -191,24 +196,24 @@ class InboxSender:
             sender = self._socket
         try:
             sender.sendto(encoded, path)
-        except (ConnectionRefusedError, FileNotFoundError):  # the client has gone
+        except (ConnectionRefusedError, FileNotFoundError):  # the process has gone
             with self._lock:
-                self._paths[client_id] = None
+                self._paths[inbox_id] = None
             return False
         except OSError:  # its queue is full (EAGAIN), too large (EMSGSIZE), closed meanwhile...
             return False
         return True
 
-    def _path_for(self, client_id: bytes) -> Optional[str]:
-        if client_id in self._paths:
-            self._paths.move_to_end(client_id)
-            return self._paths[client_id]
-        path = inbox_path(client_id) if _supported() else ""
-        # the inbox exists from the client's start: a missing one is a client on another host
+    def _path_for(self, inbox_id: bytes) -> Optional[str]:
+        if inbox_id in self._paths:
+            self._paths.move_to_end(inbox_id)
+            return self._paths[inbox_id]
+        path = inbox_path(inbox_id) if _supported() else ""
+        # an inbox exists from its process's start (before its hello): a missing one is on another host
         found = path if path and _private_directory(os.path.dirname(path), make=False) and os.path.exists(path) \
             else None
-        self._paths[client_id] = found
-        if len(self._paths) > MAX_KNOWN_CLIENTS:
+        self._paths[inbox_id] = found
+        if len(self._paths) > MAX_KNOWN_INBOXES:
             self._paths.popitem(last=False)
         return found
 

@@ -79,10 +79,9 @@ class PeerIO:
         self.accepts_direct_results = accept_direct_results  # a client's: results from workers on this host
         self._inbox_fd = self.inbox.fileno() if self.inbox is not None else None
         self.inboxes = direct_results.InboxSender()  # the scheduler's inbox, and clients' (direct results)
-        # the local link with the scheduler: its inbox's id once a welcome names it, what we sent and
-        # what came in by ZeroMQ, to put its datagrams in order
-        self._scheduler_inbox: Optional[bytes] = None
-        self._scheduler_instance = b""  # the inbox id of the scheduler whose messages arrive now
+        # the local link with the scheduler: its inbox's id once a welcome names it (empty: none; it is
+        # also the key its messages are counted under), what we sent and what came in by ZeroMQ
+        self.scheduler_inbox = b""
         self._sent_to_scheduler = LinkCounter()
         self._from_scheduler = LinkOrder()
         wakeup_address = f"inproc://{name}-wakeup-{id(self)}"
@@ -140,8 +139,8 @@ class PeerIO:
         if opening:
             message.link_epoch = counter.epoch + 1
         encoded = message if type(message) is bytes else protocol.encode(message)
-        if not opening and self._scheduler_inbox is not None and self.inboxes.send(
-                self._scheduler_inbox, frame(ORDERED, counter.epoch, counter.sent, self.identity, encoded)):
+        if not opening and self.scheduler_inbox and self.inboxes.send(
+                self.scheduler_inbox, frame(ORDERED, counter.epoch, counter.sent, self.identity, encoded)):
             return
         transport.send_encoded(self.scheduler, encoded)
         if opening:
@@ -273,22 +272,16 @@ class PeerIO:
                     message, frames = transport.decode_parts(parts)
                 except protocol.ProtocolError as error:
                     logger.warning("%s: dropped a malformed message from the scheduler: %s", self.name, error)
-                    self._handle_from_scheduler(order.streamed(self._scheduler_instance))
+                    self._handle_from_scheduler(order.streamed(self.scheduler_inbox))
                     continue
-                if type(message) is protocol.Welcome:
-                    self._welcomed(message.inbox)
+                welcome = type(message) is protocol.Welcome
+                if welcome:  # names the scheduler's inbox (another one after a restart; empty: none)
+                    self.scheduler_inbox = message.inbox
                 self.carry_out(self.handler.on_scheduler(message, frames, time.monotonic()))
-                self._handle_from_scheduler(
-                    order.opened(self._scheduler_instance, message.link_epoch) if type(message) is protocol.Welcome
-                    else order.streamed(self._scheduler_instance))
+                self._handle_from_scheduler(order.opened(self.scheduler_inbox, message.link_epoch) if welcome
+                                            else order.streamed(self.scheduler_inbox))
             if len(batch) < MESSAGES_PER_READ:
                 return
-
-    def _welcomed(self, scheduler_inbox: bytes) -> None:
-        """A welcome names the scheduler's inbox (empty: none, or one we cannot reach; another one
-        after a restart)."""
-        self._scheduler_instance = scheduler_inbox
-        self._scheduler_inbox = scheduler_inbox or None
 
     def _handle_from_scheduler(self, encoded_messages) -> None:
         for encoded in encoded_messages:

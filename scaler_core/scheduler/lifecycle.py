@@ -145,9 +145,10 @@ class TaskLifecycle:
         unless the worker delivered it to the client already (direct_results.py)."""
         if not requested or not notify_client or client_id not in self.clients:
             return
-        if report is not None and report.task_id == task_id and report.delivered:
-            return
-        if report is None or report.task_id != task_id:
+        if report is not None and report.task_id == task_id:
+            if report.delivered:
+                return
+        else:
             report = protocol.TaskResult(task_id=task_id, status=status, value=value, stored=stored,
                                          profiling=profiling if profiling is not None else protocol.Profiling())
         self.outbox.result(client_id, report)

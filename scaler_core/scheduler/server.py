@@ -297,15 +297,16 @@ class SchedulerServer:
     def _send_to_peer(self, destination: bytes, message, frames) -> None:
         """By datagram to a welcomed peer's inbox on this host when the message fits, else by ZeroMQ."""
         counter = self._sent_to.get(destination)
-        if type(message) is protocol.Welcome:
+        opening = type(message) is protocol.Welcome
+        if opening:
             self._welcomes_sent += 1  # an epoch no earlier link to this peer had, even a forgotten one
             message.link_epoch = self._welcomes_sent
         encoded = protocol.encode(message)
-        if type(message) is not protocol.Welcome and counter is not None and not frames and self.inboxes.send(
+        if not opening and counter is not None and not frames and self.inboxes.send(
                 destination, frame(ORDERED, counter.epoch, counter.sent, self.inbox_id, encoded)):
             return
         transport.send_encoded(self.router, encoded, frames, identity=destination)
-        if type(message) is protocol.Welcome:
+        if opening:
             if counter is None and self._order.knows(destination):  # a peer of an earlier version: no datagrams
                 counter = self._sent_to[destination] = LinkCounter()
             if counter is not None:

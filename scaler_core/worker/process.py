@@ -143,10 +143,10 @@ class Worker:
         if len(instructions) == 1 and type(instructions[0]) is Result and not self.state.ready:
             result, client_id = instructions[0].result, instructions[0].client_id
             # encoded once, marked delivered (the client ignores the mark): the scheduler gets the same
-            # bytes unless the direct send did not go
-            result.delivered = bool(client_id)
+            # bytes unless the direct send did not go (encoded again then: rare, a full inbox)
+            result.delivered = bool(client_id) and self.io.inboxes.reaches(client_id)
             encoded = protocol.encode(protocol.ResultBatch(results=[result]))
-            if client_id and not self.io.send_direct_result(client_id, encoded):
+            if result.delivered and not self.io.send_direct_result(client_id, encoded):
                 result.delivered = False
                 encoded = protocol.encode(protocol.ResultBatch(results=[result]))
             if self.io.send_now_if_idle(encoded):

@@ -69,7 +69,7 @@ def test_the_scheduler_and_its_peers_on_one_host_talk_through_inboxes_in_order()
     with SchedulerClusterCombo(n_workers=2, logging_level="WARNING") as combo, \
             Client(combo.address, timeout_seconds=60) as client:
         assert client.submit(add, 1, 2).result(timeout=30) == 3
-        scheduler_inbox = client._connection.io._scheduler_inbox
+        scheduler_inbox = client._connection.io.scheduler_inbox
         assert scheduler_inbox, "the welcome named no scheduler inbox"
         path = direct_results.inbox_path(scheduler_inbox)
         assert os.path.exists(path)
