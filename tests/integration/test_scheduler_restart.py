@@ -9,7 +9,7 @@ import pytest
 
 from scaler_core import Client, SchedulerClusterCombo
 from scaler_core.errors import SchedulerDiedError
-from scaler_core.transport import free_tcp_port
+from tests.ports import port_block
 from tests.conftest import wait_until
 from tests.integration.test_cli import processes  # noqa: F401  (fixture)
 
@@ -185,7 +185,7 @@ def tools(processes):  # noqa: F811
 
 
 def test_restart_with_a_changed_option_reuses_the_surviving_object_storage(tools, tmp_path):
-    port = free_tcp_port()
+    port = port_block()  # the scheduler puts its object storage at port + 1
     address = f"tcp://127.0.0.1:{port}"
     tools.storage_ports.append(port + 1)
     journal = str(tmp_path / "scheduler.journal")
@@ -209,7 +209,7 @@ def test_restart_with_a_changed_option_reuses_the_surviving_object_storage(tools
 
 
 def test_a_scheduler_that_does_not_come_back_fails_the_futures_and_everything_exits(tools, tmp_path):
-    port = free_tcp_port()
+    port = port_block()  # the scheduler puts its object storage at port + 1
     address = f"tcp://127.0.0.1:{port}"
     tools.storage_ports.append(port + 1)
     scheduler = tools.start("scaler_scheduler", address, "--journal", str(tmp_path / "scheduler.journal"),
