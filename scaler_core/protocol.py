@@ -237,7 +237,7 @@ class ResultBatch(ProtocolStruct):
 
 
 _TASK_STATUSES = [name for name, _ in sorted(_schema.TaskStatus.schema.enumerants.items(), key=lambda kv: kv[1])]
-REQUESTED, STREAM_OUTPUT, NOTIFY_START = 1, 2, 4
+REQUESTED, STREAM_OUTPUT, NOTIFY_START, HOLD_RESULT = 1, 2, 4, 8
 
 
 def _offsets(rows, attribute):
@@ -259,7 +259,8 @@ def _encode_task_batch(builder, batch: TaskBatch) -> None:
     builder.args = [task.args for task in tasks]
     builder.priorities = [task.priority for task in tasks]
     builder.flags = [(REQUESTED if task.requested else 0) | (STREAM_OUTPUT if task.stream_output else 0)
-                     | (NOTIFY_START if task.notify_start else 0) for task in tasks]
+                     | (NOTIFY_START if task.notify_start else 0) | (HOLD_RESULT if task.hold_result else 0)
+                     for task in tasks]
     if any(task.args_stored for task in tasks):
         builder.argsObjectIds = [task.args_object_id if task.args_stored else b"" for task in tasks]
     if any(task.retries for task in tasks):
@@ -361,6 +362,7 @@ def _decode_task_batch(reader) -> TaskBatch:
         task.requested = bool(flag & REQUESTED)
         task.stream_output = bool(flag & STREAM_OUTPUT)
         task.notify_start = bool(flag & NOTIFY_START)
+        task.hold_result = bool(flag & HOLD_RESULT)
         task.retries = retries[index]
         task.dependent_count = dependent_counts[index]
         task.graph_id = graph_ids[index]
@@ -476,6 +478,7 @@ def make_task(task_id: bytes, client_id: bytes, function_id: bytes, args: bytes,
     task.retries = 0
     task.dependent_count = 0
     task.notify_start = False
+    task.hold_result = False
     return task
 
 

@@ -193,6 +193,7 @@ def scaling_policy_of(policy_content: str) -> str:
 
 
 AUTO_MEMORY_LIMIT = -1  # a worker's memory limit: its share of the machine's memory
+AUTO_HELD_BYTES = -1  # a worker's held results: its share of half the cluster's object memory limit
 
 
 @dataclasses.dataclass
@@ -222,9 +223,10 @@ class WorkerSettings:
     object_memory_directory: str = setting("", "the shared-memory directory for a cluster's results "
                                            "(default: /dev/shm)", "-omd")
     held_result_bytes: int = setting(
-        0, "bytes of a graph's intermediate results each worker may keep in its own memory, written to the "
-        "host store only when another process needs them; they count against the object memory limit "
-        "(0: none, every result is written out at once)", "-hrb")
+        AUTO_HELD_BYTES, "bytes of a graph's intermediate results each worker may keep in its own memory, written "
+        "to the host store only when another process needs them; they count against the object memory limit "
+        "(-1: half that limit, shared among the cluster's workers; 0: none, every result is written out at once)",
+        "-hrb")
     memory_pause_fraction: float = setting(
         0.8, "a worker whose RSS passes this fraction of its memory limit starts no new task (its queued ones "
         "go to other workers) until it is below again; one that cannot get below with nothing running is "
@@ -237,9 +239,20 @@ class WorkerSettings:
         if not 0 <= self.memory_pause_fraction <= 1:
             raise SettingsError("worker_memory_pause_fraction",
                                 f"must be between 0 and 1, got {self.memory_pause_fraction!r}")
+        if self.held_result_bytes < AUTO_HELD_BYTES:
+            raise SettingsError("held_result_bytes", f"must be a number of bytes, 0 (none) or {AUTO_HELD_BYTES} "
+                                f"(a share of the object memory limit), got {self.held_result_bytes!r}")
         if self.memory_limit_bytes < AUTO_MEMORY_LIMIT:
             raise SettingsError("worker_memory_limit_bytes", f"must be a number of bytes, 0 (no limit) or "
                                 f"{AUTO_MEMORY_LIMIT} (the machine's share), got {self.memory_limit_bytes!r}")
+
+    def with_held_budget_for(self, n_workers: int, object_memory_limit_bytes: int) -> "WorkerSettings":
+        """These settings with an automatic held budget made concrete: half the cluster's object memory
+        limit (held bytes count against it), shared among its `n_workers`."""
+        if self.held_result_bytes != AUTO_HELD_BYTES:
+            return self
+        share = object_memory_limit_bytes // (2 * max(1, n_workers))
+        return dataclasses.replace(self, held_result_bytes=share)
 
     def with_memory_limit_for(self, n_workers: int, reserved_bytes: int = 0) -> "WorkerSettings":
         """These settings with an automatic memory limit made concrete for a cluster of `n_workers`

@@ -37,7 +37,7 @@ def ours_accepts_spill_keywords():
 
 def restart_with_memory_limit(system, limit_per_worker_bytes, spill_directory):
     """Stop `system` and start it again bounded; returns a description of the limit applied."""
-    if system.name in ("ours", "ours-held"):
+    if system.name in ("ours", "ours-written"):
         return _restart_ours(system, limit_per_worker_bytes, spill_directory)
     if system.name == "distributed":
         return _restart_distributed(system, limit_per_worker_bytes, spill_directory)
@@ -51,8 +51,8 @@ def _restart_ours(system, limit_per_worker_bytes, spill_directory):
     from scaler_core import Client, SchedulerClusterCombo
     limit = limit_per_worker_bytes * system.n_workers
     system.stop()
-    # a held budget (ours-held) is a quarter of the limit per worker here: held bytes count against it
-    options = {"held_result_bytes": limit // (4 * system.n_workers)} if getattr(system, "combo_options", None) else {}
+    # the system's own held budget (ours-written: none); ours takes the default, a share of the limit
+    options = dict(getattr(system, "combo_options", None) or {})
     system.combo = SchedulerClusterCombo(address=None, n_workers=system.n_workers,
                                          object_memory_limit_bytes=limit, spill_directory=spill_directory, **options)
     system.address = system.combo.address

@@ -26,6 +26,10 @@ MAX_GRAPH_NODES = 1 << 31
 
 _WAITING, _QUEUED, _DONE = TaskState.WAITING, TaskState.QUEUED, TaskState.DONE
 _PRIORITY_SHIFT = 1 << 32  # ready-heap key: (-priority) * 2**32 + node index
+# sibling_maker looks at this many of a root's dependents, each with at most this many inputs; a
+# result is held in its maker's memory when each of its dependents has at most that many inputs
+MAX_SIBLING_SUCCESSORS = 8
+MAX_SIBLING_FAN_IN = 8
 
 
 def _int_column(data: bytes, dtype, name: str, length: Optional[int] = None) -> np.ndarray:
@@ -147,6 +151,7 @@ class GraphTable:
             bytes(self.args_buffer[self.args_start[index]:self.args_end[index]]), int(self.priorities[index]),
             bool(self.requested[index]), bool(flags & 1), graph_id)
         task.notify_start = bool(flags & 2)
+        task.hold_result = not self.requested[index] and self._feeds_narrow_tasks(index)
         extra = self.extras.get(index)
         if extra is not None:
             args_object_id, inputs, capabilities = extra
@@ -249,6 +254,39 @@ class GraphTable:
             if stored is not None:
                 holdings = add_holding(holdings, *stored)
         return holdings
+
+    def _feeds_narrow_tasks(self, index: int) -> bool:
+        """Whether every dependent of the node reads at most MAX_SIBLING_FAN_IN inputs: then it can
+        run beside this result (placement by inputs, sibling_maker), and the result had best stay in
+        its maker's memory. A wide dependent (a shuffle's join of pieces from every worker) reads
+        most of its inputs from elsewhere: those are written to the host store at once, by their
+        makers, rather than on demand while the join waits."""
+        frontier = self.frontier
+        successors = frontier.successors(index)
+        if not len(successors):
+            return False
+        return all(len(frontier.dependencies(successor)) <= MAX_SIBLING_FAN_IN for successor in successors)
+
+    def sibling_maker(self, index: int) -> Optional[bytes]:
+        """For a node without dependencies: the worker running, or holding the result of, another
+        input of a node it feeds (in dask's transpose `x[i, j] + x[j, i].T`, the other block), so
+        the two can be made side by side and read by their dependent from one worker's memory.
+        Wide fan-ins (a reduction over many blocks) say nothing of where to go and are skipped."""
+        materialized, stored_on = self.materialized, self.stored_on
+        for successor in self.frontier.successors(index)[:MAX_SIBLING_SUCCESSORS]:
+            dependencies = self.frontier.dependencies(successor)
+            if len(dependencies) > MAX_SIBLING_FAN_IN:
+                continue
+            for dependency in dependencies:
+                if dependency == index:
+                    continue
+                record = materialized.get(dependency)
+                if record is not None and record.worker is not None:
+                    return record.worker
+                stored = stored_on.get(dependency)
+                if stored is not None:
+                    return stored[0]
+        return None
 
     def finished(self) -> bool:
         return (self.done_count == self.n and self.arrived_count == self.n and not self.to_release

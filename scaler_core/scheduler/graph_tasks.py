@@ -99,6 +99,8 @@ class GraphTasks:
             record.state = self._shift(TaskState.HELD, Event.MATERIALIZE)
             record.graph, record.node = graph, index
             record.preferred = graph.holdings_of_inputs(index)
+            if record.preferred is None and not len(graph.frontier.dependencies(index)):
+                record.sibling_maker = graph.sibling_maker(index)
             graph.materialized[index] = record
             self.tasks[record.task_id] = record
             self.ready.push(record.task.priority, record.task_id, front=True)

@@ -12,7 +12,8 @@ MAX_IN_FLIGHT = 512
 # work of higher priority that became ready meanwhile (a reduction freeing inputs) can overtake it,
 # instead of waiting behind the whole surplus.
 # Only a surplus worth this much work moves: a hiccup among tiny tasks is not worth the round trip.
-SURPLUS_FACTOR = 2
+# (Placement by inputs lets a worker holding them queue up to this many pipelines: policies.py.)
+SURPLUS_FACTOR = 3
 SURPLUS_MIN_SECONDS = 0.2
 # A duration this many times the mean (and not tiny itself: a pause among tiny tasks is noise)
 # replaces it at once: slower tasks must shrink the pipeline now, not over several results.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional
 
+from scaler_core.scheduler.pipeline import SURPLUS_FACTOR
 from scaler_core.scheduler.records import TaskRecord, WorkerRecord
 
 class AllocationPolicy:
@@ -130,13 +131,17 @@ def _load(worker: WorkerRecord) -> float:
 
 # Moving an input a worker holds in its memory means the reader waits while the holder writes it to
 # its host store (an ask through the object storage, then a write into shared memory and the reader's
-# page faults: ~40 ms for 64 MB measured here), and more across hosts.
+# page faults: ~40 ms for 64 MB measured here), and more across hosts. On a busy host the write also
+# takes its CPU from the holder's running task: counted at a third of the write's own speed, the
+# transpose-add of W8 made 33 such writes in four runs instead of 50.
 ON_DEMAND_WRITE_SECONDS = 0.002
-SAME_HOST_BYTES_PER_SECOND = 1.5e9
+SAME_HOST_BYTES_PER_SECOND = 0.5e9
 OTHER_HOST_BYTES_PER_SECOND = 2e8
 # A holder may be given up to this many times its pipeline of tasks whose inputs it holds in memory:
-# they wait there rather than make it write those inputs out for another worker.
-HOLDER_QUEUE_FACTOR = 2
+# they wait there rather than make it write those inputs out for another worker (no more than the
+# pipeline's SURPLUS_FACTOR, past which tasks are taken back). Measured on W8's transpose-add: with
+# two pipelines 61 on-demand writes in four runs, with three 33.
+HOLDER_QUEUE_FACTOR = SURPLUS_FACTOR
 
 
 def add_holding(holdings: Optional[Dict[bytes, List[int]]], worker_id: bytes, size: int,
@@ -180,6 +185,19 @@ def choose_for_inputs(policy: AllocationPolicy, task: TaskRecord, holdings: Dict
         if best is None or cost < best_cost:
             best, best_cost = worker, cost
     return best
+
+
+def choose_beside(policy: AllocationPolicy, task: TaskRecord, sibling: Optional[WorkerRecord],
+                  workers: List[WorkerRecord]) -> Optional[WorkerRecord]:
+    """Placement of a task without inputs beside `sibling`, the worker making another input of a task
+    it feeds: their dependent then reads both from that worker's memory (or its host) instead of
+    waiting while one is written out. The sibling takes it while its queue is at most one past its
+    pipeline (enough to pair the two; the rest of HOLDER_QUEUE_FACTOR is left for the dependents);
+    else the least-loaded worker does."""
+    if sibling is not None and policy.uniform and not sibling.closing and not sibling.paused \
+            and len(sibling.assigned) <= sibling.limit:
+        return sibling
+    return policy.choose(task, workers)
 
 
 def _queue_seconds(worker: WorkerRecord) -> float:

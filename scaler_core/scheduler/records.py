@@ -30,7 +30,7 @@ class TaskRecord:
         "task", "task_id", "client_id", "state", "worker", "waiting_on", "dependents", "pending_dependents",
         "result_inline", "result_stored", "status", "error_value", "client_released", "cancel_requested",
         "cancel_pending_only", "started", "no_worker_since", "balance_requested", "graph", "node",
-        "result_worker", "result_size", "result_held", "preferred", "remade",
+        "result_worker", "result_size", "result_held", "preferred", "sibling_maker", "remade",
     )
 
     def __init__(self, task: "protocol.Task"):
@@ -60,6 +60,9 @@ class TaskRecord:
         # where its stored inputs are: worker id -> [bytes it holds in memory, bytes in its host store]
         # (policies.choose_for_inputs), or None
         self.preferred: Optional[Dict[bytes, List[int]]] = None
+        # a graph root without stored inputs: the worker making another input of a task it feeds
+        # (GraphTable.sibling_maker; policies.choose_beside), or None
+        self.sibling_maker: Optional[bytes] = None
         self.remade = False  # a plain task run again for a lost result (plain_lineage.py): its client is not told
 
     def required_capabilities(self) -> Dict[str, int]:

@@ -20,7 +20,8 @@ from scaler_core.references import MissingInputError
 from scaler_core.scheduler.graph_tasks import GraphTasks
 from scaler_core.scheduler.lifecycle import FINISH_EVENT, FINISHED, Event, TaskLifecycle
 from scaler_core.scheduler.outbox import OBJECT_STORAGE, Outbox
-from scaler_core.scheduler.policies import AllocationPolicy, EvenLoadPolicy, add_holding, choose_for_inputs
+from scaler_core.scheduler.policies import (AllocationPolicy, EvenLoadPolicy, add_holding, choose_beside,
+                                            choose_for_inputs)
 from scaler_core.scheduler.pipeline import SURPLUS_FACTOR, surplus
 from scaler_core.scheduler.plain_lineage import PlainLineage
 from scaler_core.scheduler.ready_queue import ReadyQueue
@@ -455,6 +456,8 @@ class SchedulerState(GraphTasks, PlainLineage, TaskLifecycle, WorkerManagerHandl
                 continue
             if record.preferred is not None:  # workers that made stored inputs of it
                 worker = choose_for_inputs(self.policy, record, record.preferred, self.workers, workers)
+            elif record.sibling_maker is not None:
+                worker = choose_beside(self.policy, record, self.workers.get(record.sibling_maker), workers)
             else:
                 worker = self.policy.choose(record, workers)
             if worker is not None:

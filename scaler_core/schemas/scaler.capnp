@@ -38,6 +38,8 @@ struct Task {
   dependentCount @14 :UInt32; # graph tasks: how many tasks of the same graph depend on this one; the
                               # scheduler keeps the result until that many dependents have finished
   notifyStart @15 :Bool;      # tell the client when a worker starts running it (TaskStarted)
+  holdResult @16 :Bool;       # scheduler -> worker: keep this graph intermediate in the worker's memory
+                              # (its dependents read few inputs each, so they can run beside it)
 }
 
 struct GraphSubmit {
@@ -63,7 +65,8 @@ struct TaskBatch {
   args @3 :List(Data);                 # inline argument blob, or empty when stored
   argsObjectIds @4 :List(Data);        # empty, or the stored argument blob's object id
   priorities @5 :List(Int32);
-  flags @6 :List(UInt8);               # bit 0: requested, bit 1: streamOutput, bit 2: notifyStart
+  flags @6 :List(UInt8);               # bit 0: requested, bit 1: streamOutput, bit 2: notifyStart,
+                                       # bit 3: holdResult
   retries @7 :List(Int32);
   dependentCounts @8 :List(UInt32);
   graphIds @9 :List(Data);

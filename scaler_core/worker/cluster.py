@@ -145,8 +145,9 @@ class Cluster:
             self.settings = dataclasses.replace(self.settings, host_store_location=self.host_store.encoded_location,
                                                 object_memory_limit_bytes=self.host_store.memory_limit_bytes)
         # the workers share what the host store's objects leave of the machine
-        self.settings = self.settings.with_memory_limit_for(
-            self.n_workers, self.host_store.memory_limit_bytes if self.host_store is not None else 0)
+        object_limit = self.host_store.memory_limit_bytes if self.host_store is not None else 0
+        self.settings = self.settings.with_memory_limit_for(self.n_workers, object_limit)
+        self.settings = self.settings.with_held_budget_for(self.n_workers, object_limit)
 
     def _on_worker_exit(self, pidfd: int, scheduler) -> None:
         process, worker_id, _ = self.workers.pop(pidfd)

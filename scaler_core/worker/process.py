@@ -171,7 +171,7 @@ class Worker:
                 self.io.post(*instructions)
             outcome = run_task(task, self.functions, self.objects.frames_of, self._emit)
             if outcome.frames is not None and self.host_store is not None:
-                if task.graph_id and not task.requested and self.objects.held_capacity_bytes > 0:
+                if task.hold_result and self.objects.held_capacity_bytes > 0:
                     self._hold(outcome)
                 else:
                     self._keep_on_host(outcome)

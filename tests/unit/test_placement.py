@@ -1,7 +1,7 @@
 """Placement by locality (policies.choose_near, choose_for_inputs) on plain worker records."""
 
 from scaler_core import protocol
-from scaler_core.scheduler.policies import EvenLoadPolicy, choose_for_inputs, choose_near
+from scaler_core.scheduler.policies import CapabilityPolicy, EvenLoadPolicy, choose_beside, choose_for_inputs, choose_near
 from scaler_core.scheduler.records import WorkerRecord
 
 
@@ -64,10 +64,10 @@ def test_a_long_queue_behind_the_holder_costs_more_than_moving_the_bytes():
 
 
 def test_a_holder_may_queue_past_its_pipeline_but_not_without_end():
-    holder = timed(worker("holder", "A", running=4), 0.001)  # full (limit 4): still a candidate up to 8
+    holder = timed(worker("holder", "A", running=8), 0.001)  # full (limit 4): still a candidate up to 12
     busy = timed(worker("busy", "A", running=4), 0.001)
     assert place_by_bytes({"holder": [64 * MB, 0]}, holder, busy) == "holder"
-    swamped = timed(worker("holder", "A", running=8), 0.001)
+    swamped = timed(worker("holder", "A", running=12), 0.001)
     assert place_by_bytes({"holder": [64 * MB, 0]}, swamped, busy) is None, "wait in the scheduler's queue"
 
 
@@ -90,3 +90,41 @@ def test_paused_or_closing_holders_are_not_candidates():
     holder = timed(worker("holder", "A", running=1), 0.001)
     holder.paused = True
     assert place_by_bytes({"holder": [64 * MB, 0]}, holder, worker("idle", "A")) == "idle"
+
+
+# --- roots beside their siblings (policies.choose_beside) -----------------------------------------
+
+def place_beside(sibling, *others, policy=None):
+    chosen = choose_beside(policy or EvenLoadPolicy(), None, sibling, [w for w in (sibling, *others) if w])
+    return chosen.worker_id.decode() if chosen is not None else None
+
+
+def test_a_root_goes_beside_its_sibling_up_to_one_past_its_pipeline():
+    assert place_beside(worker("sibling", "A", running=3), worker("idle", "A")) == "sibling"
+    assert place_beside(worker("sibling", "A", running=4), worker("idle", "A")) == "sibling"  # limit 4: one past
+    assert place_beside(worker("sibling", "A", running=5), worker("idle", "A")) == "idle"
+
+
+def test_without_a_usable_sibling_the_least_loaded_worker_takes_the_root():
+    assert place_beside(None, worker("idle", "A"), worker("busy", "A", running=2)) == "idle"
+    paused = worker("sibling", "A")
+    paused.paused = True
+    assert place_beside(paused, worker("idle", "A", running=1)) == "idle"
+    closing = worker("sibling", "A")
+    closing.closing = True
+    assert place_beside(closing, worker("idle", "A", running=1)) == "idle"
+
+
+class NoCapabilities:
+    task = None
+
+    @staticmethod
+    def required_capabilities():
+        return {}
+
+
+def test_capability_placement_ignores_siblings():
+    # the sibling may lack what the root needs: the capability policy alone decides
+    busy_sibling = worker("sibling", "A", running=1)
+    chosen = choose_beside(CapabilityPolicy(), NoCapabilities(), busy_sibling, [busy_sibling, worker("other", "A")])
+    assert chosen.worker_id == b"other"

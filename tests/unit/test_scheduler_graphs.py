@@ -295,6 +295,65 @@ def test_a_busy_holder_leaves_the_node_to_an_idle_worker_of_its_host(state):
     assert placed == {worker_id(2): [nid(2)]}
 
 
+def dispatched_to(state):
+    outgoing = state.take_outgoing()
+    return {dest: [t for t in msg.tasks] for dest, msg, _ in outgoing if type(msg) is protocol.TaskBatch}
+
+
+def test_roots_feeding_one_node_are_made_side_by_side(state):
+    # a transpose's shape: nodes 2 and 3 each read blocks 0 and 1 (x[i, j] + x[j, i].T)
+    hello(state, 1)
+    hello(state, 2)
+    take(state)
+    declare(state, [[], [], [0, 1], [0, 1]], requested=[0, 0, 1, 1], priorities=[4, 3, 2, 1])
+    rows(state, range(4), requested=[False, False, True, True])
+    placed = dispatched_to(state)
+    # least-loaded alone would alternate; block 1 goes beside block 0, its sibling
+    assert [[t.task_id for t in tasks] for tasks in placed.values()] == [[nid(0), nid(1)]]
+
+
+def test_a_root_follows_its_sibling_one_past_the_pipeline(state):
+    hello(state, 1)
+    hello(state, 2)
+    take(state)
+    # four pairs of roots, each pair read by one node; a worker has 2 slots
+    pairs = 4
+    dependencies = [[] for _ in range(2 * pairs)] + [[2 * k, 2 * k + 1] for k in range(pairs)]
+    n = len(dependencies)
+    declare(state, dependencies, requested=[0] * 2 * pairs + [1] * pairs, priorities=list(range(n, 0, -1)))
+    rows(state, range(n), requested=[False] * 2 * pairs + [True] * pairs)
+
+    def indices(placed):
+        return {dest: [int.from_bytes(t.task_id[-4:], "big") for t in tasks] for dest, tasks in placed.items()}
+
+    assert indices(dispatched_to(state)) == {worker_id(1): [0, 1], worker_id(2): [2, 3]}
+    finish(state, 1, 0, stored=True)
+    # worker 1 has a free slot: root 4 takes it, and root 5 follows it there, one past the pipeline
+    assert indices(dispatched_to(state)) == {worker_id(1): [4, 5]}
+
+
+def test_only_results_read_by_narrow_dependents_are_held(state):
+    hello(state, 1)
+    take(state)
+    wide = list(range(2, 2 + 9))  # node 11 reads nine inputs: a shuffle's join
+    dependencies = [[], [0]] + [[] for _ in wide] + [wide]
+    n = len(dependencies)
+    requested = [0] * (n - 1) + [1]
+    declare(state, dependencies, requested=requested)
+    rows(state, range(n), requested=[bool(r) for r in requested])
+    held = {}
+    for _ in range(n):
+        for tasks in dispatched_to(state).values():
+            for task in tasks:
+                index = int.from_bytes(task.task_id[-4:], "big")
+                held[index] = task.hold_result
+                finish(state, 1, index)
+    assert held[0] is True  # read by node 1 alone
+    assert held[1] is False  # nobody reads it
+    assert not any(held[index] for index in wide)  # read by the wide join: written at once
+    assert held[n - 1] is False  # requested by the client
+
+
 def test_a_finished_nodes_large_argument_blob_is_deleted(state):
     hello(state, 1)
     declare(state, [[], [0]])
