@@ -11,13 +11,13 @@ TASK_SYSTEMS = ["ours", "ours-journal", "ours-executor", "upstream", "distribute
 CLUSTER_SYSTEMS = ["ours", "ours-journal", "upstream", "distributed"]
 DASK_SYSTEMS = ["ours", "ours-executor", "distributed", "ppe", "dask-threaded", "dask-processes"]
 GRAPH_SYSTEMS = ["ours", "ours-journal", "upstream", "distributed", "dask-threaded", "dask-processes"]
-DATA_HEAVY_SYSTEMS = ["ours", "ours-written", "distributed", "dask-threaded"]
+DATA_HEAVY_SYSTEMS = ["ours", "ours-held", "distributed", "dask-threaded"]
 
 # Column order of the tables.
-SYSTEM_ORDER = ["ours", "ours-journal", "ours-written", "ours-executor", "upstream", "distributed", "ppe", "dask-threaded", "dask-processes",
+SYSTEM_ORDER = ["ours", "ours-journal", "ours-held", "ours-executor", "upstream", "distributed", "ppe", "dask-threaded", "dask-processes",
                 "pyzmq-floor"]
 # run only when named in --systems (variants of a system, to measure what an option costs)
-OPT_IN_SYSTEMS = {"ours-journal", "ours-written"}
+OPT_IN_SYSTEMS = {"ours-journal", "ours-held"}
 
 
 @dataclass

@@ -223,10 +223,9 @@ class WorkerSettings:
     object_memory_directory: str = setting("", "the shared-memory directory for a cluster's results "
                                            "(default: /dev/shm)", "-omd")
     held_result_bytes: int = setting(
-        AUTO_HELD_BYTES, "bytes of a graph's intermediate results each worker may keep in its own memory, written "
-        "to the host store only when another process needs them; they count against the object memory limit "
-        "(-1: half that limit, shared among the cluster's workers; 0: none, every result is written out at once)",
-        "-hrb")
+        0, "bytes of a graph's intermediate results each worker may keep in its own memory, written to the host "
+        "store only when another process needs them; they count against the object memory limit (0: none, every "
+        "result is written out at once; -1: half that limit, shared among the cluster's workers)", "-hrb")
     memory_pause_fraction: float = setting(
         0.8, "a worker whose RSS passes this fraction of its memory limit starts no new task (its queued ones "
         "go to other workers) until it is below again; one that cannot get below with nothing running is "

@@ -6,7 +6,7 @@ import importlib
 SYSTEM_CLASSES = {
     "ours": "benchmarks.systems.ours:OursSystem",
     "ours-journal": "benchmarks.systems.ours:OursJournalSystem",
-    "ours-written": "benchmarks.systems.ours:OursWrittenSystem",
+    "ours-held": "benchmarks.systems.ours:OursHeldSystem",
     "ours-executor": "benchmarks.systems.ours:OursExecutorSystem",
     "upstream": "benchmarks.systems.upstream_scaler:UpstreamScalerSystem",
     "distributed": "benchmarks.systems.dask_distributed:DaskDistributedSystem",

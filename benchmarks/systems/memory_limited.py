@@ -37,7 +37,7 @@ def ours_accepts_spill_keywords():
 
 def restart_with_memory_limit(system, limit_per_worker_bytes, spill_directory):
     """Stop `system` and start it again bounded; returns a description of the limit applied."""
-    if system.name in ("ours", "ours-written"):
+    if system.name in ("ours", "ours-held"):
         return _restart_ours(system, limit_per_worker_bytes, spill_directory)
     if system.name == "distributed":
         return _restart_distributed(system, limit_per_worker_bytes, spill_directory)
@@ -51,7 +51,7 @@ def _restart_ours(system, limit_per_worker_bytes, spill_directory):
     from scaler_core import Client, SchedulerClusterCombo
     limit = limit_per_worker_bytes * system.n_workers
     system.stop()
-    # the system's own held budget (ours-written: none); ours takes the default, a share of the limit
+    # the system's own held budget (ours-held: its share of the limit); ours takes the default, none
     options = dict(getattr(system, "combo_options", None) or {})
     system.combo = SchedulerClusterCombo(address=None, n_workers=system.n_workers,
                                          object_memory_limit_bytes=limit, spill_directory=spill_directory, **options)

@@ -73,10 +73,11 @@ class OursJournalSystem(OursSystem):
         self.journal_directory.cleanup()
 
 
-class OursWrittenSystem(OursSystem):
-    name = "ours-written"
-    description = "as ours, every large result written to the host store at once (--held-result-bytes 0)"
-    combo_options = {"held_result_bytes": 0}
+class OursHeldSystem(OursSystem):
+    name = "ours-held"
+    description = ("as ours, workers holding graph intermediates in memory (--held-result-bytes -1: half the "
+                   "object memory limit, shared among the workers)")
+    combo_options = {"held_result_bytes": -1}
 
     def start(self):
         Client, SchedulerClusterCombo = _import_engine()
