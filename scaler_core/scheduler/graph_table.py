@@ -27,7 +27,8 @@ MAX_GRAPH_NODES = 1 << 31
 _WAITING, _QUEUED, _DONE = TaskState.WAITING, TaskState.QUEUED, TaskState.DONE
 _PRIORITY_SHIFT = 1 << 32  # ready-heap key: (-priority) * 2**32 + node index
 # sibling_maker looks at this many of a root's dependents, each with at most this many inputs; a
-# result is held in its maker's memory when each of its dependents has at most that many inputs
+# result is held in its maker's memory when it has at most that many dependents, each with at most
+# that many inputs
 MAX_SIBLING_SUCCESSORS = 8
 MAX_SIBLING_FAN_IN = 8
 
@@ -256,14 +257,15 @@ class GraphTable:
         return holdings
 
     def _feeds_narrow_tasks(self, index: int) -> bool:
-        """Whether every dependent of the node reads at most MAX_SIBLING_FAN_IN inputs: then it can
-        run beside this result (placement by inputs, sibling_maker), and the result had best stay in
-        its maker's memory. A wide dependent (a shuffle's join of pieces from every worker) reads
-        most of its inputs from elsewhere: those are written to the host store at once, by their
-        makers, rather than on demand while the join waits."""
+        """Whether the node has at most MAX_SIBLING_FAN_IN dependents, each reading at most that many
+        inputs: then they can run beside this result (placement by inputs, sibling_maker), and the
+        result had best stay in its maker's memory. A wide dependent (a shuffle's join of pieces from
+        every worker) reads most of its inputs from elsewhere, and many dependents (a shuffle's 24
+        splits of one partition) end up on several workers: such results are written to the host
+        store at once, by their makers, rather than on demand while a reader waits."""
         frontier = self.frontier
         successors = frontier.successors(index)
-        if not len(successors):
+        if not 0 < len(successors) <= MAX_SIBLING_FAN_IN:
             return False
         return all(len(frontier.dependencies(successor)) <= MAX_SIBLING_FAN_IN for successor in successors)
 

@@ -292,6 +292,34 @@ def test_a_held_intermediate_is_written_out_for_a_reader_on_another_worker(tmp_p
     assert elapsed < 30, "no reader waited for the storage's 60 s deadline"
 
 
+def block_with_maker(seed, mib):
+    return os.getpid(), block(seed, mib)
+
+
+def pair_total(first, second):
+    return first[0], second[0], float(first[1].sum() + second[1].sum())
+
+
+def test_blocks_read_together_are_made_on_one_worker():
+    """A transpose's shape (each dependent reads two roots, as `x[i, j] + x[j, i].T` does): the
+    scheduler makes the second root beside the first, so their dependent reads both from one worker's
+    memory. Without it, the least-loaded rule alternates workers and splits about half the pairs."""
+    pairs = 16
+    graph = {}
+    for k in range(pairs):
+        graph[f"a-{k}"] = (block_with_maker, 2 * k, 1)
+        graph[f"b-{k}"] = (block_with_maker, 2 * k + 1, 1)
+        graph[f"pair-{k}"] = (pair_total, f"a-{k}", f"b-{k}")
+    with SchedulerClusterCombo(n_workers=2, held_result_bytes=HELD, logging_level="WARNING") as combo, \
+            Client(combo.address) as client:
+        values = client.get(graph, keys=[f"pair-{k}" for k in range(pairs)])
+    assert [values[f"pair-{k}"][2] for k in range(pairs)] == pytest.approx(
+        [block(2 * k, 1).sum() + block(2 * k + 1, 1).sum() for k in range(pairs)])
+    together = sum(1 for k in range(pairs) if values[f"pair-{k}"][0] == values[f"pair-{k}"][1])
+    assert together >= pairs * 3 // 4, f"only {together} of {pairs} pairs were made on one worker"
+    assert len({values[f"pair-{k}"][0] for k in range(pairs)}) == 2, "both workers made blocks"
+
+
 def test_an_intermediate_lost_with_its_holder_process_is_made_again(tmp_path):
     """The worker holding the only copy of an intermediate (in its memory) is SIGKILLed: a dependent
     that needs it gets it made again from its lineage; nothing fails."""

@@ -337,8 +337,13 @@ def test_only_results_read_by_narrow_dependents_are_held(state):
     take(state)
     wide = list(range(2, 2 + 9))  # node 11 reads nine inputs: a shuffle's join
     dependencies = [[], [0]] + [[] for _ in wide] + [wide]
+    spread = len(dependencies)  # read by nine tasks of one input each: a shuffle's splits of a partition
+    dependencies += [[]] + [[spread] for _ in range(9)]
     n = len(dependencies)
-    requested = [0] * (n - 1) + [1]
+    requested = [0] * n
+    requested[11] = 1
+    for index in range(spread + 1, n):
+        requested[index] = 1
     declare(state, dependencies, requested=requested)
     rows(state, range(n), requested=[bool(r) for r in requested])
     held = {}
@@ -351,7 +356,8 @@ def test_only_results_read_by_narrow_dependents_are_held(state):
     assert held[0] is True  # read by node 1 alone
     assert held[1] is False  # nobody reads it
     assert not any(held[index] for index in wide)  # read by the wide join: written at once
-    assert held[n - 1] is False  # requested by the client
+    assert held[spread] is False  # read by many: written at once
+    assert held[spread + 1] is False  # requested by the client
 
 
 def test_a_finished_nodes_large_argument_blob_is_deleted(state):

@@ -192,6 +192,16 @@ def test_a_worker_memory_limit_is_by_default_its_share_of_the_machine():
         WorkerSettings(memory_limit_bytes=-2)
 
 
+def test_an_automatic_held_budget_is_a_share_of_half_the_object_memory_limit():
+    assert WorkerSettings().held_result_bytes == 0  # opt-in
+    auto = WorkerSettings(held_result_bytes=settings.AUTO_HELD_BYTES)
+    assert auto.with_held_budget_for(2, 4 * 2**30).held_result_bytes == 2**30
+    assert auto.with_held_budget_for(2, 0).held_result_bytes == 0  # no host store: nothing to hold for
+    assert WorkerSettings(held_result_bytes=5).with_held_budget_for(2, 4 * 2**30).held_result_bytes == 5
+    with pytest.raises(SettingsError, match="held_result_bytes"):
+        WorkerSettings(held_result_bytes=-2)
+
+
 def test_a_workers_own_memory_leaves_out_the_shared_objects_it_maps():
     from types import SimpleNamespace
 
