@@ -39,7 +39,7 @@ struct Task {
                               # scheduler keeps the result until that many dependents have finished
   notifyStart @15 :Bool;      # tell the client when a worker starts running it (TaskStarted)
   holdResult @16 :Bool;       # scheduler -> worker: keep this graph intermediate in the worker's memory
-                              # (its dependents read few inputs each, so they can run beside it)
+                              # (it has few dependents, each reading few inputs: they can run beside it)
 }
 
 struct GraphSubmit {
