@@ -1,4 +1,4 @@
-"""Placement by locality (policies.choose_near, choose_for_inputs) on plain worker records."""
+"""Placement by locality (policies.choose_near, choose_for_inputs, choose_beside) on plain worker records."""
 
 from scaler_core import protocol
 from scaler_core.scheduler.policies import CapabilityPolicy, EvenLoadPolicy, choose_beside, choose_for_inputs, choose_near
@@ -116,8 +116,6 @@ def test_without_a_usable_sibling_the_least_loaded_worker_takes_the_root():
 
 
 class NoCapabilities:
-    task = None
-
     @staticmethod
     def required_capabilities():
         return {}
