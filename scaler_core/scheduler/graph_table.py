@@ -26,11 +26,10 @@ MAX_GRAPH_NODES = 1 << 31
 
 _WAITING, _QUEUED, _DONE = TaskState.WAITING, TaskState.QUEUED, TaskState.DONE
 _PRIORITY_SHIFT = 1 << 32  # ready-heap key: (-priority) * 2**32 + node index
-# sibling_maker looks at this many of a root's dependents, each with at most this many inputs; a
-# result is held in its maker's memory when it has at most that many dependents, each with at most
-# that many inputs
-MAX_SIBLING_SUCCESSORS = 8
-MAX_SIBLING_FAN_IN = 8
+# A node's neighbourhood is narrow when it has at most this many dependents, each with at most this
+# many inputs: its result is then held in its maker's memory. sibling_maker looks at as many of a
+# root's dependents, skipping those with more inputs.
+MAX_NARROW = 8
 
 
 def _int_column(data: bytes, dtype, name: str, length: Optional[int] = None) -> np.ndarray:
@@ -257,7 +256,7 @@ class GraphTable:
         return holdings
 
     def _feeds_narrow_tasks(self, index: int) -> bool:
-        """Whether the node has at most MAX_SIBLING_FAN_IN dependents, each reading at most that many
+        """Whether the node has at most MAX_NARROW dependents, each reading at most that many
         inputs: then they can run beside this result (placement by inputs, sibling_maker), and the
         result had best stay in its maker's memory. A wide dependent (a shuffle's join of pieces from
         every worker) reads most of its inputs from elsewhere, and many dependents (a shuffle's 24
@@ -265,9 +264,9 @@ class GraphTable:
         store at once, by their makers, rather than on demand while a reader waits."""
         frontier = self.frontier
         successors = frontier.successors(index)
-        if not 0 < len(successors) <= MAX_SIBLING_FAN_IN:
+        if not 0 < len(successors) <= MAX_NARROW:
             return False
-        return all(len(frontier.dependencies(successor)) <= MAX_SIBLING_FAN_IN for successor in successors)
+        return all(len(frontier.dependencies(successor)) <= MAX_NARROW for successor in successors)
 
     def sibling_maker(self, index: int) -> Optional[bytes]:
         """For a node without dependencies: the worker running, or holding the result of, another
@@ -275,9 +274,9 @@ class GraphTable:
         the two can be made side by side and read by their dependent from one worker's memory.
         Wide fan-ins (a reduction over many blocks) say nothing of where to go and are skipped."""
         materialized, stored_on = self.materialized, self.stored_on
-        for successor in self.frontier.successors(index)[:MAX_SIBLING_SUCCESSORS]:
+        for successor in self.frontier.successors(index)[:MAX_NARROW]:
             dependencies = self.frontier.dependencies(successor)
-            if len(dependencies) > MAX_SIBLING_FAN_IN:
+            if len(dependencies) > MAX_NARROW:
                 continue
             for dependency in dependencies:
                 if dependency == index:
